@@ -1,0 +1,38 @@
+# clickguard: `make run` starts the proxy, `make test` runs the whole suite.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+# python3.12 may sit behind pyenv without being the global version.
+PYTHON ?= $(shell for p in python3.13 python3.12 $$HOME/.pyenv/versions/3.1[2-9]*/bin/python3; do \
+	$$p -c 'import sys; assert sys.version_info >= (3, 12)' 2>/dev/null && { echo $$p; break; }; done)
+SHARED := ../shared/data/feeds
+LISTEN ?= 127.0.0.1:8080
+
+.PHONY: run test lint bench venv clean
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || { test -n "$(PYTHON)" || { echo 'Python >= 3.12 not found' >&2; exit 1; }; $(PYTHON) -m venv $(VENV); }
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	@touch $@
+
+venv: $(VENV)/.installed
+
+run: $(VENV)/.installed
+	$(VENV)/bin/clickguard run --listen $(LISTEN) --policy policies/default.yaml
+
+test: $(VENV)/.installed
+	$(VENV)/bin/ruff check clickguard tests bench
+	$(VENV)/bin/mypy
+	$(VENV)/bin/pytest -q
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check clickguard tests bench
+	$(VENV)/bin/mypy
+
+bench: $(VENV)/.installed
+	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,212 @@
+"""`make bench`: clickguard against bare mitmdump in the same run, feed load, check throughput.
+
+Not a test: it prints figures. Absolute numbers on a shared 2-core machine mean
+little; the ratios against bare mitmdump, measured alternately in the same run,
+are what to compare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import random
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+FEEDS = Path(os.environ.get("CLICKGUARD_SHARED_DATA", REPO.parent / "shared" / "data")) / "feeds"
+BIN = Path(sys.executable).parent
+sys.path.insert(0, str(REPO))
+
+REAL_FEEDS = [
+    "ipsum:ipsum/ipsum.txt",
+    "urlhaus_csv:urlhaus/urlhaus_csv_online_2026-01-27.csv",
+    "urlhaus_csv:urlhaus/urlhaus_csv_online_2025-04-21.csv",
+    "spamhaus_drop:spamhaus_drop/drop_v4.json",
+    "maltrail:maltrail_iot/elf_mirai.txt",
+    "maltrail:maltrail_iot/elf_gafgyt.txt",
+    "ip:criticalpath_feeds/abuse-ch-ipblocklist.txt",
+    "ip:criticalpath_feeds/threatfox.txt",
+    "ip:criticalpath_feeds/compromised-ips.txt",
+    "ip:criticalpath_feeds/binarydefense.txt",
+    "urls:openphish/openphish_feed.txt",
+]
+
+
+def feed_specs(workdir: Path, synthetic: int) -> list[str]:
+    """Real feeds plus a synthetic IP feed of `synthetic` addresses outside 127/8."""
+    path = workdir / "synthetic_ips.txt"
+    rng = random.Random(1234)
+    with open(path, "w") as f:
+        for _ in range(synthetic):
+            n = rng.randrange(0x0B000000, 0xDF000000)  # 11.0.0.0 .. 222.255.255.255, skips 127/8
+            f.write(f"{n >> 24}.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}\n")
+    real = [f"{s.split(':', 1)[0]}:{FEEDS / s.split(':', 1)[1]}" for s in REAL_FEEDS]
+    return [*real, f"ip:{path}"]
+
+
+def bench_load(specs: list[str]) -> tuple[int, float, float]:
+    """(entries, seconds to parse and index, MB the index keeps) for these feeds."""
+    from clickguard.cli import load_judge
+
+    gc.collect()
+    start = time.perf_counter()
+    judge, _feeds = load_judge(REPO / "policies" / "default.yaml", specs, Path(tempfile.mkdtemp()))
+    seconds = time.perf_counter() - start
+    entries = len(judge.index)
+    del judge, _feeds
+    gc.collect()
+    tracemalloc.start()
+    _judge, _feeds = load_judge(REPO / "policies" / "default.yaml", specs, Path(tempfile.mkdtemp()))
+    del _feeds
+    gc.collect()
+    kept = tracemalloc.get_traced_memory()[0] / 1e6
+    tracemalloc.stop()
+    return entries, seconds, kept
+
+
+def bench_check(specs: list[str], count: int) -> tuple[int, float]:
+    """(URLs, URLs per second) through the same code path as `clickguard check -`, start-up excluded."""
+    from clickguard.cli import format_result, judge_url, load_judge
+
+    judge, _ = load_judge(REPO / "policies" / "default.yaml", specs, Path(tempfile.mkdtemp()))
+    real = [line.split('","')[2] for line in
+            (FEEDS / "urlhaus/urlhaus_csv_online_2026-01-27.csv").read_text().splitlines()
+            if line.startswith('"')]
+    real += (FEEDS / "openphish/openphish_feed.txt").read_text().split()
+    rng = random.Random(7)
+    urls: list[str] = []
+    while len(urls) < count:
+        r = rng.random()
+        if r < 0.3:
+            urls.append(rng.choice(real))
+        elif r < 0.6:
+            urls.append(f"https://www.site{rng.randrange(100000)}.example.com/a/b?q={rng.random()}")
+        elif r < 0.8:
+            urls.append(f"http://{rng.randrange(1, 223)}.{rng.randrange(256)}.{rng.randrange(256)}."
+                        f"{rng.randrange(256)}:{rng.randrange(1024, 65535)}/i")
+        else:
+            urls.append(f"https://news.example.co.uk/story/{rng.randrange(10**6)}.html")
+    sink = open(os.devnull, "w")  # noqa: SIM115
+    start = time.perf_counter()
+    for raw in urls:
+        sink.write(format_result(judge_url(judge, raw), True))
+    seconds = time.perf_counter() - start
+    sink.close()
+    return len(urls), len(urls) / seconds
+
+
+def free_port() -> int:
+    """A free loopback port."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, process: subprocess.Popen[bytes], timeout: float = 120) -> None:
+    """Poll until a process listens on a loopback port."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"process exited early: {process.args}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"nothing listens on {port} after {timeout}s")
+
+
+def wrk(proxy_port: int, target: str, seconds: int, connections: int, workdir: Path,
+        headers: dict[str, str]) -> float:
+    """Requests/s through a proxy at proxy_port for an absolute-form request to target."""
+    script = workdir / "proxy.lua"
+    host = target.split("/")[2]
+    lines = [f'wrk.path = "{target}"', f'wrk.headers["Host"] = "{host}"']
+    lines += [f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items()]
+    script.write_text("\n".join(lines) + "\n")
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(script),
+         f"http://127.0.0.1:{proxy_port}/"], capture_output=True, text=True, check=True).stdout
+    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if not match or "Non-2xx" in out:
+        raise SystemExit(f"wrk failed:\n{out}")
+    return float(match.group(1))
+
+
+def bench_proxy(specs: list[str], workdir: Path, rounds: int, seconds: int) -> None:
+    """Bare mitmdump vs clickguard, same upstream, same load, alternating."""
+    up_port = free_port()
+    upstream = subprocess.Popen([sys.executable, str(REPO / "bench" / "upstream.py"), "127.0.0.2",
+                                 str(up_port), "1024"])
+    bare_port, cg_port = free_port(), free_port()
+    common = ["--set", "flow_detail=0", "--set", "connection_strategy=lazy",
+              "--set", f"confdir={workdir / 'certs'}"]
+    bare = subprocess.Popen([str(BIN / "mitmdump"), "--listen-host", "127.0.0.1", "--listen-port",
+                             str(bare_port), *common], stdout=subprocess.DEVNULL)
+    cg_args = [str(BIN / "clickguard"), "run", "--listen", f"127.0.0.1:{cg_port}",
+               "--policy", str(REPO / "policies" / "default.yaml"), "--certs", str(workdir / "certs"),
+               "--audit-log", str(workdir / "audit.jsonl"), "--state-dir", str(workdir / "var")]
+    for spec in specs:
+        cg_args += ["--feed", spec]
+    cg = subprocess.Popen(cg_args, stdout=subprocess.DEVNULL)
+    try:
+        wait_port(up_port, upstream)
+        wait_port(bare_port, bare)
+        wait_port(cg_port, cg)
+        target = f"http://127.0.0.2:{up_port}/"
+        for label, headers in (("plain requests", {}),
+                               ("navigations (audited)", {"Sec-Fetch-Mode": "navigate",
+                                                          "Sec-Fetch-Dest": "document"})):
+            wrk(bare_port, target, 2, 8, workdir, headers)  # warm-up
+            wrk(cg_port, target, 2, 8, workdir, headers)
+            bare_rps, cg_rps = [], []
+            for _ in range(rounds):
+                bare_rps.append(wrk(bare_port, target, seconds, 16, workdir, headers))
+                cg_rps.append(wrk(cg_port, target, seconds, 16, workdir, headers))
+            b, c = statistics.median(bare_rps), statistics.median(cg_rps)
+            print(f"proxy throughput, {label}: bare mitmdump {b:,.0f} req/s, clickguard {c:,.0f} req/s "
+                  f"(median of {rounds}x{seconds}s, alternating), ratio {c / b:.3f} (goal >= 0.95)")
+    finally:
+        for p in (cg, bare, upstream):
+            p.terminate()
+            p.wait()
+
+
+def main() -> None:
+    """Run every benchmark and print one line per figure."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--synthetic", type=int, default=800_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--check-urls", type=int, default=200_000)
+    parser.add_argument("--skip-proxy", action="store_true")
+    args = parser.parse_args()
+    if not FEEDS.is_dir():
+        raise SystemExit(f"feed snapshots not found at {FEEDS}")
+    if not args.skip_proxy and not shutil.which("wrk"):
+        raise SystemExit("wrk not found: apt-get install wrk")
+    with tempfile.TemporaryDirectory(prefix="clickguard-bench-") as tmp:
+        workdir = Path(tmp)
+        specs = feed_specs(workdir, args.synthetic)
+        entries, seconds, megabytes = bench_load(specs)
+        print(f"feed load: {entries:,} reputation entries parsed and indexed in {seconds:.2f} s "
+              f"(goal <= 2 s per 1,000,000), index keeps {megabytes:.0f} MB (goal <= 100 MB)")
+        n, rate = bench_check(specs, args.check_urls)
+        print(f"clickguard check -: {n:,} URLs at {rate:,.0f} URLs/s, start-up excluded "
+              f"(goal >= 60,000)")
+        if not args.skip_proxy:
+            bench_proxy(specs, workdir, args.rounds, args.seconds)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+"""Loads the policy and feeds, reloads them when they change, fetches URL feeds in the background."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import aiohttp
+from mitmproxy import ctx, exceptions
+
+from clickguard.errors import PolicyError
+from clickguard.runtime import Runtime, feeds_from_specs
+
+logger = logging.getLogger(__name__)
+
+
+def ignore_pattern(domain: str) -> str:
+    """The mitmproxy `ignore_hosts` regex for a domain and its subdomains, any port."""
+    return rf"^(?:[^:]*\.)?{re.escape(domain)}(?::\d+)?$"
+
+
+class Config:
+    """Owns the policy: loads it at start, reloads on change, keeps the last good one on error."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self._task: asyncio.Task[None] | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._next_fetch: dict[str, float] = {}
+
+    def load(self, loader: object) -> None:
+        """Register clickguard's options."""
+        add = loader.add_option  # type: ignore[attr-defined]
+        add("clickguard_policy", str, "policies/default.yaml",
+            "Policy file (YAML) of clickguard; reloaded when it changes.")
+        add("clickguard_feeds", Sequence[str], [],
+            "Extra reputation feeds as FORMAT:PATH or FORMAT:URL (formats: ip, ipsum, urlhaus_csv, "
+            "spamhaus_drop, maltrail, domains, urls), added to the policy's feeds.")
+        add("clickguard_audit_log", str, "",
+            "Audit log (JSON Lines); overrides the policy's audit.log. Default var/audit.jsonl.")
+        add("clickguard_state_dir", str, "var",
+            "Directory for feed caches and the feeds status file.")
+        add("clickguard_reload_ms", int, 1000,
+            "Milliseconds between checks of the policy and feed files for changes.")
+
+    def configure(self, updated: set[str]) -> None:
+        """Apply clickguard's options; a bad policy at start-up is an option error."""
+        rt = self.runtime
+        if "confdir" in updated:
+            rt.certs_dir = Path(ctx.options.confdir).expanduser()
+        if "clickguard_state_dir" in updated:
+            rt.state_dir = Path(ctx.options.clickguard_state_dir)
+        if "clickguard_audit_log" in updated:
+            rt.audit_override = Path(ctx.options.clickguard_audit_log) \
+                if ctx.options.clickguard_audit_log else None
+        if "clickguard_feeds" in updated:
+            try:
+                feeds_from_specs(ctx.options.clickguard_feeds, Path.cwd())
+            except ValueError as e:
+                raise exceptions.OptionsError(f"clickguard_feeds: {e}") from e
+            rt.feed_specs = list(ctx.options.clickguard_feeds)
+        keys = {"clickguard_policy", "clickguard_feeds", "clickguard_audit_log", "clickguard_state_dir"}
+        if updated & keys:
+            rt.policy_path = Path(ctx.options.clickguard_policy)
+            try:
+                state = rt.build()
+            except PolicyError as e:
+                if rt.state is None:
+                    raise exceptions.OptionsError(f"clickguard_policy: {e}") from e
+                logger.error("policy not applied, the last good one keeps serving:\n%s", e)
+                return
+            rt.install(state)
+            self._log_state()
+
+    def _log_state(self) -> None:
+        """One log line about the state in force."""
+        state = self.runtime.state
+        assert state is not None
+        feeds = ", ".join(f"{s.name}={s.entries}" for s in state.feeds.status.values())
+        logger.info("clickguard: policy %s (sha256 %s…), %d reputation entries [%s]",
+                    state.loaded.path, state.loaded.sha256[:12], len(state.judge.index), feeds)
+        for status in state.feeds.status.values():
+            if status.last_error:
+                logger.warning("feed %s: %s", status.name, status.last_error)
+
+    def _apply_proxy_options(self) -> None:
+        """Options clickguard needs from mitmproxy: judge before connecting; TLS exclusions."""
+        state = self.runtime.state
+        assert state is not None
+        ignore = [ignore_pattern(d) for d in state.loaded.policy.intercept.exclude]
+        updates: dict[str, object] = {}
+        if ctx.options.connection_strategy != "lazy":
+            # Eager would connect to a server when the browser sends CONNECT, before the
+            # request is judged; clickguard never contacts a target before judging it.
+            updates["connection_strategy"] = "lazy"
+        if list(ctx.options.ignore_hosts) != ignore:
+            updates["ignore_hosts"] = ignore
+        if updates:
+            ctx.options.update(**updates)
+
+    def running(self) -> None:
+        """Start the background maintenance task."""
+        self._apply_proxy_options()
+        self._session = aiohttp.ClientSession()
+        self._task = asyncio.create_task(self._maintain(), name="clickguard-maintain")
+
+    async def done(self) -> None:
+        """Stop background work and flush the audit log."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._session is not None:
+            await self._session.close()
+        self.runtime.close()
+
+    async def _maintain(self) -> None:
+        """Reload changed files and fetch due URL feeds, forever."""
+        while True:
+            await asyncio.sleep(ctx.options.clickguard_reload_ms / 1000)
+            rt = self.runtime
+            rebuild = rt.changed()
+            if rt.state is not None and self._session is not None:
+                now = time.monotonic()
+                due = [f for f in rt.state.feeds.url_feeds() if self._next_fetch.get(f.name, 0) <= now]
+                for feed in due:
+                    self._next_fetch[feed.name] = now + feed.refresh
+                results = await asyncio.gather(
+                    *(rt.state.feeds.fetch(self._session, f) for f in due))
+                rebuild = rebuild or any(results)
+                if due:
+                    rt.publish_status()
+            if rebuild:
+                error = await asyncio.to_thread(rt.reload)
+                if error:
+                    logger.error("policy not applied, the last good one keeps serving:\n%s", error)
+                else:
+                    self._apply_proxy_options()
+                    self._log_state()

@@ -1,0 +1,229 @@
+"""Judges every request before it leaves the proxy, and the address the proxy connects to."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import time
+import urllib.parse
+import weakref
+
+from mitmproxy import connection, http, tcp
+from mitmproxy.proxy import server_hooks
+
+from clickguard import audit
+from clickguard.check import Decision, check
+from clickguard.errors import URLError
+from clickguard.pages import Page, block_page, warn_page
+from clickguard.resolver import ResolveError
+from clickguard.runtime import Runtime
+from clickguard.tokens import sign
+from clickguard.urls import NormalizedURL, normalize_url
+from clickguard.verdict import Finding, Verdict
+
+logger = logging.getLogger(__name__)
+
+METADATA_KEY = "clickguard"
+
+
+def is_navigation(headers: http.Headers) -> bool:
+    """True for a top-level or frame navigation (what a person sees), by Fetch Metadata or Accept."""
+    mode = headers.get("sec-fetch-mode")
+    if mode is not None:
+        return mode == "navigate" or headers.get("sec-fetch-dest") in ("document", "iframe", "frame")
+    return "text/html" in headers.get("accept", "")
+
+
+def client_of(flow: http.HTTPFlow) -> tuple[str, str | None]:
+    """The client's address and, when the proxy authenticated it, the user name."""
+    auth = flow.metadata.get("proxyauth")
+    user = auth[0] if isinstance(auth, tuple) and auth else None
+    return str(flow.client_conn.peername[0]), user
+
+
+def respond(flow: http.HTTPFlow, page: Page) -> None:
+    """Answer the flow with a generated page."""
+    flow.response = http.Response.make(page.status, page.body, page.headers)
+
+
+class Guard:
+    """Judges requests (and tunnels, and server connections) and blocks or warns."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        # Server connections whose actual peer address turned out to be listed.
+        self._tainted: weakref.WeakKeyDictionary[connection.Server, Verdict] = \
+            weakref.WeakKeyDictionary()
+
+    async def request(self, flow: http.HTTPFlow) -> None:
+        """Judge a request before it is sent anywhere."""
+        if flow.response or flow.error or not flow.live:
+            return
+        rt = self.runtime
+        judge = rt.judge
+        if flow.request.pretty_host == judge.policy.click_host:
+            return  # the proxy's own pages, served by the endpoint addon
+        client, user = client_of(flow)
+        if judge.client_exempt(client):
+            return
+        try:
+            url = normalize_url(flow.request.pretty_url)
+        except URLError as e:
+            verdict = judge.decide([], incomplete=f"the address cannot be parsed: {e}")
+            if verdict.action != "allow":
+                await self._stop(flow, flow.request.pretty_url, None, verdict, client, user, "decision")
+            return
+        decision = await check(judge, url, rt.resolver)
+        if decision.addresses and all(judge.destination_exempt(a) for a in decision.addresses):
+            return
+        flow.metadata[METADATA_KEY] = {"action": decision.verdict.action,
+                                       "reasons": decision.verdict.codes}
+        await self._enforce(flow, decision, client, user, "decision")
+
+    async def http_connect(self, flow: http.HTTPFlow) -> None:
+        """Judge a CONNECT to a host whose TLS the policy does not intercept (host and address only)."""
+        if flow.response or flow.error or not flow.live:
+            return
+        judge = self.runtime.judge
+        host = flow.request.host
+        if not any(host == d or host.endswith("." + d) for d in judge.policy.intercept.exclude):
+            return  # intercepted: each request inside the tunnel is judged with its full URL
+        client, user = client_of(flow)
+        if judge.client_exempt(client):
+            return
+        try:
+            url = normalize_url(f"https://{host}:{flow.request.port}/")
+        except URLError:
+            return
+        decision = await check(judge, url, self.runtime.resolver)
+        await self._enforce(flow, decision, client, user, "tunnel")
+
+    async def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
+        """Judge the addresses a server name resolves to right before connecting to it."""
+        server = data.server
+        if server.address is None or server.via is not None or server.error:
+            return
+        host = str(server.address[0])
+        judge = self.runtime.judge
+        if host == judge.policy.click_host or judge.client_exempt(str(data.client.peername[0])):
+            return
+        try:
+            url = normalize_url(f"http://{host}/")
+        except URLError:
+            return
+        if url.is_ip:
+            addresses: tuple[str, ...] = (url.host,)
+        else:
+            try:
+                addresses = await self.runtime.resolver.resolve(url.host)
+            except ResolveError:
+                return  # mitmproxy's own connect will fail and say so
+        verdict = self._address_verdict(url, addresses)
+        if verdict.action == "block":
+            server.error = "clickguard: " + "; ".join(f.detail for f in verdict.findings)
+
+    async def server_connected(self, data: server_hooks.ServerConnectionHookData) -> None:
+        """Judge the address actually connected to, when it is not one already judged for its host."""
+        peer, target = data.server.peername, data.server.address
+        if not peer or not target:
+            return
+        judge = self.runtime.judge
+        if judge.client_exempt(str(data.client.peername[0])):
+            return
+        address = ipaddress.ip_address(str(peer[0]).split("%")[0])
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+            address = address.ipv4_mapped
+        try:
+            url = normalize_url(f"http://{target[0]}/")
+        except URLError:
+            return
+        judged = (url.host,) if url.is_ip else self.runtime.resolver.cached(url.host) or ()
+        if str(address) in judged:
+            return  # judged with its host name before connecting
+        # DNS answered the proxy's connect differently from the check: judge what it got.
+        verdict = self._address_verdict(url, (str(address),))
+        if verdict.action == "block":
+            self._tainted[data.server] = verdict
+
+    def _address_verdict(self, url: NormalizedURL, addresses: tuple[str, ...]) -> Verdict:
+        """The verdict on addresses alone (allow list and destination exemptions apply)."""
+        judge = self.runtime.judge
+        if all(judge.destination_exempt(a) for a in addresses):
+            return Verdict("allow")
+        findings = judge.address_findings(addresses, host=None if url.is_ip else url.host)
+        return judge.decide(findings, allowed_by=judge.allowed_by(url, addresses))
+
+    async def response(self, flow: http.HTTPFlow) -> None:
+        """Stop a response from a connection whose peer address turned out to be listed."""
+        verdict = self._tainted.get(flow.server_conn) if flow.server_conn else None
+        if verdict is None or not flow.live:
+            return
+        client, user = client_of(flow)
+        flow.response = None
+        await self._stop(flow, flow.request.pretty_url, None, verdict, client, user, "connected")
+
+    def tcp_start(self, flow: tcp.TCPFlow) -> None:
+        """Kill a passed-through tunnel whose peer address turned out to be listed."""
+        if flow.server_conn in self._tainted:
+            flow.kill()
+
+    async def _enforce(self, flow: http.HTTPFlow, decision: Decision, client: str,
+                       user: str | None, event: str) -> None:
+        """Let the flow pass (auditing navigations) or answer it with a block or warn page."""
+        verdict = decision.verdict
+        rt = self.runtime
+        host = decision.url.host
+        navigation = event != "decision" or is_navigation(flow.request.headers)
+        if verdict.action == "warn" and rt.grants.active(client, user, host):
+            if navigation:
+                await self._audit(audit.record(
+                    ref=audit.new_ref(), event=event, client=client, user=user,
+                    url=decision.url.url, action="allow", findings=verdict.findings, continued=True,
+                    host=host, addresses=list(decision.addresses) or None))
+            return
+        if verdict.action == "allow":
+            if navigation:
+                await self._audit(audit.record(
+                    ref=audit.new_ref(), event=event, client=client, user=user,
+                    url=decision.url.url, action="allow", findings=verdict.findings, host=host,
+                    allowed_by=verdict.allowed_by, addresses=list(decision.addresses) or None))
+            return
+        await self._stop(flow, decision.url.url, decision, verdict, client, user, event)
+
+    async def _stop(self, flow: http.HTTPFlow, url: str, decision: Decision | None,
+                    verdict: Verdict, client: str, user: str | None, event: str) -> None:
+        """Audit, then answer with the block or warn page (the record is on disk first)."""
+        ref = audit.new_ref()
+        host = decision.url.host if decision else None
+        await self._audit(audit.record(
+            ref=ref, event=event, client=client, user=user, url=url, action=verdict.action,
+            findings=verdict.findings, host=host,
+            addresses=list(decision.addresses) if decision and decision.addresses else None,
+            navigation=is_navigation(flow.request.headers)))
+        if verdict.action == "block" or host is None:
+            respond(flow, block_page(url, verdict.findings, ref))
+            return
+        respond(flow, warn_page(url, verdict.findings, ref, self._continue_url(
+            flow, url, verdict.findings, ref, client, user)))
+
+    def _continue_url(self, flow: http.HTTPFlow, url: str, findings: tuple[Finding, ...], ref: str,
+                      client: str, user: str | None) -> str | None:
+        """The signed, short-lived continue link for a warn page, or None if policy offers none."""
+        policy = self.runtime.judge.policy
+        if not policy.warn.allow_continue:
+            return None
+        token = sign({"u": url, "c": client, "usr": user, "ref": ref,
+                      "codes": list(dict.fromkeys(f.code for f in findings))},
+                     self.runtime.key, expires=time.time() + policy.warn.token_minutes * 60)
+        scheme = "https" if flow.request.scheme == "https" else "http"
+        return f"{scheme}://{policy.click_host}/continue?t={urllib.parse.quote(token)}"
+
+    async def _audit(self, entry: dict[str, object]) -> None:
+        """Write one audit record; a failing disk is logged, never a crash of the flow."""
+        log = self.runtime.audit
+        if log is None:
+            return
+        try:
+            await log.write(entry)
+        except OSError as e:
+            logger.error("audit record %s not written: %s", entry.get("ref"), e)

@@ -1,0 +1,151 @@
+"""The audit log: one JSON object a line for every decision, durable before it is acknowledged.
+
+Records are written by one thread off the event loop. The writer takes every
+record queued so far, writes them, flushes and fsyncs once (group commit), and
+only then resolves each caller's future: a page that shows a reference id, or a
+request let through, is never ahead of its record on disk, so a crash loses
+nothing that was acknowledged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import queue
+import secrets
+import threading
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from clickguard.verdict import Finding
+
+logger = logging.getLogger(__name__)
+
+type _Item = tuple[str, asyncio.Future[None], asyncio.AbstractEventLoop] | None
+
+
+def new_ref() -> str:
+    """A short reference id that a user can read out to the help desk."""
+    return secrets.token_hex(6)
+
+
+def record(*, ref: str, event: str, client: str | None, user: str | None, url: str,
+           action: str, findings: Iterable[Finding], origin_ip: str | None = None,
+           **extra: Any) -> dict[str, Any]:
+    """One audit record with the fields DESIGN.md fixes, plus any extra context."""
+    found = list(findings)
+    out: dict[str, Any] = {
+        "ts": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "ref": ref,
+        "event": event,
+        "client": client,
+        "user": user,
+        "url": url,
+        "action": action,
+        "reasons": list(dict.fromkeys(f.code for f in found)),
+        "details": [f.as_dict() for f in found],
+        "origin_ip": origin_ip,
+    }
+    out.update({k: v for k, v in extra.items() if v is not None})
+    return out
+
+
+class AuditLog:
+    """Appends records to a JSON Lines file from a writer thread, fsyncing before acknowledging."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._file: IO[str] | None = None
+        self.written = 0
+
+    def start(self) -> None:
+        """Open the file and start the writer thread."""
+        if self._thread is not None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
+        self._thread = threading.Thread(target=self._run, name="clickguard-audit", daemon=True)
+        self._thread.start()
+
+    async def write(self, entry: Mapping[str, Any]) -> None:
+        """Queue one record and return once it is on disk; OSError if it could not be written."""
+        if self._thread is None:
+            self.start()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        self._queue.put((json.dumps(entry, separators=(",", ":"), ensure_ascii=False) + "\n",
+                         future, loop))
+        await future
+
+    def close(self) -> None:
+        """Write what is queued, then stop the thread and close the file."""
+        if self._thread is None:
+            return
+        self._queue.put(None)
+        self._thread.join()
+        self._thread = None
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def _run(self) -> None:
+        """Writer thread: group commit until told to stop."""
+        stop = False
+        while not stop:
+            batch: list[tuple[str, asyncio.Future[None], asyncio.AbstractEventLoop]] = []
+            item = self._queue.get()
+            while True:
+                if item is None:
+                    stop = True
+                    break
+                batch.append(item)
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            if batch:
+                self._commit(batch)
+
+    def _commit(self, batch: list[tuple[str, asyncio.Future[None], asyncio.AbstractEventLoop]]) -> None:
+        """Write, flush and fsync one batch, then settle its futures."""
+        error: OSError | None = None
+        assert self._file is not None
+        try:
+            self._file.write("".join(line for line, _f, _l in batch))
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        except OSError as e:
+            logger.error("audit log %s: write failed: %s", self.path, e)
+            error = e
+        else:
+            self.written += len(batch)
+        for _line, future, loop in batch:
+            loop.call_soon_threadsafe(_settle, future, error)
+
+
+def _settle(future: asyncio.Future[None], error: OSError | None) -> None:
+    """Resolve one caller's future on its own loop (it may have been cancelled meanwhile)."""
+    if future.done():
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """Every complete record of a JSON Lines audit file (a torn last line is ignored)."""
+    out: list[dict[str, Any]] = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.endswith("\n"):
+                out.append(json.loads(line))
+    return out
+
+

@@ -1,0 +1,55 @@
+"""Checking one target: its URL, host and addresses against the judge, with resolution when asked."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from clickguard.judge import Judge
+from clickguard.resolver import ResolveError, Resolver
+from clickguard.urls import NormalizedURL
+from clickguard.verdict import Finding, Verdict
+
+
+class Decision(NamedTuple):
+    """A verdict with the facts it was reached on."""
+
+    url: NormalizedURL
+    verdict: Verdict
+    addresses: tuple[str, ...]  # what the host resolved to; the host itself for an IP literal
+
+
+def _already_blocked(judge: Judge, findings: list[Finding]) -> bool:
+    """True when the findings so far block whatever the addresses turn out to be."""
+    return any(judge.policy.action_for(f.code) == "block" for f in findings)
+
+
+def check_offline(judge: Judge, url: NormalizedURL) -> Decision:
+    """Judge a URL without resolving its host name (the CLI's default)."""
+    findings = judge.url_findings(url)
+    addresses = (url.host,) if url.is_ip else ()
+    incomplete = _unloaded(judge)
+    verdict = judge.decide(findings, allowed_by=judge.allowed_by(url, addresses), incomplete=incomplete)
+    return Decision(url, verdict, addresses)
+
+
+async def check(judge: Judge, url: NormalizedURL, resolver: Resolver) -> Decision:
+    """Judge a URL, its host and every address the host resolves to."""
+    findings = judge.url_findings(url)
+    incomplete = _unloaded(judge)
+    addresses: tuple[str, ...] = (url.host,) if url.is_ip else ()
+    if not url.is_ip and not _already_blocked(judge, findings):
+        try:
+            addresses = await resolver.resolve(url.host)
+        except ResolveError as e:
+            incomplete = incomplete or str(e)
+        else:
+            findings += judge.address_findings(addresses, host=url.host)
+    verdict = judge.decide(findings, allowed_by=judge.allowed_by(url, addresses), incomplete=incomplete)
+    return Decision(url, verdict, addresses)
+
+
+def _unloaded(judge: Judge) -> str | None:
+    """Why a check is incomplete when some feed has never loaded, else None."""
+    if judge.unloaded_feeds:
+        return "feeds not loaded yet: " + ", ".join(judge.unloaded_feeds)
+    return None

@@ -1,0 +1,279 @@
+"""clickguard's command line: run the proxy, check URLs, check a policy, show feed status."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from clickguard.check import Decision, check, check_offline
+from clickguard.errors import PolicyError, URLError
+from clickguard.feedsource import FeedSet
+from clickguard.judge import Judge
+from clickguard.policy import check_policy, load_policy
+from clickguard.resolver import Resolver
+from clickguard.runtime import feeds_from_specs
+from clickguard.urls import normalize_url, registered_domain
+from clickguard.verdict import Finding
+
+DEFAULT_POLICY = Path("policies/default.yaml")
+ADDON = Path(__file__).with_name("addon.py")
+
+
+def _listen(value: str) -> tuple[str, int]:
+    """HOST:PORT for --listen."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="clickguard", description="Click-time URL protection proxy against Thingbot-served pages.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="start the proxy (mitmproxy) with clickguard's addons")
+    run.add_argument("--listen", type=_listen, default=("127.0.0.1", 8080), metavar="HOST:PORT",
+                     help="address to listen on (default 127.0.0.1:8080)")
+    run.add_argument("--policy", type=Path, default=DEFAULT_POLICY, help="policy file (YAML)")
+    run.add_argument("--feed", action="append", default=[], metavar="FORMAT:PATH",
+                     help="extra feed (repeatable), FORMAT:PATH or FORMAT:URL")
+    run.add_argument("--audit-log", type=Path, help="audit log (JSON Lines); overrides the policy")
+    run.add_argument("--certs", type=Path, default=Path("certs"),
+                     help="directory of the proxy CA and signing key (created at first run)")
+    run.add_argument("--state-dir", type=Path, default=Path("var"),
+                     help="feed caches and status (default var/)")
+    run.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE",
+                     help="any other mitmproxy option, passed through")
+
+    chk = sub.add_parser("check", help="judge URLs against the policy and feeds")
+    chk.add_argument("url", help="URL to check, or - to read URLs one per line from stdin")
+    chk.add_argument("--origin", help="IP address of the e-mail's origin, judged against the feeds")
+    chk.add_argument("--feed", action="append", default=[], metavar="FORMAT:PATH")
+    chk.add_argument("--policy", type=Path, help=f"policy file (default {DEFAULT_POLICY} if present)")
+    chk.add_argument("--json", action="store_true", help="one JSON object per URL")
+    chk.add_argument("--resolve", action="store_true",
+                     help="also resolve host names and judge their addresses (off by default)")
+
+    pol = sub.add_parser("policy", help="policy tools")
+    pol_sub = pol.add_subparsers(dest="policy_command", required=True)
+    pol_check = pol_sub.add_parser("check", help="validate a policy file")
+    pol_check.add_argument("file", type=Path)
+
+    feeds = sub.add_parser("feeds", help="feed tools")
+    feeds_sub = feeds.add_subparsers(dest="feeds_command", required=True)
+    status = feeds_sub.add_parser("status", help="entries, source, age and last error per feed")
+    status.add_argument("--policy", type=Path, default=DEFAULT_POLICY)
+    status.add_argument("--feed", action="append", default=[], metavar="FORMAT:PATH")
+    status.add_argument("--state-dir", type=Path, default=Path("var"))
+    status.add_argument("--json", action="store_true")
+
+    ca = sub.add_parser("ca", help="create the proxy CA if needed and print where its certificate is")
+    ca.add_argument("--certs", type=Path, default=Path("certs"))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `clickguard` command."""
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            return cmd_run(args)
+        if args.command == "check":
+            return cmd_check(args)
+        if args.command == "policy":
+            return cmd_policy_check(args.file)
+        if args.command == "feeds":
+            return cmd_feeds_status(args)
+        return cmd_ca(args.certs)
+    except (PolicyError, ValueError, OSError) as e:
+        print(f"clickguard: {e}", file=sys.stderr)
+        return 2
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Start mitmdump with clickguard's addons and options."""
+    from mitmproxy.tools.main import mitmdump  # imported here: other commands don't need it
+
+    host, port = args.listen
+    argv = [
+        "--listen-host", host, "--listen-port", str(port),
+        "--set", f"confdir={args.certs}",
+        "--set", "connection_strategy=lazy",
+        "--set", "flow_detail=0",
+        "-s", str(ADDON),
+        "--set", f"clickguard_policy={args.policy}",
+        "--set", f"clickguard_state_dir={args.state_dir}",
+    ]
+    for feed in args.feed:
+        argv += ["--set", f"clickguard_feeds={feed}"]
+    if args.audit_log:
+        argv += ["--set", f"clickguard_audit_log={args.audit_log}"]
+    for option in args.set:
+        argv += ["--set", option]
+    args.certs.mkdir(parents=True, exist_ok=True)
+    mitmdump(argv)
+    return 0
+
+
+def load_judge(policy_path: Path | None, feed_specs: Sequence[str], state_dir: Path) -> tuple[Judge, FeedSet]:
+    """A judge from a policy (the default if present) and extra feeds, as the proxy would build it."""
+    if policy_path is None and DEFAULT_POLICY.exists():
+        policy_path = DEFAULT_POLICY
+    if policy_path is not None:
+        policy = load_policy(policy_path).policy
+    else:
+        from clickguard.policy import parse_policy
+        policy = parse_policy("version: 1\n", filename="<built-in>", base_dir=Path.cwd())
+    extra = feeds_from_specs(feed_specs, Path.cwd(), [f.name for f in policy.feeds])
+    feeds = FeedSet([*policy.feeds, *extra], state_dir / "feeds")
+    index = feeds.build_index()
+    return Judge(policy, index, unloaded_feeds=feeds.unloaded()), feeds
+
+
+def decision_json(raw: str, decision: Decision) -> dict[str, Any]:
+    """The JSON object `check --json` prints for one URL."""
+    verdict = decision.verdict
+    out: dict[str, Any] = {
+        "url": raw,
+        "normalized": decision.url.url,
+        "host": decision.url.host,
+        "registered_domain": registered_domain(decision.url.host),
+        "action": verdict.action,
+        "reasons": [f.as_dict() for f in verdict.findings],
+    }
+    if verdict.allowed_by:
+        out["allowed_by"] = verdict.allowed_by
+    if decision.addresses:
+        out["addresses"] = list(decision.addresses)
+    return out
+
+
+def judge_url(judge: Judge, raw: str, origin_findings: Sequence[Finding] = (),
+              resolver: Resolver | None = None) -> dict[str, Any]:
+    """The result `check` prints for one URL (a URL that does not parse is a result too)."""
+    try:
+        url = normalize_url(raw)
+    except URLError as e:
+        verdict = judge.decide(origin_findings, incomplete=f"the address cannot be parsed: {e}")
+        return {"url": raw, "error": str(e), "action": verdict.action,
+                "reasons": [f.as_dict() for f in verdict.findings]}
+    decision = asyncio.run(check(judge, url, resolver)) if resolver else check_offline(judge, url)
+    if origin_findings:
+        verdict = judge.decide([*decision.verdict.findings, *origin_findings],
+                               allowed_by=decision.verdict.allowed_by)
+        decision = decision._replace(verdict=verdict)
+    return decision_json(raw, decision)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Judge one URL, or many from stdin, and print the verdicts."""
+    judge, _feeds = load_judge(args.policy, args.feed, Path("var"))
+    origin_findings = judge.origin_findings(args.origin) if args.origin else []
+    resolver = Resolver() if args.resolve else None
+
+    def judge_one(raw: str) -> dict[str, Any]:
+        return judge_url(judge, raw, origin_findings, resolver)
+
+    if args.url != "-":
+        result = judge_one(args.url)
+        _print_result(result, args.json, sys.stdout)
+        return 2 if "error" in result else 0
+    out: list[str] = []
+    for line in sys.stdin:
+        raw = line.strip()
+        if not raw or raw.startswith("#"):
+            continue
+        out.append(format_result(judge_one(raw), args.json))
+        if len(out) >= 4096:
+            sys.stdout.write("".join(out))
+            out.clear()
+    sys.stdout.write("".join(out))
+    return 0
+
+
+def format_result(result: dict[str, Any], as_json: bool) -> str:
+    """One output line for one checked URL."""
+    if as_json:
+        return json.dumps(result, separators=(",", ":"), ensure_ascii=False) + "\n"
+    codes = ",".join(r["code"] for r in result["reasons"]) or "-"
+    return f"{result['action']}\t{codes}\t{result['url']}\n"
+
+
+def _print_result(result: dict[str, Any], as_json: bool, stream: TextIO) -> None:
+    """Print one result; the text form adds the details under the line."""
+    stream.write(format_result(result, as_json))
+    if not as_json:
+        if "error" in result:
+            stream.write(f"  error: {result['error']}\n")
+        for reason in result["reasons"]:
+            stream.write(f"  {reason['code']}: {reason['detail']}\n")
+
+
+def cmd_policy_check(path: Path) -> int:
+    """Print every problem of a policy file as file:line: field: message; exit 1 if any."""
+    problems = check_policy(path)
+    for problem in problems:
+        print(problem)
+    if problems:
+        return 1
+    policy = load_policy(path).policy
+    print(f"{path}: ok ({len(policy.feeds)} feeds)")
+    return 0
+
+
+def _age(seconds: float | None) -> str:
+    """A duration for people."""
+    if seconds is None:
+        return "-"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+def cmd_feeds_status(args: argparse.Namespace) -> int:
+    """Per feed: entries, source, age, last error; from the running proxy if it published them."""
+    status_file = args.state_dir / "feeds-status.json"
+    if status_file.exists() and not args.feed:
+        published = json.loads(status_file.read_text())
+        feeds = published["feeds"]
+        origin = f"published by the running proxy {_age(time.time() - published['written_at'])} ago"
+    else:
+        _judge, feed_set = load_judge(args.policy, args.feed, args.state_dir)
+        feeds = feed_set.snapshot()
+        origin = "loaded now from the policy (no running proxy published a status)"
+    if args.json:
+        print(json.dumps({"origin": origin, "feeds": feeds}, indent=1))
+        return 0
+    now = time.time()
+    print(f"# {origin}")
+    print(f"{'feed':<24} {'format':<14} {'entries':>9} {'skipped':>8} {'age':>7}  source / last error")
+    for feed in feeds:
+        age = _age(now - feed["data_time"]) if feed.get("data_time") else "-"
+        print(f"{feed['name']:<24} {feed['format']:<14} {feed['entries']:>9} {feed['skipped']:>8} "
+              f"{age:>7}  {feed['source']}")
+        if feed.get("last_error"):
+            print(f"{'':<24} error: {feed['last_error']}")
+    return 0
+
+
+def cmd_ca(certs: Path) -> int:
+    """Create the proxy CA in the certs directory if needed; print the certificate's path."""
+    from mitmproxy.certs import CertStore
+
+    certs.mkdir(parents=True, exist_ok=True)
+    CertStore.from_store(certs, "mitmproxy", 2048)
+    print(certs / "mitmproxy-ca-cert.pem")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

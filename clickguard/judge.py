@@ -1,0 +1,127 @@
+"""The judge: one policy and one reputation index, turned into verdicts.
+
+A `Judge` is built completely from a policy and an index and never changes;
+reloading either builds a new judge that its owner swaps in with one
+assignment, so a request is always judged against one consistent state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from clickguard.policy import Policy
+from clickguard.reputation import Attribution, NetworkMap, ReputationIndex, _Merger
+from clickguard.urls import NormalizedURL, parent_domains
+from clickguard.verdict import SEVERITY, Action, Finding, Verdict, finding_from_match
+
+_LISTED = Attribution("policy", "policy", ())
+
+
+class _HostList:
+    """An allow or deny list: exact hosts, domains with their subdomains, networks."""
+
+    def __init__(self, hosts: Iterable[str], domains: Iterable[str], networks: Iterable[object]) -> None:
+        self.hosts = frozenset(hosts)
+        self.domains = frozenset(domains)
+        self.networks = NetworkMap()
+        merge = _Merger()
+        for network in networks:
+            self.networks.add_network(str(network), _LISTED, merge)
+        self.networks.freeze()
+
+    def host_entry(self, host: str) -> str | None:
+        """The entry covering this host name, rendered for people, or None."""
+        if host in self.hosts:
+            return f"host {host}"
+        for domain in parent_domains(host):
+            if domain in self.domains:
+                return f"domain {domain}"
+        return None
+
+    def ip_entry(self, address: str) -> str | None:
+        """The network entry covering this address, or None."""
+        for entry, _slot in self.networks.lookup(address):
+            return f"network {entry}"
+        return None
+
+
+class Judge:
+    """Judges URLs, hosts and addresses against one policy and one index."""
+
+    def __init__(self, policy: Policy, index: ReputationIndex, *,
+                 unloaded_feeds: Iterable[str] = ()) -> None:
+        self.policy = policy
+        self.index = index
+        self.unloaded_feeds = tuple(unloaded_feeds)
+        self._allow = _HostList(policy.allow.hosts, policy.allow.domains, policy.allow.networks)
+        self._deny = _HostList(policy.deny.hosts, policy.deny.domains, policy.deny.networks)
+        self._exempt_clients = _HostList((), (), policy.never_judge.clients)
+        self._exempt_destinations = _HostList((), (), policy.never_judge.destinations)
+
+    def client_exempt(self, client_ip: str) -> bool:
+        """True for clients in a network the policy never judges."""
+        return self._exempt_clients.ip_entry(client_ip) is not None
+
+    def destination_exempt(self, address: str) -> bool:
+        """True for destination addresses the policy never judges."""
+        return self._exempt_destinations.ip_entry(address) is not None
+
+    def allowed_by(self, url: NormalizedURL, addresses: Iterable[str] = ()) -> str | None:
+        """The allow-list entry that covers this target (its host, or every address it resolves to)."""
+        if url.is_ip:
+            entry = self._allow.ip_entry(url.host)
+        else:
+            entry = self._allow.host_entry(url.host)
+            addresses = tuple(addresses)
+            if entry is None and addresses:
+                entries = [self._allow.ip_entry(a) for a in addresses]
+                if all(entries):
+                    entry = entries[0]
+        return f"allow list: {entry}" if entry else None
+
+    def url_findings(self, url: NormalizedURL) -> list[Finding]:
+        """Findings from the deny list and the feeds for the URL, its host and an IP-literal host."""
+        findings: list[Finding] = []
+        denied = (self._deny.ip_entry(url.host) if url.is_ip else self._deny.host_entry(url.host))
+        if denied:
+            findings.append(Finding("policy.deny", f"{url.host} is on the policy's deny list ({denied})",
+                                    indicator=denied))
+        findings += [finding_from_match(m) for m in self.index.match_url(url)]
+        return findings
+
+    def address_findings(self, addresses: Iterable[str], *, host: str | None = None) -> list[Finding]:
+        """Findings for the addresses a host resolves to (or the one the proxy connects to)."""
+        findings: list[Finding] = []
+        for address in addresses:
+            denied = self._deny.ip_entry(address)
+            if denied:
+                where = f"{host} resolves to {address}" if host else address
+                findings.append(Finding("policy.deny", f"{where}, on the policy's deny list ({denied})",
+                                        indicator=denied))
+            findings += [finding_from_match(m, via=host) for m in self.index.match_ip(address)]
+        return findings
+
+    def decide(self, findings: Iterable[Finding], *, allowed_by: str | None = None,
+               incomplete: str | None = None) -> Verdict:
+        """The policy's action for these findings; the allow list beats feeds, the deny list beats both."""
+        found = list(findings)
+        if incomplete is not None and self.policy.on_check_error == "closed":
+            found.append(Finding("check.incomplete", incomplete))
+        action: Action = "allow"
+        for finding in found:
+            candidate = self.policy.action_for(finding.code)
+            if SEVERITY[candidate] > SEVERITY[action]:
+                action = candidate
+        if allowed_by is not None and not any(f.code == "policy.deny" for f in found):
+            return Verdict("allow", tuple(found), allowed_by)
+        return Verdict(action, tuple(found))
+
+    def origin_findings(self, address: str) -> list[Finding]:
+        """Findings for the address that handed an e-mail to the first trusted relay."""
+        return [
+            Finding(f"origin.{m.attribution.category}",
+                    f"the e-mail was handed over by {address}, "
+                    + finding_from_match(m).detail.removeprefix(f"{address} is "),
+                    m.attribution.feed, m.attribution.tags, m.indicator)
+            for m in self.index.match_ip(address)
+        ]

@@ -1,0 +1,667 @@
+"""The policy: IT's YAML file, validated into frozen pydantic models.
+
+A policy says which feeds to load, what to do about each reason code (allow,
+warn, block), which hosts and networks are always allowed, denied or never
+judged, how the warn page behaves and where the audit log goes. See
+`policies/default.yaml` for every key with a one-line explanation.
+
+Every problem in a policy file is reported at once, each as
+``file:line: field: message`` (`errors.Problem`): the YAML is composed into a
+node tree that keeps line numbers, turned into plain data here (catching the
+duplicate keys that YAML would silently collapse), validated by pydantic, and
+each pydantic error's location is mapped back to the node it came from.
+Relative paths in the file resolve against the file's own directory, passed to
+validation as the context key ``base_dir``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import ipaddress
+import os
+import re
+import time
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal, NamedTuple, Self
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    PrivateAttr,
+    StrictBool,
+    StrictInt,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import ErrorDetails
+
+from clickguard.errors import PolicyError, Problem, URLError
+from clickguard.feeds import Kind
+from clickguard.urls import normalize_host
+
+type Action = Literal["allow", "warn", "block"]
+type FeedFormat = Literal[
+    "ip", "ipsum", "urlhaus_csv", "spamhaus_drop", "maltrail", "domains", "urls"
+]
+type Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+type _Loc = tuple[str | int, ...]  # a place in the data: ("feeds", 0, "format")
+
+# What a reason code gets when the policy does not say; see DESIGN.md for the codes.
+DEFAULT_ACTIONS: Mapping[str, Action] = types.MappingProxyType({
+    "landing.thingbot": "block",
+    "origin.thingbot": "warn",
+    "landing.appliance": "allow",
+    "response.redirect": "allow",
+    "response.drive_by": "warn",
+    "link.bad_signature": "block",
+    "policy.deny": "block",
+    "check.incomplete": "block",
+})
+
+_FEED_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+_CATEGORY = re.compile(r"[a-z][a-z0-9_]*")
+_REASON_CODE = re.compile(r"[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*")
+_DNS_LABEL = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
+# Underscores are not valid in host names, but they occur in real (and malicious) DNS names.
+_DNS_NAME = re.compile(rf"{_DNS_LABEL}(?:\.{_DNS_LABEL})*")
+_DURATION = re.compile(r"(\d+)\s*([smhd]?)")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class _FieldProblems(ValueError):
+    """Problems a cross-field check found, each at a location below the model that raised it."""
+
+    def __init__(self, problems: list[tuple[_Loc, str]]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(message for _, message in problems))
+
+
+def _describe(value: object) -> str:
+    """A value as IT wrote it, for the "(got …)" part of a message."""
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list | tuple):
+        return "a list"
+    if isinstance(value, str):
+        return repr(value)
+    return str(value)
+
+
+def _dns_name(value: object) -> str:
+    """A host or domain name, normalised like request hosts: lower case, no final dot, punycode."""
+    if not isinstance(value, str):
+        raise ValueError(f"must be a host name (got {_describe(value)})")
+    if (text := value.strip()).startswith("*."):
+        raise ValueError(f"write {text[2:]!r} without '*.'; a domain covers its subdomains")
+    try:
+        # The same normaliser as requests, so a policy entry and a request host compare equal.
+        host = normalize_host(value.strip())
+    except URLError as e:
+        raise ValueError(f"not a valid host name: {e}") from None
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        pass
+    else:
+        raise ValueError(f"{value!r} is an IP address, not a host name; list it under networks")
+    # WHATWG hosts may hold characters such as '!' or empty labels; IT means a DNS name.
+    if len(host) > 253 or not _DNS_NAME.fullmatch(host):
+        raise ValueError(f"not a valid host name (got {value!r})")
+    return host
+
+
+def _network(value: object) -> Network:
+    """An IP address or CIDR as a network; host bits set are tolerated, as IT often writes them."""
+    if isinstance(value, str):
+        try:
+            return ipaddress.ip_network(value.strip(), strict=False)
+        except ValueError:
+            pass
+    raise ValueError(f"must be an IP address or a network like 10.0.0.0/8 (got {_describe(value)})")
+
+
+def _feed_name(value: str) -> str:
+    """A feed name safe in file names and log lines."""
+    if not _FEED_NAME.fullmatch(value):
+        raise ValueError(f"must use only letters, digits, '_', '.' and '-' (got {value!r})")
+    return value
+
+
+def _category(value: str) -> str:
+    """A feed category: the `<category>` of reason code `landing.<category>`."""
+    if not _CATEGORY.fullmatch(value):
+        raise ValueError(
+            f"must be lower-case letters, digits and '_', starting with a letter (got {value!r})")
+    # landing.appliance is the fingerprint finding, allowed by default; a feed must not inherit it.
+    if value == "appliance":
+        raise ValueError("'appliance' is reserved for the fingerprint finding landing.appliance")
+    return value
+
+
+def _reason_code(value: str) -> str:
+    """A reason code such as `landing.thingbot`."""
+    if not _REASON_CODE.fullmatch(value):
+        raise ValueError(f"not a reason code; expected the form 'area.finding' (got {value!r})")
+    return value
+
+
+def _seconds(value: object) -> float:
+    """A duration as whole seconds or `<n>s|m|h|d`, in seconds."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        seconds = value
+    elif isinstance(value, str) and (m := _DURATION.fullmatch(value.strip())):
+        seconds = int(m[1]) * _UNIT_SECONDS[m[2]]
+    else:
+        raise ValueError("must be whole seconds or a duration such as 90s, 15m, 1h, 1d "
+                         f"(got {_describe(value)})")
+    # One second is allowed so tests can refresh fast; real feeds want minutes (upstreams throttle).
+    if seconds < 1:
+        raise ValueError(f"must be at least 1 second (got {_describe(value)})")
+    return float(seconds)
+
+
+def _resolve_path(value: object, info: ValidationInfo) -> Path | None:
+    """A path from the file, made absolute against the policy file's directory."""
+    if value is None:
+        return None
+    if isinstance(value, Path):
+        path = value
+    elif isinstance(value, str) and value.strip():
+        path = Path(value.strip())
+    else:
+        raise ValueError(f"must be a file path (got {_describe(value)})")
+    context = info.context if isinstance(info.context, dict) else {}
+    base_dir = Path(context.get("base_dir") or Path.cwd())
+    # Not resolve(): a policy reached through a symlink (a Kubernetes ConfigMap) keeps its own view.
+    return path if path.is_absolute() else base_dir.absolute() / path
+
+
+type HostName = Annotated[str, PlainValidator(_dns_name)]
+type NetworkEntry = Annotated[Network, PlainValidator(_network)]
+
+
+class _Model(BaseModel):
+    """Base of the policy's models: unknown keys are errors, and a policy never changes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_means_default(cls, data: Any) -> Any:
+        """A known key left empty (its entries all commented out) takes its default."""
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if v is not None or k not in cls.model_fields}
+        return data
+
+
+class FeedConfig(_Model):
+    """One reputation feed: where it comes from, how to parse it, what a match means."""
+
+    name: Annotated[str, AfterValidator(_feed_name)]
+    format: FeedFormat
+    path: Path | None = None  # absolute after validation
+    url: str | None = None
+    refresh: Annotated[float, BeforeValidator(_seconds)] = 3600.0  # seconds; url feeds only
+    cache: Path | None = None  # url feeds: last good copy on disk; None = the caller decides
+    category: Annotated[str, AfterValidator(_category)] = "thingbot"
+    min_count: Annotated[StrictInt, Field(ge=1)] = 1  # ipsum only: lists an IP must be on
+    match: frozenset[Kind] | None = None  # indicator kinds to index; None = the format's default
+
+    @field_validator("path", "cache", mode="before")
+    @classmethod
+    def _absolute(cls, value: object, info: ValidationInfo) -> Path | None:
+        """Relative paths resolve against the policy file's directory."""
+        return _resolve_path(value, info)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        """Feeds are fetched over http or https only."""
+        if value is None:
+            return None
+        try:
+            parts = urlsplit(value.strip())
+            ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ValueError(f"must be an http:// or https:// URL (got {value!r})")
+        return value.strip()
+
+    @field_validator("match")
+    @classmethod
+    def _some_kinds(cls, value: frozenset[Kind] | None) -> frozenset[Kind] | None:
+        """An empty list would index nothing, which is never what IT meant."""
+        if value is not None and not value:
+            raise ValueError("list at least one kind, or leave match out for the format's default")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        """Exactly one source; the url-only and ipsum-only keys only where they apply."""
+        found: list[tuple[_Loc, str]] = []
+        given = self.model_fields_set
+        if self.path is not None and self.url is not None:
+            found.append((("url",), "give either path or url, not both"))
+        elif self.path is None and self.url is None:
+            found.append(((), "give the feed a path (a local file) or a url"))
+        if self.url is None:
+            found.extend(((key,), f"{key} only applies to feeds fetched by url")
+                         for key in ("refresh", "cache") if key in given)
+        if "min_count" in given and self.format != "ipsum":
+            found.append((("min_count",),
+                          f"min_count only applies to format ipsum (this feed is {self.format})"))
+        if found:
+            raise _FieldProblems(found)
+        return self
+
+
+class HostList(_Model):
+    """Hosts (exact), domains (with their subdomains) and networks, for allow and deny."""
+
+    hosts: frozenset[HostName] = frozenset()
+    domains: frozenset[HostName] = frozenset()
+    networks: tuple[NetworkEntry, ...] = ()
+
+
+class NeverJudge(_Model):
+    """Traffic the proxy passes without judging it."""
+
+    clients: tuple[NetworkEntry, ...] = ()  # also not audited
+    destinations: tuple[NetworkEntry, ...] = ()
+
+
+class WarnConfig(_Model):
+    """How the warn page behaves."""
+
+    allow_continue: StrictBool = True
+    continue_minutes: Annotated[StrictInt, Field(ge=1, le=1440)] = 30
+    token_minutes: Annotated[StrictInt, Field(ge=1, le=120)] = 10
+
+
+class InterceptConfig(_Model):
+    """What TLS the proxy does not intercept."""
+
+    exclude: frozenset[HostName] = frozenset()  # domains, with their subdomains
+
+
+class AuditConfig(_Model):
+    """Where decisions are recorded."""
+
+    log: Path | None = None  # absolute after validation; None = the caller's default
+
+    @field_validator("log", mode="before")
+    @classmethod
+    def _absolute(cls, value: object, info: ValidationInfo) -> Path | None:
+        """Relative paths resolve against the policy file's directory."""
+        return _resolve_path(value, info)
+
+
+class Policy(_Model):
+    """A whole policy file."""
+
+    version: Literal[1] = 1
+    click_host: HostName = "clickguard.local"
+    feeds: tuple[FeedConfig, ...] = ()
+    # IT's actions merged over DEFAULT_ACTIONS, so every known code is present.
+    actions: Mapping[Annotated[str, AfterValidator(_reason_code)], Action] = Field(
+        default_factory=lambda: dict(DEFAULT_ACTIONS))
+    allow: HostList = HostList()
+    deny: HostList = HostList()
+    never_judge: NeverJudge = NeverJudge()
+    warn: WarnConfig = WarnConfig()
+    on_check_error: Literal["open", "closed"] = "open"
+    intercept: InterceptConfig = InterceptConfig()
+    audit: AuditConfig = AuditConfig()
+
+    # action_for's table, including landing.<category> of every feed; built once, not per request.
+    # (model_copy(update=...) skips it: derive a changed policy with model_validate instead.)
+    _action_table: dict[str, Action] = PrivateAttr(default_factory=dict)
+
+    @field_validator("actions")
+    @classmethod
+    def _over_defaults(cls, value: Mapping[str, Action]) -> Mapping[str, Action]:
+        """What the file says wins; what it leaves out keeps its default."""
+        return {**DEFAULT_ACTIONS, **value}
+
+    @model_validator(mode="after")
+    def _cross_check(self) -> Self:
+        """Feed names are unique, and every action names a code something can produce."""
+        found: list[tuple[_Loc, str]] = []
+        first: dict[str, int] = {}
+        for i, feed in enumerate(self.feeds):
+            if feed.name in first:
+                also = first[feed.name]
+                found.append((("feeds", i, "name"),
+                               f"duplicate feed name {feed.name!r} (also feeds[{also}])"))
+            first.setdefault(feed.name, i)
+        known = [*DEFAULT_ACTIONS, *sorted({f"landing.{feed.category}" for feed in self.feeds})]
+        for code in self.actions:
+            if code not in known:
+                # A typo here would silently fall back to "warn"; IT would never notice.
+                close = difflib.get_close_matches(code, known, n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                found.append((("actions", code),
+                               f"unknown reason code; {hint}known: {', '.join(known)}, "
+                               "or landing.<category> of a feed"))
+        if found:
+            raise _FieldProblems(found)
+        return self
+
+    def model_post_init(self, context: Any, /) -> None:
+        """Build action_for's table: feed categories without an action act like landing.thingbot."""
+        table = dict(self.actions)
+        for feed in self.feeds:
+            table.setdefault(f"landing.{feed.category}", self.actions["landing.thingbot"])
+        self._action_table = table
+
+    def action_for(self, code: str) -> Action:
+        """The action for a reason code; codes the policy does not know get "warn"."""
+        return self._action_table.get(code, "warn")
+
+
+class LoadedPolicy(NamedTuple):
+    """A validated policy and where and when it came from."""
+
+    policy: Policy
+    path: Path  # absolute, symlinks kept, so a reload watches the same name IT edits
+    sha256: str  # of the file's bytes
+    loaded_at: float  # time.time()
+
+
+
+class _Parsed(NamedTuple):
+    """What one pass over a policy text found."""
+
+    policy: Policy | None
+    problems: list[Problem]
+    data: object  # plain data built from the YAML, None if it did not parse
+    lines: dict[_Loc, int]  # data location -> line of its key (or list item) in the file
+
+
+def _render(loc: _Loc) -> str:
+    """A location as IT reads it: feeds[0].format."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+class _Builder:
+    """Turns a composed YAML node tree into plain data, noting each location's line."""
+
+    def __init__(self, filename: str) -> None:
+        self.filename = filename
+        self.lines: dict[_Loc, int] = {}
+        self.problems: list[Problem] = []
+        self._constructor = yaml.SafeLoader("")  # only its scalar constructors are used
+        self._open: set[int] = set()  # nodes being built, to stop on recursive aliases
+
+    def _problem(self, node: yaml.Node, loc: _Loc, message: str) -> None:
+        """Record a problem at a node."""
+        line = node.start_mark.line + 1
+        self.problems.append(Problem(self.filename, line, _render(loc), message))
+
+    def build(self, node: yaml.Node, loc: _Loc) -> object:
+        """Plain data for one node."""
+        if id(node) in self._open:
+            self._problem(node, loc, "an alias refers to itself")
+            return None
+        self._open.add(id(node))
+        try:
+            if isinstance(node, yaml.MappingNode):
+                return self._mapping(node, loc)
+            if isinstance(node, yaml.SequenceNode):
+                out: list[object] = []
+                for i, item in enumerate(node.value):
+                    self.lines[(*loc, i)] = item.start_mark.line + 1
+                    out.append(self.build(item, (*loc, i)))
+                return out
+            try:
+                return self._constructor.construct_object(node)
+            except yaml.MarkedYAMLError as e:
+                self._problem(node, loc, f"cannot read this value: {e.problem}")
+                return None
+        finally:
+            self._open.discard(id(node))
+
+    def _mapping(self, node: yaml.MappingNode, loc: _Loc) -> dict[str, object]:
+        """A mapping with text keys; duplicate keys are problems, not silently collapsed."""
+        out: dict[str, object] = {}
+        first_line: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            line = key_node.start_mark.line + 1
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                self._problem(key_node, (*loc, "<<"),
+                              "YAML merge keys are not supported; write the keys out")
+                continue
+            if not isinstance(key_node, yaml.ScalarNode):
+                self._problem(key_node, loc, "a key must be plain text")
+                continue
+            # The raw text, not YAML 1.1's reading of it: a key `yes` must not become True.
+            key = key_node.value
+            if key in first_line:
+                self._problem(key_node, (*loc, key),
+                              f"duplicate key (first at line {first_line[key]}); "
+                              "YAML would silently keep only the last one")
+            first_line.setdefault(key, line)
+            self.lines[(*loc, key)] = line
+            out[key] = self.build(value_node, (*loc, key))
+        return out
+
+
+def _allowed_keys(loc: _Loc) -> list[str]:
+    """The keys of the model at a location, for "unknown key" messages."""
+    model: type[BaseModel] | None = Policy
+    for part in loc:
+        if model is None:
+            return []
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part)
+        model = _model_in(field.annotation) if field is not None else None
+    return list(model.model_fields) if model is not None else []
+
+
+def _model_in(annotation: object) -> type[BaseModel] | None:
+    """The model class inside an annotation such as tuple[FeedConfig, ...], if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        if (found := _model_in(arg)) is not None:
+            return found
+    return None
+
+
+def _choices(expected: str) -> list[str]:
+    """pydantic's "'a', 'b' or 'c'" as ['a', 'b', 'c']."""
+    return [choice.strip().strip("'") for choice in re.split(r",| or ", expected) if choice.strip()]
+
+
+def _message(error: ErrorDetails, loc: _Loc) -> str:
+    """A pydantic error in plain English."""
+    kind = error["type"]
+    ctx = error.get("ctx") or {}
+    got = f"(got {_describe(error.get('input'))})"
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(loc[:-1])
+        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        return f"unknown key{hint} (allowed here: {', '.join(allowed)})"
+    if kind in ("literal_error", "enum"):
+        choices = _choices(str(ctx.get("expected", "")))
+        one = f"be {choices[0]}" if len(choices) == 1 else f"be one of {', '.join(choices)}"
+        return f"must {one} {got}"
+    if kind in ("value_error", "assertion_error"):
+        return str(ctx.get("error", error["msg"]))
+    plain = {
+        "int_type": "must be a whole number", "int_parsing": "must be a whole number",
+        "int_from_float": "must be a whole number", "bool_type": "must be true or false",
+        "bool_parsing": "must be true or false", "string_type": "must be text",
+        "float_type": "must be a number", "float_parsing": "must be a number",
+        "list_type": "must be a list", "tuple_type": "must be a list", "set_type": "must be a list",
+        "frozen_set_type": "must be a list", "dict_type": "must be a mapping of keys to values",
+        "model_type": "must be a mapping of keys to values",
+        "model_attributes_type": "must be a mapping of keys to values",
+        "path_type": "must be a file path",
+    }
+    if kind in plain:
+        return f"{plain[kind]} {got}"
+    if kind == "greater_than_equal":
+        return f"must be at least {ctx.get('ge')} {got}"
+    if kind == "less_than_equal":
+        return f"must be at most {ctx.get('le')} {got}"
+    return f"{error['msg']} {got}"
+
+
+def _line_of(loc: _Loc, lines: Mapping[_Loc, int]) -> int:
+    """The line of a location, or of its nearest enclosing one (a missing key: its mapping)."""
+    for n in range(len(loc), -1, -1):
+        if loc[:n] in lines:
+            return lines[loc[:n]]
+    return 1
+
+
+def _problems_from(error: ValidationError, filename: str,
+                   lines: Mapping[_Loc, int]) -> list[Problem]:
+    """Every pydantic error as a Problem at its line and field."""
+    out: list[Problem] = []
+    for e in error.errors():
+        # pydantic appends "[key]" to the location of a bad mapping key; the key's line is right.
+        loc: _Loc = tuple(part for part in e["loc"] if part != "[key]")
+        cause = (e.get("ctx") or {}).get("error")
+        placed = cause.problems if isinstance(cause, _FieldProblems) else [((), _message(e, loc))]
+        for sub, message in placed:
+            where = (*loc, *sub)
+            out.append(Problem(filename, _line_of(where, lines), _render(where), message))
+    return out
+
+
+def _yaml_problem(e: yaml.YAMLError, text: str, filename: str) -> Problem:
+    """A YAML syntax error at its line."""
+    if isinstance(e, yaml.MarkedYAMLError):
+        mark = e.problem_mark or e.context_mark
+        where = ""
+        if e.context and e.context_mark is not None and e.context_mark is not mark:
+            where = f" ({e.context} at line {e.context_mark.line + 1})"
+        return Problem(filename, mark.line + 1 if mark else None, "",
+                       f"not valid YAML: {e.problem}{where}")
+    if isinstance(e, yaml.reader.ReaderError):
+        return Problem(filename, text.count("\n", 0, e.position) + 1, "",
+                       f"not valid YAML: character {e.character!r} is not allowed")
+    return Problem(filename, None, "", f"not valid YAML: {e}")
+
+
+def _parse(text: str, filename: str, base_dir: Path) -> _Parsed:
+    """Parse and validate a policy text, collecting every problem rather than the first."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as e:
+        return _Parsed(None, [_yaml_problem(e, text, filename)], None, {})
+    if root is None:
+        empty = Problem(filename, 1, "", "empty policy; start from policies/default.yaml")
+        return _Parsed(None, [empty], None, {})
+    if not isinstance(root, yaml.MappingNode):
+        got = "a list" if isinstance(root, yaml.SequenceNode) else "a single value"
+        message = f"a policy must be a mapping of keys (version, feeds, actions, …), got {got}"
+        return _Parsed(None, [Problem(filename, root.start_mark.line + 1, "", message)], None, {})
+    builder = _Builder(filename)
+    builder.lines[()] = root.start_mark.line + 1
+    data = builder.build(root, ())
+    problems = builder.problems
+    policy: Policy | None = None
+    try:
+        policy = Policy.model_validate(data, context={"base_dir": base_dir.absolute()})
+    except ValidationError as e:
+        problems.extend(_problems_from(e, filename, builder.lines))
+    if problems:
+        policy = None
+    problems.sort(key=lambda p: p.line or 0)
+    return _Parsed(policy, problems, data, builder.lines)
+
+
+def parse_policy(text: str, *, filename: str, base_dir: Path) -> Policy:
+    """A policy from YAML text; PolicyError with every problem found."""
+    parsed = _parse(text, filename, base_dir)
+    if parsed.policy is None:
+        raise PolicyError(parsed.problems)
+    return parsed.policy
+
+
+def _read(path: Path) -> tuple[bytes, str | None, list[Problem]]:
+    """A policy file's bytes and text, or the problem that stopped reading it."""
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        message = f"cannot read the policy: {e.strerror or e}"
+        return b"", None, [Problem(str(path), None, "", message)]
+    try:
+        return raw, raw.decode("utf-8"), []
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        return raw, None, [Problem(str(path), line, "", "not UTF-8 text")]
+
+
+def load_policy(path: Path) -> LoadedPolicy:
+    """Read and validate a policy file; PolicyError with every problem found."""
+    raw, text, problems = _read(path)
+    if text is None:
+        raise PolicyError(problems)
+    absolute = path.absolute()
+    policy = parse_policy(text, filename=str(path), base_dir=absolute.parent)
+    return LoadedPolicy(policy, absolute, hashlib.sha256(raw).hexdigest(), time.time())
+
+
+def _feed_file_problems(parsed: _Parsed, filename: str, base_dir: Path) -> list[Problem]:
+    """Feed files that do not exist or cannot be read, from the plain data (valid or not)."""
+    out: list[Problem] = []
+    feeds = parsed.data.get("feeds") if isinstance(parsed.data, dict) else None
+    if not isinstance(feeds, list):
+        return out
+    for i, feed in enumerate(feeds):
+        raw = feed.get("path") if isinstance(feed, dict) else None
+        if not isinstance(raw, str) or not raw.strip():
+            continue
+        path = Path(raw.strip())
+        path = path if path.is_absolute() else base_dir / path
+        if not path.exists():
+            message = f"feed file not found: {path}"
+        elif not path.is_file():
+            message = f"not a file: {path}"
+        elif not os.access(path, os.R_OK):
+            message = f"feed file is not readable: {path}"
+        else:
+            continue
+        loc: _Loc = ("feeds", i, "path")
+        out.append(Problem(filename, _line_of(loc, parsed.lines), _render(loc), message))
+    return out
+
+
+def check_policy(path: Path) -> list[Problem]:
+    """Every problem in a policy file, including unreadable feed files; [] when it is fine."""
+    _, text, problems = _read(path)
+    if text is None:
+        return problems
+    base_dir = path.absolute().parent
+    parsed = _parse(text, str(path), base_dir)
+    problems = parsed.problems + _feed_file_problems(parsed, str(path), base_dir)
+    problems.sort(key=lambda p: p.line or 0)
+    return problems

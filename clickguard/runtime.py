@@ -1,0 +1,177 @@
+"""What the proxy's addons share: the judge in force, and the services around it.
+
+`State` (policy, feeds, judge) is built completely off the event loop and
+swapped in with one assignment; a policy or feed that fails to load leaves the
+last good state serving and the error recorded for `feeds status` and the logs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+from cachetools import TLRUCache
+
+from clickguard.audit import AuditLog
+from clickguard.errors import PolicyError
+from clickguard.feedsource import FeedSet, write_status
+from clickguard.judge import Judge
+from clickguard.policy import FeedConfig, LoadedPolicy, load_policy
+from clickguard.resolver import Resolver
+from clickguard.tokens import load_or_create_key
+
+DEFAULT_AUDIT_LOG = Path("var/audit.jsonl")
+
+
+class State(NamedTuple):
+    """One consistent configuration: the policy, its feeds and the judge built from them."""
+
+    loaded: LoadedPolicy
+    feeds: FeedSet
+    judge: Judge
+
+
+class Grants:
+    """Continues granted on warn pages: (client, user, host) may pass until a deadline."""
+
+    def __init__(self, maxsize: int = 100_000) -> None:
+        self._until: TLRUCache[tuple[str, str | None, str], float] = TLRUCache(
+            maxsize, ttu=lambda _key, until, _now: until, timer=time.time)
+
+    def grant(self, client: str, user: str | None, host: str, until: float) -> None:
+        """Let this client reach this host without warning until `until` (Unix time)."""
+        self._until[(client, user, host)] = until
+
+    def active(self, client: str, user: str | None, host: str) -> bool:
+        """True while a continue for this client and host holds."""
+        return (client, user, host) in self._until
+
+
+def _mtime(path: Path) -> float | None:
+    """A file's modification time, None when it cannot be read."""
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return None
+
+
+class Runtime:
+    """The proxy's shared state and services."""
+
+    def __init__(self, *, state_dir: Path, certs_dir: Path) -> None:
+        self.state_dir = state_dir
+        self.certs_dir = certs_dir
+        self.state: State | None = None
+        self.policy_path: Path | None = None
+        self.feed_specs: list[str] = []  # --feed FORMAT:PATH, added to the policy's feeds
+        self.audit_override: Path | None = None
+        self.policy_error: str | None = None
+        self.resolver = Resolver()
+        self.grants = Grants()
+        self.audit: AuditLog | None = None
+        self._key: bytes | None = None
+        self._watched: dict[Path, float | None] = {}
+
+    @property
+    def key(self) -> bytes:
+        """The token signing key, created in the certs directory at first use."""
+        if self._key is None:
+            self._key = load_or_create_key(self.certs_dir / "clickguard.key")
+        return self._key
+
+    @property
+    def judge(self) -> Judge:
+        """The judge in force."""
+        assert self.state is not None, "no policy loaded"
+        return self.state.judge
+
+    def build(self) -> State:
+        """Load the policy and its feeds and build a new state; PolicyError if the policy is bad."""
+        assert self.policy_path is not None
+        loaded = load_policy(self.policy_path)
+        previous = self.state.feeds if self.state is not None else None
+        extra = feeds_from_specs(self.feed_specs, Path.cwd(), [f.name for f in loaded.policy.feeds])
+        feeds = FeedSet([*loaded.policy.feeds, *extra], self.state_dir / "feeds", previous=previous)
+        index = feeds.build_index()
+        judge = Judge(loaded.policy, index, unloaded_feeds=feeds.unloaded())
+        return State(loaded, feeds, judge)
+
+    def install(self, state: State) -> None:
+        """Swap a newly built state in, and follow the audit log it names."""
+        watched = {self.policy_path: _mtime(self.policy_path)} if self.policy_path else {}
+        for path in state.feeds.watched_files():
+            watched[path] = _mtime(path)
+        self._watched = watched
+        self.state = state
+        self.policy_error = None
+        audit_path = self.audit_override or state.loaded.policy.audit.log or DEFAULT_AUDIT_LOG
+        if self.audit is None or self.audit.path != Path(audit_path):
+            old, self.audit = self.audit, AuditLog(Path(audit_path))
+            self.audit.start()
+            if old is not None:
+                old.close()
+        self.publish_status()
+
+    def changed(self) -> bool:
+        """True when the policy file or a feed file changed since the state was built."""
+        return any(_mtime(path) != seen for path, seen in self._watched.items())
+
+    def reload(self) -> str | None:
+        """Rebuild if anything changed; returns the error that kept the last good state, if any."""
+        try:
+            state = self.build()
+        except PolicyError as e:
+            self.policy_error = str(e)
+            # Remember what we saw, so a broken file is reported once, not every poll.
+            self._watched = {p: _mtime(p) for p in self._watched}
+            return self.policy_error
+        self.install(state)
+        return None
+
+    def publish_status(self) -> None:
+        """Write the feeds' status where `clickguard feeds status` reads it."""
+        if self.state is not None:
+            # The status is informational: failing to publish it must not stop the proxy.
+            with contextlib.suppress(OSError):
+                write_status(self.state_dir / "feeds-status.json", self.state.feeds)
+
+    def close(self) -> None:
+        """Stop the audit writer (flushing what is queued)."""
+        if self.audit is not None:
+            self.audit.close()
+            self.audit = None
+
+
+def feed_from_spec(spec: str, base_dir: Path) -> FeedConfig:
+    """A `--feed FORMAT:PATH` (or FORMAT:URL) from the command line as a feed config."""
+    fmt, sep, source = spec.partition(":")
+    if not sep or not source:
+        raise ValueError(f"feed {spec!r}: expected FORMAT:PATH or FORMAT:URL")
+    is_url = source.startswith(("http://", "https://"))
+    name = Path(source.rsplit("/", 1)[-1]).stem or fmt
+    data: dict[str, object] = {"name": name, "format": fmt}
+    data["url" if is_url else "path"] = source
+    try:
+        return FeedConfig.model_validate(data, context={"base_dir": base_dir})
+    except ValueError as e:
+        raise ValueError(f"feed {spec!r}: {e}") from e
+
+
+def feeds_from_specs(specs: Sequence[str], base_dir: Path,
+                     taken: Sequence[str] = ()) -> list[FeedConfig]:
+    """Every `--feed` of the command line, named after its file, made unique against `taken`."""
+    out: list[FeedConfig] = []
+    seen: set[str] = set(taken)
+    for spec in specs:
+        feed = feed_from_spec(spec, base_dir)
+        name, n = feed.name, 1
+        while name in seen:
+            n += 1
+            name = f"{feed.name}-{n}"
+        seen.add(name)
+        out.append(feed.model_copy(update={"name": name}) if name != feed.name else feed)
+    return out

@@ -1,0 +1,268 @@
+"""The proxy for real: `clickguard run` on loopback in front of real upstream servers."""
+
+from __future__ import annotations
+
+import http.client
+import re
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.harness import REPO, Proxy, start_proxy, upstream, wait_until
+
+HTML = {"Accept": "text/html,application/xhtml+xml", "Sec-Fetch-Mode": "navigate",
+        "Sec-Fetch-Dest": "document"}
+
+
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One proxy CA for the whole session (generating it takes a moment)."""
+    return tmp_path_factory.mktemp("certs")
+
+
+def write_policy(directory: Path, body: str) -> Path:
+    """Write a policy file and return its path."""
+    path = directory / "policy.yaml"
+    path.write_text(textwrap.dedent(body))
+    return path
+
+
+@pytest.fixture
+def proxy_factory(tmp_path: Path, certs: Path) -> Iterator[object]:
+    """Start proxies for a test and stop them afterwards."""
+    started: list[Proxy] = []
+
+    def start(policy: str, *extra: str) -> Proxy:
+        proxy = start_proxy(tmp_path, write_policy(tmp_path, policy), certs, *extra)
+        started.append(proxy)
+        return proxy
+
+    yield start
+    for proxy in started:
+        proxy.stop()
+
+
+def listed(tmp_path: Path, *entries: str) -> Path:
+    """An `ip` feed file listing entries."""
+    path = tmp_path / "thingbots.txt"
+    path.write_text("# test feed\n" + "\n".join(entries) + "\n")
+    return path
+
+
+BASIC = """\
+feeds:
+  - {name: thingbots, format: ip, path: thingbots.txt}
+"""
+
+
+def test_listed_host_is_blocked_before_connecting(tmp_path: Path, proxy_factory) -> None:
+    listed(tmp_path, "127.0.0.3")
+    with upstream("127.0.0.3") as bad:
+        proxy = proxy_factory(BASIC)
+        r = proxy.get(f"{bad.base}/payload.sh", HTML)
+        assert r.status == 403
+        assert r.headers["x-clickguard-action"] == "block"
+        assert r.headers["cache-control"] == "no-store"
+        assert "landing.thingbot" in r.text and "thingbots" in r.text
+        assert bad.requests == []  # never reached the server
+        ref = r.headers["x-clickguard-ref"]
+        assert ref in r.text
+        records = [a for a in proxy.audit() if a["ref"] == ref]
+        assert len(records) == 1
+        record = records[0]
+        assert record["action"] == "block"
+        assert record["reasons"] == ["landing.thingbot"]
+        assert record["url"] == f"{bad.base}/payload.sh"
+        assert record["client"] == "127.0.0.1"
+        assert {"ts", "user", "origin_ip"} <= record.keys()
+
+
+def test_unlisted_host_passes_byte_for_byte(tmp_path: Path, proxy_factory) -> None:
+    listed(tmp_path, "127.0.0.3")
+    body = bytes(range(256)) * 64
+    routes = {"/blob": (200, {"Content-Type": "application/octet-stream", "X-Test": "kept"}, body)}
+    with upstream("127.0.0.2", routes) as good:
+        proxy = proxy_factory(BASIC)
+        r = proxy.get(f"{good.base}/blob")
+        assert r.status == 200
+        assert r.body == body
+        assert r.headers["x-test"] == "kept"
+        assert "x-clickguard-action" not in r.headers
+        assert good.requests == ["/blob"]
+
+
+@pytest.mark.parametrize("host", ["0x7f000003", "2130706435", "0177.0.0.3", "127.3", "0x7f.0.0.3"])
+def test_ip_written_in_other_forms_is_caught(tmp_path: Path, proxy_factory, host: str) -> None:
+    listed(tmp_path, "127.0.0.0/30")
+    with upstream("127.0.0.3") as bad:
+        proxy = proxy_factory(BASIC)
+        r = proxy.get(f"http://{host}:{bad.port}/")
+        assert r.status == 403, r.text
+        assert r.headers["x-clickguard-action"] == "block"
+        assert "127.0.0.0/30" in r.text
+        assert bad.requests == []
+
+
+def test_name_resolving_to_listed_address_is_caught(tmp_path: Path, proxy_factory) -> None:
+    listed(tmp_path, "127.0.0.1")
+    with upstream("127.0.0.1") as bad:
+        proxy = proxy_factory(BASIC)
+        r = proxy.get(f"http://localhost:{bad.port}/", HTML)
+        assert r.status == 403
+        assert "localhost resolves to 127.0.0.1" in r.text
+        assert bad.requests == []
+
+
+def test_allow_list_beats_feed(tmp_path: Path, proxy_factory) -> None:
+    listed(tmp_path, "127.0.0.3")
+    with upstream("127.0.0.3") as site:
+        proxy = proxy_factory(BASIC + "allow: {networks: [127.0.0.3/32]}\n")
+        r = proxy.get(f"{site.base}/", HTML)
+        assert r.status == 200
+        assert r.body == site.body_for("/")
+        record = proxy.audit()[-1]
+        assert record["action"] == "allow"
+        assert record["allowed_by"] == "allow list: network 127.0.0.3"
+        assert record["reasons"] == ["landing.thingbot"]  # overridden, still recorded
+
+
+def test_deny_list_blocks(tmp_path: Path, proxy_factory) -> None:
+    listed(tmp_path)
+    with upstream("127.0.0.4") as site:
+        proxy = proxy_factory(BASIC + "deny: {networks: [127.0.0.4]}\n")
+        r = proxy.get(f"{site.base}/")
+        assert r.status == 403
+        assert proxy.audit()[-1]["reasons"] == ["policy.deny"]
+
+
+def continue_link(page: str) -> str:
+    """The href of the warn page's continue link."""
+    match = re.search(r'id="continue" href="([^"]+)"', page)
+    assert match, page
+    return match.group(1).replace("&amp;", "&")
+
+
+def test_warn_then_continue(tmp_path: Path, proxy_factory) -> None:
+    listed(tmp_path, "127.0.0.3")
+    with upstream("127.0.0.3") as site:
+        proxy = proxy_factory(BASIC + "actions: {landing.thingbot: warn}\n")
+        url = f"{site.base}/page"
+        r = proxy.get(url, HTML)
+        assert r.status == 403
+        assert r.headers["x-clickguard-action"] == "warn"
+        link = continue_link(r.text)
+        assert link.startswith("http://clickguard.local/continue?t=")
+        assert site.requests == []
+
+        tampered = link[:-3] + ("AAA" if not link.endswith("AAA") else "BBB")
+        r = proxy.get(tampered, HTML)
+        assert r.status == 403 and r.headers["x-clickguard-action"] == "block"
+        assert "link.bad_signature" in r.text
+
+        r = proxy.get(link, HTML)
+        assert r.status == 303
+        assert r.headers["location"] == url
+        r = proxy.get(url, HTML)
+        assert r.status == 200
+        assert r.body == site.body_for("/page")
+        events = [(a["event"], a["action"]) for a in proxy.audit()]
+        assert events == [("decision", "warn"), ("continue", "block"), ("continue", "allow"),
+                          ("decision", "allow")]
+        assert proxy.audit()[-1]["continued"] is True
+
+
+def test_continue_link_is_bound_to_the_client(tmp_path: Path, proxy_factory) -> None:
+    listed(tmp_path, "127.0.0.3")
+    with upstream("127.0.0.3") as site:
+        proxy = proxy_factory(BASIC + "actions: {landing.thingbot: warn}\n")
+        link = continue_link(proxy.get(f"{site.base}/", HTML).text)
+        # Same link, presented from another client address.
+        conn = http.client.HTTPConnection("127.0.0.1", proxy.port, source_address=("127.0.0.9", 0))
+        conn.request("GET", link)
+        r = conn.getresponse()
+        assert r.status == 403
+        assert "another client" in r.read().decode()
+        conn.close()
+
+
+def test_warn_without_continue(tmp_path: Path, proxy_factory) -> None:
+    listed(tmp_path, "127.0.0.3")
+    with upstream("127.0.0.3") as site:
+        proxy = proxy_factory(BASIC + "actions: {landing.thingbot: warn}\n"
+                                      "warn: {allow_continue: false}\n")
+        r = proxy.get(f"{site.base}/", HTML)
+        assert r.headers["x-clickguard-action"] == "warn"
+        assert 'id="continue"' not in r.text
+
+
+def test_hot_reload_and_broken_edit_keeps_last_good(tmp_path: Path, proxy_factory) -> None:
+    listed(tmp_path, "127.0.0.3")
+    with upstream("127.0.0.3") as site:
+        proxy = proxy_factory("feeds: []\n")
+        assert proxy.get(f"{site.base}/").status == 200
+        policy = tmp_path / "policy.yaml"
+        policy.write_text(textwrap.dedent(BASIC))
+        wait_until(lambda: proxy.get(f"{site.base}/").status == 403, 30, "the reload to block")
+        policy.write_text(BASIC.replace("format: ip", "format: nonsense"))
+        proxy.wait_for_log("last good one keeps serving")
+        assert "policy.yaml:2" in proxy.log() and "format" in proxy.log()
+        assert proxy.get(f"{site.base}/").status == 403
+
+
+def test_feed_refresh_failure_keeps_last_good_copy(tmp_path: Path, proxy_factory) -> None:
+    routes = {"/feed.txt": (200, {"Content-Type": "text/plain", "ETag": '"v1"'}, b"127.0.0.3\n")}
+    with upstream("127.0.0.5", routes) as feed_server, upstream("127.0.0.3") as site:
+        proxy = proxy_factory(f"""\
+            feeds:
+              - {{name: remote, format: ip, url: "{feed_server.base}/feed.txt", refresh: 1}}
+            """)
+        wait_until(lambda: proxy.get(f"{site.base}/").status == 403, 30, "the fetched feed to block")
+        passed_before_the_feed_arrived = len(site.requests)
+        feed_server.routes["/feed.txt"] = (500, {}, b"broken")
+        status = tmp_path / "var" / "feeds-status.json"
+        wait_until(lambda: "HTTP 500" in status.read_text(), 30, "the failure to be reported")
+        assert proxy.get(f"{site.base}/").status == 403
+        assert len(site.requests) == passed_before_the_feed_arrived
+
+
+def test_https_listed_host_gets_block_page_inside_tls(tmp_path: Path, proxy_factory) -> None:
+    listed(tmp_path, "127.0.0.3")
+    proxy = proxy_factory(BASIC)
+    r = proxy.get_tls("127.0.0.3", 8443, "/login?x=1", HTML)
+    assert r.status == 403
+    assert r.headers["x-clickguard-action"] == "block"
+    assert proxy.audit()[-1]["url"] == "https://127.0.0.3:8443/login?x=1"
+
+
+def test_not_intercepted_host_is_judged_at_the_tunnel(tmp_path: Path, proxy_factory) -> None:
+    listed(tmp_path, "127.0.0.1", "::1")
+    proxy = proxy_factory(BASIC + "intercept: {exclude: [localhost]}\n")
+    with pytest.raises(OSError, match="403"):
+        proxy.get_tls("localhost", 8443)
+    record = proxy.audit()[-1]
+    assert record["event"] == "tunnel" and record["action"] == "block"
+
+
+def test_default_policy_blocks_selftest_range(tmp_path: Path, certs: Path) -> None:
+    proxy = start_proxy(tmp_path, REPO / "policies" / "default.yaml", certs)
+    try:
+        r = proxy.get("http://127.66.0.1/")
+        assert r.status == 403
+        assert r.headers["x-clickguard-action"] == "block"
+        assert proxy.audit()[-1]["reasons"] == ["landing.thingbot"]
+    finally:
+        proxy.stop()
+
+
+def test_audit_record_for_allowed_navigation_only(tmp_path: Path, proxy_factory) -> None:
+    listed(tmp_path)
+    with upstream("127.0.0.2") as site:
+        proxy = proxy_factory(BASIC)
+        proxy.get(f"{site.base}/image.png", {"Sec-Fetch-Mode": "no-cors", "Sec-Fetch-Dest": "image"})
+        proxy.get(f"{site.base}/page", HTML)
+        urls = [a["url"] for a in proxy.audit()]
+        assert urls == [f"{site.base}/page"]
+
+
