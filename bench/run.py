@@ -112,14 +112,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_port(port: int, process: subprocess.Popen[bytes], timeout: float = 120) -> None:
+def wait_port(port: int, process: subprocess.Popen[bytes], timeout: float = 120,
+              host: str = "127.0.0.1") -> None:
     """Poll until a process listens on a loopback port."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise SystemExit(f"process exited early: {process.args}")
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            with socket.create_connection((host, port), timeout=0.5):
                 return
         except OSError:
             time.sleep(0.1)
@@ -158,11 +159,16 @@ def bench_proxy(specs: list[str], workdir: Path, rounds: int, seconds: int) -> N
                "--audit-log", str(workdir / "audit.jsonl"), "--state-dir", str(workdir / "var")]
     for spec in specs:
         cg_args += ["--feed", spec]
-    cg = subprocess.Popen(cg_args, stdout=subprocess.DEVNULL)
+    cg_log = open(workdir / "clickguard.log", "wb")  # noqa: SIM115
+    cg = subprocess.Popen(cg_args, stdout=cg_log, stderr=subprocess.STDOUT)
     try:
-        wait_port(up_port, upstream)
+        wait_port(up_port, upstream, host="127.0.0.2")
         wait_port(bare_port, bare)
-        wait_port(cg_port, cg)
+        try:
+            wait_port(cg_port, cg)
+        except SystemExit:
+            print((workdir / "clickguard.log").read_text()[-3000:])
+            raise
         target = f"http://127.0.0.2:{up_port}/"
         for label, headers in (("plain requests", {}),
                                ("navigations (audited)", {"Sec-Fetch-Mode": "navigate",

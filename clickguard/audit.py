@@ -19,7 +19,7 @@ import threading
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from clickguard.verdict import Finding
 
@@ -61,7 +61,7 @@ class AuditLog:
         self.path = path
         self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
-        self._file: IO[str] | None = None
+        self._fd: int | None = None
         self.written = 0
 
     def start(self) -> None:
@@ -69,7 +69,8 @@ class AuditLog:
         if self._thread is not None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
+        # Unbuffered: a failed write leaves nothing behind to be written later by surprise.
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
         self._thread = threading.Thread(target=self._run, name="clickguard-audit", daemon=True)
         self._thread.start()
 
@@ -79,8 +80,9 @@ class AuditLog:
             self.start()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
-        self._queue.put((json.dumps(entry, separators=(",", ":"), ensure_ascii=False) + "\n",
-                         future, loop))
+        # ASCII-only JSON: a lone surrogate (mitmproxy keeps undecodable bytes that way)
+        # cannot make the line unwritable.
+        self._queue.put((json.dumps(entry, separators=(",", ":")) + "\n", future, loop))
         await future
 
     def close(self) -> None:
@@ -90,9 +92,12 @@ class AuditLog:
         self._queue.put(None)
         self._thread.join()
         self._thread = None
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        if self._fd is not None:
+            try:
+                os.close(self._fd)
+            except OSError as e:
+                logger.error("audit log %s: close failed: %s", self.path, e)
+            self._fd = None
 
     def _run(self) -> None:
         """Writer thread: group commit until told to stop."""
@@ -115,11 +120,13 @@ class AuditLog:
     def _commit(self, batch: list[tuple[str, asyncio.Future[None], asyncio.AbstractEventLoop]]) -> None:
         """Write, flush and fsync one batch, then settle its futures."""
         error: OSError | None = None
-        assert self._file is not None
+        assert self._fd is not None
+        data = "".join(line for line, _f, _l in batch).encode("utf-8", "backslashreplace")
         try:
-            self._file.write("".join(line for line, _f, _l in batch))
-            self._file.flush()
-            os.fsync(self._file.fileno())
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._fd, view):]
+            os.fsync(self._fd)
         except OSError as e:
             logger.error("audit log %s: write failed: %s", self.path, e)
             error = e

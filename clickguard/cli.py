@@ -145,7 +145,6 @@ def decision_json(raw: str, decision: Decision) -> dict[str, Any]:
         "url": raw,
         "normalized": decision.url.url,
         "host": decision.url.host,
-        "registered_domain": registered_domain(decision.url.host),
         "action": verdict.action,
         "reasons": [f.as_dict() for f in verdict.findings],
     }
@@ -184,6 +183,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     if args.url != "-":
         result = judge_one(args.url)
+        if "host" in result:
+            result["registered_domain"] = registered_domain(result["host"])
         _print_result(result, args.json, sys.stdout)
         return 2 if "error" in result else 0
     out: list[str] = []

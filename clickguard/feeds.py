@@ -57,6 +57,18 @@ class ParsedFeed(NamedTuple):
 
     indicators: list[Indicator]
     skipped: list[SkippedLine]
+    # Untagged dotted-quad IPv4 addresses, kept as plain strings: big feeds are mostly
+    # these, and a tuple per address would cost a million allocations at load.
+    plain_ipv4: list[str] = []  # noqa: RUF012 (never mutated after parsing)
+
+    def all(self) -> list[Indicator]:
+        """Every indicator, the plain IPv4 addresses as Indicators first."""
+        return [*_plain_ips(self.plain_ipv4), *self.indicators]
+
+    @property
+    def size(self) -> int:
+        """How many indicators the feed gave."""
+        return len(self.plain_ipv4) + len(self.indicators)
 
 
 # --- parsers ---------------------------------------------------------------------------------
@@ -132,6 +144,7 @@ def _parse_ip(text: str) -> ParsedFeed:
     """One IPv4/IPv6 address or CIDR a line; `#` starts a comment."""
     lines = _lines(text)
     indicators: list[Indicator] = []
+    plain: list[str] = []
     skipped: list[SkippedLine] = []
     pending = iter(lines)
     run_start = 0  # first line of the current run of plain dotted quads
@@ -144,9 +157,9 @@ def _parse_ip(text: str) -> ParsedFeed:
             # map has taken the odd line from the list iterator, which knows what is left.
             odd = len(lines) - length_hint(pending) - 1
         else:
-            indicators.extend(_plain_ips(lines[run_start:]))
-            return ParsedFeed(indicators, skipped)
-        indicators.extend(_plain_ips(lines[run_start:odd]))
+            plain.extend(lines[run_start:])
+            return ParsedFeed(indicators, skipped, plain)
+        plain.extend(lines[run_start:odd])
         run_start = odd + 1
         value = lines[odd].partition("#")[0].strip()
         if not value:

@@ -72,7 +72,7 @@ def _describe(parsed: ParsedFeed, source: str, fmt: str) -> list[str]:
 
 def _usable(parsed: ParsedFeed) -> bool:
     """A copy that parses to nothing although it has data lines is not used over a good one."""
-    return bool(parsed.indicators) or not parsed.skipped
+    return parsed.size > 0 or not parsed.skipped
 
 
 class FeedSet:
@@ -155,12 +155,14 @@ class FeedSet:
             status.skipped = len(parsed.skipped)
             status.skipped_examples = _describe(parsed, status.source, feed.format)
             kinds = frozenset(Kind(k) for k in feed.match) if feed.match else DEFAULT_KINDS[feed.format]
-            status.entries = sum(1 for i in parsed.indicators if i.kind in kinds)
-            yield FeedInput(feed.name, feed.category, kinds, parsed.indicators)
+            yield FeedInput(feed.name, feed.category, kinds, parsed.indicators, parsed.plain_ipv4)
 
     def build_index(self) -> ReputationIndex:
         """Read and parse every feed and build a new index (run it off the event loop)."""
-        return ReputationIndex.build(self._inputs())
+        index = ReputationIndex.build(self._inputs())
+        for name, status in self.status.items():
+            status.entries = index.counts.get(name, 0)
+        return index
 
     async def fetch(self, session: aiohttp.ClientSession, feed: FeedConfig) -> bool:
         """Fetch one URL feed into its cache; True if a new good copy arrived. Never raises for I/O."""
@@ -200,11 +202,16 @@ class FeedSet:
             status.last_error = (f"{feed.url}:{first.line}: {feed.format}: {first.reason} "
                                  "(no usable line; keeping the last good copy)")
             return False
-        _atomic_write(path, body)
+        try:
+            unchanged = path.read_bytes() == body
+        except OSError:
+            unchanged = False
+        if not unchanged:
+            _atomic_write(path, body)
         _atomic_write(meta_path, json.dumps({"etag": etag, "last_modified": last_modified,
                                              "fetched_at": time.time()}).encode())
         status.last_error = None
-        return True
+        return not unchanged
 
     def snapshot(self) -> list[dict[str, Any]]:
         """Every feed's status, JSON-ready."""

@@ -28,11 +28,14 @@ class _HostList:
         for network in networks:
             self.networks.add_network(str(network), _LISTED, merge)
         self.networks.freeze()
+        self.has_networks = len(self.networks) > 0
 
     def host_entry(self, host: str) -> str | None:
         """The entry covering this host name, rendered for people, or None."""
         if host in self.hosts:
             return f"host {host}"
+        if not self.domains:
+            return None
         for domain in parent_domains(host):
             if domain in self.domains:
                 return f"domain {domain}"
@@ -40,6 +43,8 @@ class _HostList:
 
     def ip_entry(self, address: str) -> str | None:
         """The network entry covering this address, or None."""
+        if not self.has_networks:
+            return None
         for entry, _slot in self.networks.lookup(address):
             return f"network {entry}"
         return None

@@ -9,9 +9,10 @@ with one assignment; it is never changed after `build` returns.
 
 from __future__ import annotations
 
+import gc
 import ipaddress
 import socket
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Sequence
 from typing import ClassVar, NamedTuple
 
 from clickguard.feeds import Indicator, Kind
@@ -56,10 +57,17 @@ def ip_to_int(address: str) -> tuple[int, int]:
         raise ValueError(f"not an IP address: {address!r}") from None
 
 
+def _fold_mapped(version: int, number: int) -> tuple[int, int]:
+    """An IPv4-mapped IPv6 address (::ffff:a.b.c.d) as the IPv4 address it reaches."""
+    if version == 6 and number >> 32 == 0xFFFF:
+        return 4, number & 0xFFFFFFFF
+    return version, number
+
+
 class NetworkMap:
     """Maps addresses and networks (IPv4 and IPv6) to values; lookups by address."""
 
-    __slots__ = ("_exact", "_nets", "_prefixes")
+    __slots__ = ("_exact", "_nets", "_plain4", "_prefixes", "_v4_by_octet")
 
     _BITS: ClassVar[dict[int, int]] = {4: 32, 6: 128}
 
@@ -68,36 +76,63 @@ class NetworkMap:
         # per version: prefix length -> {network integer >> host bits: slot}
         self._nets: dict[int, dict[int, dict[int, Slot]]] = {4: {}, 6: {}}
         self._prefixes: dict[int, tuple[int, ...]] = {4: (), 6: ()}
+        self._v4_by_octet: tuple[tuple[int, ...], ...] = ((),) * 256
+        # Plain address lists, one set of canonical strings per feed: built in C from the
+        # parser's list, without a million int and bytes allocations.
+        self._plain4: list[tuple[Attribution, set[str]]] = []
 
     def __len__(self) -> int:
-        exact = sum(len(d) for d in self._exact.values())
+        exact = sum(len(d) for d in self._exact.values()) + sum(len(s) for _a, s in self._plain4)
         return exact + sum(len(t) for v in self._nets.values() for t in v.values())
 
     def add_address(self, address: str, value: Attribution, merge: _Merger) -> None:
         """List one address; ValueError if it is not an IP address."""
-        version, number = ip_to_int(address)
+        version, number = _fold_mapped(*ip_to_int(address))
         table = self._exact[version]
         old = table.setdefault(number, value)
         if old is not value:
             table[number] = merge(old, value)
 
+    def add_plain_ipv4(self, addresses: Sequence[str], value: Attribution) -> None:
+        """List canonical dotted-quad addresses of one feed, all with the same attribution."""
+        self._plain4.append((value, set(addresses)))
+
     def add_network(self, network: str, value: Attribution, merge: _Merger) -> None:
         """List one network in CIDR notation (host bits are ignored); ValueError if malformed."""
         net = ipaddress.ip_network(network, strict=False)
-        bits = self._BITS[net.version]
-        if net.prefixlen == bits:
-            self.add_address(str(net.network_address), value, merge)
+        version, number, prefixlen = net.version, int(net.network_address), net.prefixlen
+        if version == 6 and prefixlen >= 96 and number >> 32 == 0xFFFF:
+            version, number, prefixlen = 4, number & 0xFFFFFFFF, prefixlen - 96  # ::ffff:a.b.c.d/n
+        bits = self._BITS[version]
+        if prefixlen == bits:
+            table = self._exact[version]
+            old = table.setdefault(number, value)
+            if old is not value:
+                table[number] = merge(old, value)
             return
-        table = self._nets[net.version].setdefault(net.prefixlen, {})
-        key = int(net.network_address) >> (bits - net.prefixlen)
+        table = self._nets[version].setdefault(prefixlen, {})
+        key = number >> (bits - prefixlen)
         old = table.setdefault(key, value)
         if old is not value:
             table[key] = merge(old, value)
 
     def freeze(self) -> None:
-        """Fix the order of prefix lengths to probe (most specific first)."""
+        """Fix the prefix lengths to probe (most specific first), per first IPv4 octet."""
         for version, tables in self._nets.items():
             self._prefixes[version] = tuple(sorted(tables, reverse=True))
+        # An address only needs the prefix lengths that have a network in its /8: DROP
+        # alone has twelve lengths, but rarely more than two within one /8.
+        by_octet: list[set[int]] = [set() for _ in range(256)]
+        for prefixlen, table in self._nets[4].items():
+            if prefixlen >= 8:
+                for key in table:
+                    by_octet[key >> (prefixlen - 8)].add(prefixlen)
+            else:
+                for key in table:
+                    first = key << (8 - prefixlen)
+                    for octet in range(first, first + (1 << (8 - prefixlen))):
+                        by_octet[octet].add(prefixlen)
+        self._v4_by_octet = tuple(tuple(sorted(s, reverse=True)) for s in by_octet)
 
     def lookup(self, address: str) -> Iterator[tuple[str, Slot]]:
         """Every (entry, slot) listing this address: the address itself, then its networks."""
@@ -105,12 +140,23 @@ class NetworkMap:
             version, number = ip_to_int(address)
         except ValueError:
             return
+        if version == 6 and number >> 32 == 0xFFFF:
+            version, number = _fold_mapped(version, number)
+            address = socket.inet_ntop(socket.AF_INET, number.to_bytes(4, "big"))
         slot = self._exact[version].get(number)
         if slot is not None:
             yield address, slot
+        if version == 4 and self._plain4:
+            listed = {a.feed for a in _attributions(slot)} if slot is not None else set()
+            for attribution, plain in self._plain4:
+                # One feed, one attribution: it may also list the address as "a.b.c.d/32".
+                if address in plain and attribution.feed not in listed:
+                    listed.add(attribution.feed)
+                    yield address, attribution
         bits = self._BITS[version]
         tables = self._nets[version]
-        for prefixlen in self._prefixes[version]:
+        prefixes = self._v4_by_octet[number >> 24] if version == 4 else self._prefixes[version]
+        for prefixlen in prefixes:
             shift = bits - prefixlen
             slot = tables[prefixlen].get(number >> shift)
             if slot is not None:
@@ -118,17 +164,36 @@ class NetworkMap:
                 yield str(network_class((number >> shift << shift, prefixlen))), slot
 
 
+MAX_TAGS = 8
+
+
 class _Merger:
-    """Combines the attributions of a key listed more than once, sharing equal tuples."""
+    """Combines the attributions of a key listed more than once: one per feed, tags united.
+
+    A feed may list one address many times (maltrail gives one line per port); keeping
+    one attribution per feed keeps a slot small whatever the feed repeats.
+    """
 
     def __init__(self) -> None:
-        self._interned: dict[frozenset[Attribution], tuple[Attribution, ...]] = {}
+        self._attributions: dict[Attribution, Attribution] = {}
+        self._tuples: dict[tuple[Attribution, ...], tuple[Attribution, ...]] = {}
 
     def __call__(self, old: Slot, new: Attribution) -> Slot:
-        combined = frozenset((*_attributions(old), new))
+        olds = _attributions(old)
+        for i, a in enumerate(olds):
+            if a.feed == new.feed:
+                if a.tags == new.tags or set(new.tags) <= set(a.tags) or len(a.tags) >= MAX_TAGS:
+                    return old
+                tags = tuple(dict.fromkeys((*a.tags, *new.tags)))[:MAX_TAGS]
+                merged = Attribution(a.feed, a.category, tags)
+                merged = self._attributions.setdefault(merged, merged)
+                combined = (*olds[:i], merged, *olds[i + 1:])
+                break
+        else:
+            combined = (*olds, new)
         if len(combined) == 1:
-            return new
-        return self._interned.setdefault(combined, tuple(sorted(combined)))
+            return combined[0]
+        return self._tuples.setdefault(combined, combined)
 
 
 class FeedInput(NamedTuple):
@@ -138,6 +203,7 @@ class FeedInput(NamedTuple):
     category: str
     kinds: frozenset[Kind]
     indicators: Iterable[Indicator]
+    plain_ipv4: Sequence[str] = ()  # canonical dotted quads without tags (`ParsedFeed.plain_ipv4`)
 
 
 class ReputationIndex:
@@ -156,35 +222,68 @@ class ReputationIndex:
         """Index every feed's indicators of the kinds it asks for; bad entries were parsers' job."""
         index = cls()
         merge = _Merger()
+        # Indicators are tuples the cyclic GC would scan again and again while a million
+        # of them are alive; none of them can be part of a cycle.
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            index._fill(feeds, merge)
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+        index.networks.freeze()
+        return index
+
+    def _fill(self, feeds: Iterable[FeedInput], merge: _Merger) -> None:
+        """Add every feed's indicators (the body of `build`); the hot loop avoids enum hashing."""
         attributions: dict[tuple[str, str, tuple[str, ...]], Attribution] = {}
-        tables: Mapping[Kind, dict[str, Slot]] = {
-            Kind.HOST: index._hosts,
-            Kind.DOMAIN: index._domains,
-            Kind.URL: index._urls,
-            Kind.PATH: index._paths,
+        tables: dict[str, dict[str, Slot]] = {
+            Kind.HOST.value: self._hosts,
+            Kind.DOMAIN.value: self._domains,
+            Kind.URL.value: self._urls,
+            Kind.PATH.value: self._paths,
         }
+        ipv4 = self.networks._exact[4]
+        pton, af_inet, from_bytes = socket.inet_pton, socket.AF_INET, int.from_bytes
+        ip_kind, cidr_kind = Kind.IP, Kind.CIDR
         for feed in feeds:
             count = 0
+            by_tags: dict[tuple[str, ...], Attribution] = {}
+            want_ip = ip_kind in feed.kinds
+            want = {k.value for k in feed.kinds}
+            if want_ip and feed.plain_ipv4:
+                untagged: tuple[str, str, tuple[str, ...]] = (feed.name, feed.category, ())
+                self.networks.add_plain_ipv4(feed.plain_ipv4,
+                                             attributions.setdefault(untagged, Attribution(*untagged)))
+                count += len(feed.plain_ipv4)
             for kind, value, tags in feed.indicators:
-                if kind not in feed.kinds:
+                if kind is ip_kind:
+                    if not want_ip:
+                        continue
+                elif str.__str__(kind) not in want:
                     continue
-                key = (feed.name, feed.category, tags)
-                attribution = attributions.get(key)
+                attribution = by_tags.get(tags)
                 if attribution is None:
-                    attribution = attributions[key] = Attribution(*key)
-                if kind is Kind.IP:
-                    index.networks.add_address(value, attribution, merge)
-                elif kind is Kind.CIDR:
-                    index.networks.add_network(value, attribution, merge)
+                    key = (feed.name, feed.category, tags)
+                    attribution = by_tags[tags] = attributions.setdefault(key, Attribution(*key))
+                count += 1
+                if kind is ip_kind:
+                    try:  # inlined fast path: most entries of big feeds are IPv4 addresses
+                        number = from_bytes(pton(af_inet, value), "big")
+                    except OSError:
+                        self.networks.add_address(value, attribution, merge)
+                        continue
+                    old = ipv4.setdefault(number, attribution)
+                    if old is not attribution:
+                        ipv4[number] = merge(old, attribution)
+                elif kind is cidr_kind:
+                    self.networks.add_network(value, attribution, merge)
                 else:
-                    table = tables[kind]
+                    table = tables[str.__str__(kind)]
                     old = table.setdefault(value, attribution)
                     if old is not attribution:
                         table[value] = merge(old, attribution)
-                count += 1
-            index.counts[feed.name] = index.counts.get(feed.name, 0) + count
-        index.networks.freeze()
-        return index
+            self.counts[feed.name] = self.counts.get(feed.name, 0) + count
 
     def __len__(self) -> int:
         return (len(self.networks) + len(self._hosts) + len(self._domains)

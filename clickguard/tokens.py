@@ -53,8 +53,10 @@ def _b64encode(data: bytes) -> str:
 
 def _b64decode(text: str) -> bytes:
     """Inverse of `_b64encode`; TokenError on anything else."""
+    if "=" in text:
+        raise TokenError("token is not valid base64")
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        return base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
     except (binascii.Error, ValueError) as e:
         raise TokenError("token is not valid base64") from e
 
@@ -81,7 +83,9 @@ def verify(token: str, key: bytes, *, now: float) -> dict[str, Any]:
         expected = _mac(key, encoded.encode("ascii"))
     except UnicodeEncodeError as e:
         raise TokenError("token has characters that are not ours") from e
-    if not hmac.compare_digest(expected, _b64decode(mac)):
+    # Compare the MAC as text: decoding first would accept other spellings of one token
+    # (unused low bits, padding, stray characters).
+    if not hmac.compare_digest(mac.encode("ascii", "replace"), _b64encode(expected).encode("ascii")):
         raise TokenError("token signature does not verify")
     try:
         payload = json.loads(_b64decode(encoded))

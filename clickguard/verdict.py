@@ -66,7 +66,7 @@ def _describe_tags(tags: tuple[str, ...]) -> str:
 def finding_from_match(match: Match, *, via: str | None = None) -> Finding:
     """Turn an index match into a `landing.<category>` finding with a plain-language detail."""
     a = match.attribution
-    listed = f"listed by feed '{a.feed}'{_describe_tags(a.tags)}"
+    listed = f"{'which is ' if via else ''}listed by feed '{a.feed}'{_describe_tags(a.tags)}"
     if match.kind is Kind.CIDR:
         what = f"{match.subject} is in the network {match.indicator}, {listed}"
     elif match.kind is Kind.DOMAIN and match.indicator != match.subject:
@@ -75,6 +75,8 @@ def finding_from_match(match: Match, *, via: str | None = None) -> Finding:
         what = f"the address {match.indicator} is {listed}"
     elif match.kind is Kind.PATH:
         what = f"the path {match.indicator} is a known malware payload name, {listed}"
+    elif via is not None:
+        what = f"{match.subject}, {listed}"
     else:
         what = f"{match.subject} is {listed}"
     if via is not None:

@@ -62,6 +62,7 @@ class Upstream:
     host: str
     routes: dict[str, Route] = field(default_factory=dict)
     requests: list[str] = field(default_factory=list)
+    headers: list[dict[str, str]] = field(default_factory=list)  # of each request, lower-case names
     port: int = 0
 
     def body_for(self, path: str) -> bytes:
@@ -84,6 +85,7 @@ def upstream(host: str, routes: Mapping[str, Route] | None = None) -> Iterator[U
 
         def do_GET(self) -> None:
             up.requests.append(self.path)
+            up.headers.append({k.lower(): v for k, v in self.headers.items()})
             status, headers, body = up.routes.get(self.path, (200, {"Content-Type": "text/plain"},
                                                               up.body_for(self.path)))
             self.send_response(status)

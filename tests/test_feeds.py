@@ -26,7 +26,7 @@ def _read(feeds_dir: Path, name: str) -> str:
 
 
 def _kinds(parsed: ParsedFeed) -> Counter[Kind]:
-    return Counter(i.kind for i in parsed.indicators)
+    return Counter(i.kind for i in parsed.all())
 
 
 # --- the real snapshots: counts as each folder's SOURCE.md states them ----------------------
@@ -44,7 +44,8 @@ def _kinds(parsed: ParsedFeed) -> Counter[Kind]:
 def test_ip_real_lists(feeds_dir: Path, name: str, lines: int) -> None:
     parsed = parse_feed("ip", _read(feeds_dir, name))
     assert parsed.skipped == []
-    assert len(parsed.indicators) == lines  # duplicates kept: the index de-duplicates
+    assert parsed.size == lines  # duplicates kept: the index de-duplicates
+    assert len(parsed.plain_ipv4) == lines  # plain dotted quads take the fast lane
     assert _kinds(parsed) == {Kind.IP: lines}
 
 
@@ -181,7 +182,9 @@ def test_openphish_feed(feeds_dir: Path) -> None:
     ],
 )
 def test_ip_shapes(text: str, indicators: list[Indicator]) -> None:
-    assert parse_feed("ip", text) == ParsedFeed(indicators, [])
+    parsed = parse_feed("ip", text)
+    assert parsed.all() == indicators
+    assert parsed.skipped == []
 
 
 @pytest.mark.parametrize(
@@ -216,7 +219,7 @@ def test_malformed_lines_are_skipped(fmt: str, text: str, bad_lines: list[int]) 
     parsed = parse_feed(fmt, text)
     assert [s.line for s in parsed.skipped] == bad_lines
     assert all(isinstance(s, SkippedLine) and s.reason for s in parsed.skipped)
-    assert parsed.indicators
+    assert parsed.size
 
 
 @pytest.mark.parametrize("bad_at", [[1], [10_000], [2, 3, 4], [17, 5_000, 9_999]])
@@ -226,7 +229,7 @@ def test_ip_bad_lines_among_many_plain_ones(bad_at: list[int]) -> None:
         lines[number - 1] = "10.0.0.999"
     parsed = parse_feed("ip", "\n".join(lines) + "\n")
     assert [s.line for s in parsed.skipped] == bad_at
-    assert [i.value for i in parsed.indicators] == [
+    assert [i.value for i in parsed.all()] == [
         line for number, line in enumerate(lines, 1) if number not in bad_at
     ]
 
@@ -251,7 +254,7 @@ def test_empty_text(fmt: str) -> None:
 )
 def test_all_lines_bad_still_returns(fmt: str, text: str) -> None:
     parsed = parse_feed(fmt, text)
-    assert parsed.indicators == []
+    assert parsed.size == 0
     assert parsed.skipped
 
 
@@ -278,7 +281,7 @@ def test_ipsum_threshold_and_levels_lines() -> None:
 
 
 def test_min_count_ignored_elsewhere() -> None:
-    assert parse_feed("ip", "1.1.1.1\n", min_count=9).indicators == [Indicator(Kind.IP, "1.1.1.1")]
+    assert parse_feed("ip", "1.1.1.1\n", min_count=9).all() == [Indicator(Kind.IP, "1.1.1.1")]
 
 
 def test_urlhaus_bare_header_tags_and_host_merge() -> None:

@@ -219,6 +219,9 @@ def test_feed_refresh_failure_keeps_last_good_copy(tmp_path: Path, proxy_factory
               - {{name: remote, format: ip, url: "{feed_server.base}/feed.txt", refresh: 1}}
             """)
         wait_until(lambda: proxy.get(f"{site.base}/").status == 403, 30, "the fetched feed to block")
+        # Later fetches are conditional: the server's ETag goes back as If-None-Match.
+        wait_until(lambda: any(h.get("if-none-match") == '"v1"' for h in feed_server.headers), 30,
+                   "a conditional GET")
         passed_before_the_feed_arrived = len(site.requests)
         feed_server.routes["/feed.txt"] = (500, {}, b"broken")
         status = tmp_path / "var" / "feeds-status.json"

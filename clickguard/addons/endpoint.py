@@ -30,7 +30,7 @@ class Endpoint:
         """Answer requests addressed to the click host."""
         if flow.response or flow.error or not flow.live:
             return
-        if flow.request.pretty_host != self.runtime.judge.policy.click_host:
+        if flow.request.host != self.runtime.judge.policy.click_host:
             return
         path, _, query = flow.request.path.partition("?")
         if path == "/continue" and flow.request.method in ("GET", "HEAD"):
@@ -55,9 +55,9 @@ class Endpoint:
         except (TokenError, URLError) as e:
             finding = Finding("link.bad_signature", f"continue link refused: {e}")
             await self._audit(audit.record(ref=ref, event="continue", client=client, user=user,
-                                           url=flow.request.pretty_url, action="block",
+                                           url=flow.request.url, action="block",
                                            findings=[finding]))
-            respond(flow, block_page(flow.request.pretty_url, [finding], ref))
+            respond(flow, block_page(flow.request.url, [finding], ref))
             return
         policy = rt.judge.policy
         rt.grants.grant(client, user, url.host, time.time() + policy.warn.continue_minutes * 60)

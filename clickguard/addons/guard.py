@@ -61,17 +61,17 @@ class Guard:
             return
         rt = self.runtime
         judge = rt.judge
-        if flow.request.pretty_host == judge.policy.click_host:
+        if flow.request.host == judge.policy.click_host:
             return  # the proxy's own pages, served by the endpoint addon
         client, user = client_of(flow)
         if judge.client_exempt(client):
             return
         try:
-            url = normalize_url(flow.request.pretty_url)
+            url = normalize_url(flow.request.url)
         except URLError as e:
             verdict = judge.decide([], incomplete=f"the address cannot be parsed: {e}")
             if verdict.action != "allow":
-                await self._stop(flow, flow.request.pretty_url, None, verdict, client, user, "decision")
+                await self._stop(flow, flow.request.url, None, verdict, client, user, "decision")
             return
         decision = await check(judge, url, rt.resolver)
         if decision.addresses and all(judge.destination_exempt(a) for a in decision.addresses):
@@ -160,7 +160,7 @@ class Guard:
             return
         client, user = client_of(flow)
         flow.response = None
-        await self._stop(flow, flow.request.pretty_url, None, verdict, client, user, "connected")
+        await self._stop(flow, flow.request.url, None, verdict, client, user, "connected")
 
     def tcp_start(self, flow: tcp.TCPFlow) -> None:
         """Kill a passed-through tunnel whose peer address turned out to be listed."""
