@@ -9,10 +9,11 @@ from clickguard.addons.endpoint import Endpoint
 from clickguard.addons.guard import Guard
 from clickguard.runtime import Runtime
 
-runtime = Runtime(state_dir=Path("var"), certs_dir=Path("~/.mitmproxy").expanduser())
 
-addons = [
-    Config(runtime),
-    Endpoint(runtime),
-    Guard(runtime),
-]
+def make_addons() -> list[object]:
+    """clickguard's addons around one shared runtime, in the order they must see a flow."""
+    runtime = Runtime(state_dir=Path("var"), certs_dir=Path("~/.mitmproxy").expanduser())
+    return [Config(runtime), Endpoint(runtime), Guard(runtime)]
+
+
+addons = make_addons()

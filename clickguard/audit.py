@@ -126,7 +126,7 @@ class AuditLog:
             view = memoryview(data)
             while view:
                 view = view[os.write(self._fd, view):]
-            os.fsync(self._fd)
+            os.fdatasync(self._fd)  # data and the size it needs, not the timestamps
         except OSError as e:
             logger.error("audit log %s: write failed: %s", self.path, e)
             error = e

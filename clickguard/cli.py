@@ -22,7 +22,6 @@ from clickguard.urls import normalize_url, registered_domain
 from clickguard.verdict import Finding
 
 DEFAULT_POLICY = Path("policies/default.yaml")
-ADDON = Path(__file__).with_name("addon.py")
 
 
 def _listen(value: str) -> tuple[str, int]:
@@ -100,7 +99,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Start mitmdump with clickguard's addons and options."""
-    from mitmproxy.tools.main import mitmdump  # imported here: other commands don't need it
+    # Imported here: the other commands don't need mitmproxy.
+    from mitmproxy.tools import cmdline, dump
+    from mitmproxy.tools import main as mitmproxy_main
+
+    from clickguard.addon import make_addons
+
+    class ClickguardMaster(dump.DumpMaster):
+        """mitmdump with clickguard's addons registered directly (no script wrapper to traverse)."""
+
+        def __init__(self, options: Any, **kwargs: Any) -> None:
+            super().__init__(options, **kwargs)
+            self.addons.add(*make_addons())
 
     host, port = args.listen
     argv = [
@@ -108,7 +118,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         "--set", f"confdir={args.certs}",
         "--set", "connection_strategy=lazy",
         "--set", "flow_detail=0",
-        "-s", str(ADDON),
         "--set", f"clickguard_policy={args.policy}",
         "--set", f"clickguard_state_dir={args.state_dir}",
     ]
@@ -119,7 +128,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     for option in args.set:
         argv += ["--set", option]
     args.certs.mkdir(parents=True, exist_ok=True)
-    mitmdump(argv)
+    mitmproxy_main.run(ClickguardMaster, cmdline.mitmdump, argv)
     return 0
 
 

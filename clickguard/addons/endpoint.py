@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import urllib.parse
+from collections.abc import Coroutine
 
 from mitmproxy import http
 
@@ -26,12 +27,18 @@ class Endpoint:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
 
-    async def request(self, flow: http.HTTPFlow) -> None:
-        """Answer requests addressed to the click host."""
+    def request(self, flow: http.HTTPFlow) -> Coroutine[None, None, None] | None:
+        """Answer requests addressed to the click host (a coroutine for mitmproxy to await)."""
+        # Not `async def`: every request passes through here, and only the click host's
+        # need to await anything.
         if flow.response or flow.error or not flow.live:
-            return
+            return None
         if flow.request.host != self.runtime.judge.policy.click_host:
-            return
+            return None
+        return self._serve(flow)
+
+    async def _serve(self, flow: http.HTTPFlow) -> None:
+        """Serve one request for the click host."""
         path, _, query = flow.request.path.partition("?")
         if path == "/continue" and flow.request.method in ("GET", "HEAD"):
             await self._continue(flow, urllib.parse.parse_qs(query).get("t", [""])[0])

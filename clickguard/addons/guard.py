@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import time
 import urllib.parse
 import weakref
+from collections.abc import Coroutine
 
 from mitmproxy import connection, http, tcp
 from mitmproxy.proxy import server_hooks
@@ -41,6 +43,11 @@ def client_of(flow: http.HTTPFlow) -> tuple[str, str | None]:
     return str(flow.client_conn.peername[0]), user
 
 
+async def _wait(task: asyncio.Task[None]) -> None:
+    """Await a pending audit write (it logs its own failures)."""
+    await task
+
+
 def respond(flow: http.HTTPFlow, page: Page) -> None:
     """Answer the flow with a generated page."""
     flow.response = http.Response.make(page.status, page.body, page.headers)
@@ -53,6 +60,10 @@ class Guard:
         self.runtime = runtime
         # Server connections whose actual peer address turned out to be listed.
         self._tainted: weakref.WeakKeyDictionary[connection.Server, Verdict] = \
+            weakref.WeakKeyDictionary()
+        # Audit records of allowed navigations, written while the request travels upstream;
+        # the response waits for its record, so nothing reaches the user before it is on disk.
+        self._pending: weakref.WeakKeyDictionary[http.HTTPFlow, asyncio.Task[None]] = \
             weakref.WeakKeyDictionary()
 
     async def request(self, flow: http.HTTPFlow) -> None:
@@ -153,11 +164,18 @@ class Guard:
         findings = judge.address_findings(addresses, host=None if url.is_ip else url.host)
         return judge.decide(findings, allowed_by=judge.allowed_by(url, addresses))
 
-    async def response(self, flow: http.HTTPFlow) -> None:
-        """Stop a response from a connection whose peer address turned out to be listed."""
-        verdict = self._tainted.get(flow.server_conn) if flow.server_conn else None
-        if verdict is None or not flow.live:
-            return
+    def response(self, flow: http.HTTPFlow) -> Coroutine[None, None, None] | None:
+        """Hold a response until its audit record is on disk; stop one from a tainted connection."""
+        # Not `async def`: this runs for every response and rarely has to wait for anything.
+        pending = self._pending.pop(flow, None) if self._pending else None
+        if self._tainted and flow.server_conn in self._tainted and flow.live:
+            return self._stop_tainted(flow, self._tainted[flow.server_conn])
+        if pending is not None and not pending.done():
+            return _wait(pending)
+        return None
+
+    async def _stop_tainted(self, flow: http.HTTPFlow, verdict: Verdict) -> None:
+        """Replace the response of a tainted connection with the block page."""
         client, user = client_of(flow)
         flow.response = None
         await self._stop(flow, flow.request.url, None, verdict, client, user, "connected")
@@ -183,10 +201,14 @@ class Guard:
             return
         if verdict.action == "allow":
             if navigation:
-                await self._audit(audit.record(
+                entry = audit.record(
                     ref=audit.new_ref(), event=event, client=client, user=user,
                     url=decision.url.url, action="allow", findings=verdict.findings, host=host,
-                    allowed_by=verdict.allowed_by, addresses=list(decision.addresses) or None))
+                    allowed_by=verdict.allowed_by, addresses=list(decision.addresses) or None)
+                if event == "decision":
+                    self._pending[flow] = asyncio.create_task(self._audit(entry))
+                else:
+                    await self._audit(entry)
             return
         await self._stop(flow, decision.url.url, decision, verdict, client, user, event)
 
