@@ -1,9 +1,9 @@
 """The audit log: one JSON object a line for every decision, durable before it is acknowledged.
 
 Records are written by one thread off the event loop. The writer takes every
-record queued so far, writes them, flushes and fsyncs once (group commit), and
+record queued so far, writes them and calls fdatasync once (group commit), and
 only then resolves each caller's future: a page that shows a reference id, or a
-request let through, is never ahead of its record on disk, so a crash loses
+response let through, is never ahead of its record on disk, so a crash loses
 nothing that was acknowledged.
 """
 
