@@ -186,15 +186,22 @@ class Response:
 
 
 def start_proxy(workdir: Path, policy: Path, certs: Path, *extra: str,
-                env: Mapping[str, str] | None = None) -> Proxy:
-    """Start `clickguard run` on a free loopback port and wait until it accepts connections."""
+                env: Mapping[str, str] | None = None, as_mitmdump_script: bool = False) -> Proxy:
+    """Start `clickguard run` (or plain mitmdump with the addon script) on a free port; wait for it."""
     port = free_port()
     audit_path = workdir / "audit.jsonl"
     log_path = workdir / f"proxy-{port}.log"
-    args = [sys.executable, "-m", "clickguard.cli", "run", "--listen", f"127.0.0.1:{port}",
-            "--policy", str(policy), "--certs", str(certs), "--audit-log", str(audit_path),
-            "--state-dir", str(workdir / "var"),
-            "--set", "clickguard_reload_ms=200", *extra]
+    if as_mitmdump_script:
+        args = [str(Path(sys.executable).with_name("mitmdump")), "--listen-host", "127.0.0.1",
+                "--listen-port", str(port), "-s", str(REPO / "clickguard" / "addon.py"),
+                "--set", f"confdir={certs}", "--set", f"clickguard_policy={policy}",
+                "--set", f"clickguard_audit_log={audit_path}",
+                "--set", f"clickguard_state_dir={workdir / 'var'}", *extra]
+    else:
+        args = [sys.executable, "-m", "clickguard.cli", "run", "--listen", f"127.0.0.1:{port}",
+                "--policy", str(policy), "--certs", str(certs), "--audit-log", str(audit_path),
+                "--state-dir", str(workdir / "var"),
+                "--set", "clickguard_reload_ms=200", *extra]
     with open(log_path, "wb") as log:
         process = subprocess.Popen(args, cwd=workdir, stdout=log, stderr=subprocess.STDOUT,
                                    env={**os.environ, **(env or {})})

@@ -269,3 +269,43 @@ def test_audit_record_for_allowed_navigation_only(tmp_path: Path, proxy_factory)
         assert urls == [f"{site.base}/page"]
 
 
+
+
+def test_runs_as_a_plain_mitmdump_script(tmp_path: Path, certs: Path) -> None:
+    listed(tmp_path, "127.0.0.3")
+    policy = write_policy(tmp_path, BASIC)
+    with upstream("127.0.0.3") as bad, upstream("127.0.0.2") as good:
+        proxy = start_proxy(tmp_path, policy, certs, as_mitmdump_script=True)
+        try:
+            assert proxy.get(f"{bad.base}/").headers.get("x-clickguard-action") == "block"
+            assert proxy.get(f"{good.base}/").body == good.body_for("/")
+            assert bad.requests == []
+        finally:
+            proxy.stop()
+
+
+def test_feed_file_edit_is_picked_up(tmp_path: Path, proxy_factory) -> None:
+    feed = listed(tmp_path, "127.0.0.9")
+    with upstream("127.0.0.3") as site:
+        proxy = proxy_factory(BASIC)
+        assert proxy.get(f"{site.base}/").status == 200
+        feed.write_text("127.0.0.9\n127.0.0.3\n")
+        wait_until(lambda: proxy.get(f"{site.base}/").status == 403, 30, "the edited feed to block")
+        feed.write_text("not an address\n")  # broken: the last good copy keeps serving
+        status = tmp_path / "var" / "feeds-status.json"
+        wait_until(lambda: "keeping the last good copy" in status.read_text(), 30, "the error")
+        assert "thingbots.txt:1: ip:" in status.read_text()
+        assert proxy.get(f"{site.base}/").status == 403
+
+
+@pytest.mark.parametrize(("mode", "blocked"), [("closed", True), ("open", False)])
+def test_check_that_cannot_complete(tmp_path: Path, proxy_factory, mode: str, blocked: bool) -> None:
+    listed(tmp_path)
+    proxy = proxy_factory(BASIC + f"on_check_error: {mode}\n")
+    r = proxy.get("http://no-such-host.invalid/", HTML)
+    if blocked:
+        assert r.status == 403 and r.headers["x-clickguard-action"] == "block"
+        assert proxy.audit()[-1]["reasons"] == ["check.incomplete"]
+    else:
+        assert "x-clickguard-action" not in r.headers  # mitmproxy's own 502: the name is unknown
+        assert r.status == 502
