@@ -8,6 +8,7 @@ last good state serving and the error recorded for `feeds status` and the logs.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import time
 from collections.abc import Sequence
@@ -25,6 +26,8 @@ from clickguard.resolver import Resolver
 from clickguard.tokens import load_or_create_key
 
 DEFAULT_AUDIT_LOG = Path("var/audit.jsonl")
+
+logger = logging.getLogger(__name__)
 
 
 class State(NamedTuple):
@@ -131,6 +134,15 @@ class Runtime:
             return self.policy_error
         self.install(state)
         return None
+
+    async def record(self, entry: dict[str, object]) -> None:
+        """Write one audit record; a failing disk is logged, never a crash of the flow."""
+        if self.audit is None:
+            return
+        try:
+            await self.audit.write(entry)
+        except OSError as e:
+            logger.error("audit record %s not written: %s", entry.get("ref"), e)
 
     def publish_status(self) -> None:
         """Write the feeds' status where `clickguard feeds status` reads it."""

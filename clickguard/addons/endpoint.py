@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import time
 import urllib.parse
 from collections.abc import Coroutine
@@ -17,8 +16,6 @@ from clickguard.runtime import Runtime
 from clickguard.tokens import verify
 from clickguard.urls import normalize_url
 from clickguard.verdict import Finding
-
-logger = logging.getLogger(__name__)
 
 
 class Endpoint:
@@ -61,7 +58,7 @@ class Endpoint:
             url = normalize_url(str(payload.get("u", "")))
         except (TokenError, URLError) as e:
             finding = Finding("link.bad_signature", f"continue link refused: {e}")
-            await self._audit(audit.record(ref=ref, event="continue", client=client, user=user,
+            await self.runtime.record(audit.record(ref=ref, event="continue", client=client, user=user,
                                            url=flow.request.url, action="block",
                                            findings=[finding]))
             respond(flow, block_page(flow.request.url, [finding], ref))
@@ -69,7 +66,7 @@ class Endpoint:
         policy = rt.judge.policy
         rt.grants.grant(client, user, url.host, time.time() + policy.warn.continue_minutes * 60)
         codes = [str(c) for c in payload.get("codes", [])]
-        await self._audit(audit.record(
+        await self.runtime.record(audit.record(
             ref=ref, event="continue", client=client, user=user, url=url.url, action="allow",
             findings=[Finding(c, "the user chose to continue past the warning") for c in codes],
             warn_ref=payload.get("ref"), host=url.host))
@@ -77,14 +74,6 @@ class Endpoint:
         flow.response = http.Response.make(303, b"", {
             "Location": url.url, "Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
 
-    async def _audit(self, entry: dict[str, object]) -> None:
-        """Write one audit record, logging (not raising) a disk failure."""
-        if self.runtime.audit is None:
-            return
-        try:
-            await self.runtime.audit.write(entry)
-        except OSError as e:
-            logger.error("audit record %s not written: %s", entry.get("ref"), e)
 
 
 def _info_page() -> Page:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import logging
 import time
 import urllib.parse
 import weakref
@@ -22,8 +21,6 @@ from clickguard.runtime import Runtime
 from clickguard.tokens import sign
 from clickguard.urls import NormalizedURL, normalize_url
 from clickguard.verdict import Finding, Verdict
-
-logger = logging.getLogger(__name__)
 
 METADATA_KEY = "clickguard"
 
@@ -194,7 +191,7 @@ class Guard:
         navigation = event != "decision" or is_navigation(flow.request.headers)
         if verdict.action == "warn" and rt.grants.active(client, user, host):
             if navigation:
-                await self._audit(audit.record(
+                await self.runtime.record(audit.record(
                     ref=audit.new_ref(), event=event, client=client, user=user,
                     url=decision.url.url, action="allow", findings=verdict.findings, continued=True,
                     host=host, addresses=list(decision.addresses) or None))
@@ -206,9 +203,9 @@ class Guard:
                     url=decision.url.url, action="allow", findings=verdict.findings, host=host,
                     allowed_by=verdict.allowed_by, addresses=list(decision.addresses) or None)
                 if event == "decision":
-                    self._pending[flow] = asyncio.create_task(self._audit(entry))
+                    self._pending[flow] = asyncio.create_task(self.runtime.record(entry))
                 else:
-                    await self._audit(entry)
+                    await self.runtime.record(entry)
             return
         await self._stop(flow, decision.url.url, decision, verdict, client, user, event)
 
@@ -217,7 +214,7 @@ class Guard:
         """Audit, then answer with the block or warn page (the record is on disk first)."""
         ref = audit.new_ref()
         host = decision.url.host if decision else None
-        await self._audit(audit.record(
+        await self.runtime.record(audit.record(
             ref=ref, event=event, client=client, user=user, url=url, action=verdict.action,
             findings=verdict.findings, host=host,
             addresses=list(decision.addresses) if decision and decision.addresses else None,
@@ -240,12 +237,3 @@ class Guard:
         scheme = "https" if flow.request.scheme == "https" else "http"
         return f"{scheme}://{policy.click_host}/continue?t={urllib.parse.quote(token)}"
 
-    async def _audit(self, entry: dict[str, object]) -> None:
-        """Write one audit record; a failing disk is logged, never a crash of the flow."""
-        log = self.runtime.audit
-        if log is None:
-            return
-        try:
-            await log.write(entry)
-        except OSError as e:
-            logger.error("audit record %s not written: %s", entry.get("ref"), e)
