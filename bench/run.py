@@ -127,21 +127,30 @@ def wait_port(port: int, process: subprocess.Popen[bytes], timeout: float = 120,
     raise SystemExit(f"nothing listens on {port} after {timeout}s")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def wrk(proxy_port: int, target: str, seconds: int, connections: int, workdir: Path,
-        headers: dict[str, str]) -> float:
-    """Requests/s through a proxy at proxy_port for an absolute-form request to target."""
+        headers: dict[str, str], pid: int | None = None) -> tuple[float, float]:
+    """(requests/s, proxy CPU ms per request) through a proxy for an absolute-form request to target."""
     script = workdir / "proxy.lua"
     host = target.split("/")[2]
     lines = [f'wrk.path = "{target}"', f'wrk.headers["Host"] = "{host}"']
     lines += [f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items()]
     script.write_text("\n".join(lines) + "\n")
+    cpu_before = cpu_seconds(pid) if pid else 0.0
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(script),
          f"http://127.0.0.1:{proxy_port}/"], capture_output=True, text=True, check=True).stdout
+    cpu = cpu_seconds(pid) - cpu_before if pid else 0.0
     match = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if not match or "Non-2xx" in out:
+    total = re.search(r"(\d+) requests in", out)
+    if not match or not total or "Non-2xx" in out:
         raise SystemExit(f"wrk failed:\n{out}")
-    return float(match.group(1))
+    return float(match.group(1)), 1000 * cpu / max(int(total.group(1)), 1)
 
 
 def bench_proxy(specs: list[str], workdir: Path, rounds: int, seconds: int) -> None:
@@ -175,13 +184,17 @@ def bench_proxy(specs: list[str], workdir: Path, rounds: int, seconds: int) -> N
                                                           "Sec-Fetch-Dest": "document"})):
             wrk(bare_port, target, 2, 8, workdir, headers)  # warm-up
             wrk(cg_port, target, 2, 8, workdir, headers)
-            bare_rps, cg_rps = [], []
+            bare_runs, cg_runs = [], []
             for _ in range(rounds):
-                bare_rps.append(wrk(bare_port, target, seconds, 16, workdir, headers))
-                cg_rps.append(wrk(cg_port, target, seconds, 16, workdir, headers))
-            b, c = statistics.median(bare_rps), statistics.median(cg_rps)
+                bare_runs.append(wrk(bare_port, target, seconds, 16, workdir, headers, bare.pid))
+                cg_runs.append(wrk(cg_port, target, seconds, 16, workdir, headers, cg.pid))
+            b = statistics.median(r for r, _ in bare_runs)
+            c = statistics.median(r for r, _ in cg_runs)
+            bc = statistics.median(m for _, m in bare_runs)
+            cc = statistics.median(m for _, m in cg_runs)
             print(f"proxy throughput, {label}: bare mitmdump {b:,.0f} req/s, clickguard {c:,.0f} req/s "
-                  f"(median of {rounds}x{seconds}s, alternating), ratio {c / b:.3f} (goal >= 0.95)")
+                  f"(median of {rounds}x{seconds}s, alternating), ratio {c / b:.3f} (goal >= 0.95); "
+                  f"proxy CPU per request {bc:.2f} ms vs {cc:.2f} ms, ratio {bc / cc:.3f}")
     finally:
         for p in (cg, bare, upstream):
             p.terminate()

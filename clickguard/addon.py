@@ -1,19 +1,80 @@
-"""clickguard as a mitmproxy script: `mitmdump -s clickguard/addon.py --set clickguard_policy=FILE`."""
+"""clickguard as a mitmproxy script: `mitmdump -s clickguard/addon.py --set clickguard_policy=FILE`.
+
+mitmproxy offers every event to every registered addon object, whether it
+handles it or not, so each object costs something on every request. clickguard
+keeps one class per concern (`Config`, `Endpoint`, `Guard`) and registers a
+single object that hands each event to the part that owns it.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Coroutine
 from pathlib import Path
+
+from mitmproxy import http, tcp
+from mitmproxy.proxy import server_hooks
 
 from clickguard.addons.config import Config
 from clickguard.addons.endpoint import Endpoint
 from clickguard.addons.guard import Guard
 from clickguard.runtime import Runtime
 
+type Pending = Coroutine[None, None, None] | None
+
+
+class Clickguard:
+    """The addon mitmproxy sees: policy and feeds (Config), the click host (Endpoint), judging (Guard)."""
+
+    def __init__(self) -> None:
+        self.runtime = Runtime(state_dir=Path("var"), certs_dir=Path("~/.mitmproxy").expanduser())
+        self.config = Config(self.runtime)
+        self.endpoint = Endpoint(self.runtime)
+        self.guard = Guard(self.runtime)
+
+    def load(self, loader: object) -> None:
+        """Register clickguard's options."""
+        self.config.load(loader)
+
+    def configure(self, updated: set[str]) -> None:
+        """Apply changed options (loads the policy)."""
+        self.config.configure(updated)
+
+    def running(self) -> None:
+        """Start background work."""
+        self.config.running()
+
+    async def done(self) -> None:
+        """Stop background work and flush the audit log."""
+        await self.config.done()
+
+    def request(self, flow: http.HTTPFlow) -> Pending:
+        """The click host's pages, or judging every other request."""
+        return self.endpoint.request(flow) or self.guard.request(flow)
+
+    def http_connect(self, flow: http.HTTPFlow) -> Pending:
+        """Judge tunnels that are not intercepted."""
+        return self.guard.http_connect(flow)
+
+    def server_connect(self, data: server_hooks.ServerConnectionHookData) -> Pending:
+        """Judge the addresses about to be connected to."""
+        return self.guard.server_connect(data)
+
+    def server_connected(self, data: server_hooks.ServerConnectionHookData) -> Pending:
+        """Judge the address actually connected to."""
+        return self.guard.server_connected(data)
+
+    def response(self, flow: http.HTTPFlow) -> Pending:
+        """Hold a response for its audit record; stop one from a tainted connection."""
+        return self.guard.response(flow)
+
+    def tcp_start(self, flow: tcp.TCPFlow) -> None:
+        """Kill passed-through tunnels to tainted connections."""
+        self.guard.tcp_start(flow)
+
 
 def make_addons() -> list[object]:
-    """clickguard's addons around one shared runtime, in the order they must see a flow."""
-    runtime = Runtime(state_dir=Path("var"), certs_dir=Path("~/.mitmproxy").expanduser())
-    return [Config(runtime), Endpoint(runtime), Guard(runtime)]
+    """The addon list mitmproxy loads."""
+    return [Clickguard()]
 
 
 addons = make_addons()

@@ -132,18 +132,23 @@ class AuditLog:
             error = e
         else:
             self.written += len(batch)
+        # One wake-up per loop and batch, not one per record.
+        by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
         for _line, future, loop in batch:
-            loop.call_soon_threadsafe(_settle, future, error)
+            by_loop.setdefault(loop, []).append(future)
+        for loop, futures in by_loop.items():
+            loop.call_soon_threadsafe(_settle, futures, error)
 
 
-def _settle(future: asyncio.Future[None], error: OSError | None) -> None:
-    """Resolve one caller's future on its own loop (it may have been cancelled meanwhile)."""
-    if future.done():
-        return
-    if error is None:
-        future.set_result(None)
-    else:
-        future.set_exception(error)
+def _settle(futures: list[asyncio.Future[None]], error: OSError | None) -> None:
+    """Resolve callers' futures on their own loop (one may have been cancelled meanwhile)."""
+    for future in futures:
+        if future.done():
+            continue
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:

@@ -8,6 +8,7 @@ last good state serving and the error recorded for `feeds status` and the logs.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import time
@@ -111,6 +112,9 @@ class Runtime:
         self._watched = watched
         self.state = state
         self.policy_error = None
+        # The index is a few large containers holding a million entries: keep the cyclic
+        # GC from walking them again and again while the proxy serves.
+        gc.freeze()
         audit_path = self.audit_override or state.loaded.policy.audit.log or DEFAULT_AUDIT_LOG
         if self.audit is None or self.audit.path != Path(audit_path):
             old, self.audit = self.audit, AuditLog(Path(audit_path))

@@ -309,3 +309,25 @@ def test_check_that_cannot_complete(tmp_path: Path, proxy_factory, mode: str, bl
     else:
         assert "x-clickguard-action" not in r.headers  # mitmproxy's own 502: the name is unknown
         assert r.status == 502
+
+
+def test_url_feed_cache_serves_at_start_up_when_the_server_is_down(tmp_path: Path, certs: Path) -> None:
+    routes = {"/feed.txt": (200, {"Content-Type": "text/plain"}, b"127.0.0.3\n")}
+    policy = write_policy(tmp_path, """\
+        feeds:
+          - {name: remote, format: ip, url: "URL", refresh: 3600}
+        """)
+    with upstream("127.0.0.5", routes) as feed_server, upstream("127.0.0.3") as site:
+        policy.write_text(policy.read_text().replace("URL", f"{feed_server.base}/feed.txt"))
+        first = start_proxy(tmp_path, policy, certs)
+        try:
+            wait_until(lambda: first.get(f"{site.base}/").status == 403, 30, "the first fetch")
+        finally:
+            first.stop()
+        feed_server.routes["/feed.txt"] = (503, {}, b"down")
+        second = start_proxy(tmp_path, policy, certs)
+        try:
+            # The cached copy is loaded before the proxy listens: blocked from the first request.
+            assert second.get(f"{site.base}/").status == 403
+        finally:
+            second.stop()
