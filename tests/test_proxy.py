@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import re
+import socket
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -331,3 +332,34 @@ def test_url_feed_cache_serves_at_start_up_when_the_server_is_down(tmp_path: Pat
             assert second.get(f"{site.base}/").status == 403
         finally:
             second.stop()
+
+
+GARBAGE = [
+    b"\x00\x01\x02 garbage\r\n\r\n",
+    b"GET http://[::1/ HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET http://exa mple.com/ HTTP/1.1\r\n\r\n",
+    b"GET http://xn--/ HTTP/1.1\r\nHost: xn--\r\n\r\n",
+    b"GET http://\xff\xfe.example/ HTTP/1.1\r\n\r\n",
+    b"GET http://127.0.0.1:99999/ HTTP/1.1\r\n\r\n",
+    b"CONNECT :443 HTTP/1.1\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: \r\n\r\n",
+    b"GET http://a/" + b"A" * 70000 + b" HTTP/1.1\r\n\r\n",
+]
+
+
+def test_garbage_from_clients_and_servers_does_not_stop_the_proxy(tmp_path: Path, proxy_factory) -> None:
+    listed(tmp_path, "127.0.0.3")
+    bad_server = {"/broken": (200, {"Content-Type": "text/html", "Location": "\x7f\x00"}, b"\xff" * 100)}
+    with upstream("127.0.0.2", bad_server) as site:
+        proxy = proxy_factory(BASIC)
+        for payload in GARBAGE:
+            with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as s:
+                s.sendall(payload)
+                s.shutdown(socket.SHUT_WR)
+                while s.recv(65536):
+                    pass
+        assert proxy.get(f"{site.base}/broken", HTML).status == 200
+        assert proxy.process.poll() is None
+        assert proxy.get(f"{site.base}/").body == site.body_for("/")
+        assert proxy.get("http://127.0.0.3/", HTML).headers["x-clickguard-action"] == "block"
+        assert "Traceback" not in proxy.log(), proxy.log()
