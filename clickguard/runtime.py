@@ -113,7 +113,9 @@ class Runtime:
         self.state = state
         self.policy_error = None
         # The index is a few large containers holding a million entries: keep the cyclic
-        # GC from walking them again and again while the proxy serves.
+        # GC from walking them again and again while the proxy serves. Collect first, so
+        # no garbage cycle alive right now is frozen with it (reloads are rare).
+        gc.collect()
         gc.freeze()
         audit_path = self.audit_override or state.loaded.policy.audit.log or DEFAULT_AUDIT_LOG
         if self.audit is None or self.audit.path != Path(audit_path):
