@@ -19,7 +19,7 @@ from clickguard.pages import Page, block_page, warn_page
 from clickguard.resolver import ResolveError
 from clickguard.runtime import Runtime
 from clickguard.tokens import sign
-from clickguard.urls import NormalizedURL, normalize_url
+from clickguard.urls import NormalizedURL, normalize_url, parent_domains
 from clickguard.verdict import Finding, Verdict
 
 METADATA_KEY = "clickguard"
@@ -93,15 +93,17 @@ class Guard:
         if flow.response or flow.error or not flow.live:
             return
         judge = self.runtime.judge
-        host = flow.request.host
-        if not any(host == d or host.endswith("." + d) for d in judge.policy.intercept.exclude):
+        excluded = judge.policy.intercept.exclude
+        if not excluded:
+            return
+        try:
+            url = normalize_url(f"https://{flow.request.host}:{flow.request.port}/")
+        except URLError:
+            return
+        if not any(d in excluded for d in parent_domains(url.host)):
             return  # intercepted: each request inside the tunnel is judged with its full URL
         client, user = client_of(flow)
         if judge.client_exempt(client):
-            return
-        try:
-            url = normalize_url(f"https://{host}:{flow.request.port}/")
-        except URLError:
             return
         decision = await check(judge, url, self.runtime.resolver)
         await self._enforce(flow, decision, client, user, "tunnel")
