@@ -219,7 +219,7 @@ def format_result(result: dict[str, Any], as_json: bool) -> str:
     if as_json:
         # One encoder built once: json.dumps with options builds a new one per call.
         return _JSON.encode(result) + "\n"
-    codes = ",".join(r["code"] for r in result["reasons"]) or "-"
+    codes = ",".join(dict.fromkeys(r["code"] for r in result["reasons"])) or "-"
     return f"{result['action']}\t{codes}\t{result['url']}\n"
 
 
@@ -270,14 +270,15 @@ def cmd_feeds_status(args: argparse.Namespace) -> int:
         print(json.dumps({"origin": origin, "feeds": feeds}, indent=1))
         return 0
     now = time.time()
+    width = max([len("feed"), *(len(f["name"]) for f in feeds)])
     print(f"# {origin}")
-    print(f"{'feed':<24} {'format':<14} {'entries':>9} {'skipped':>8} {'age':>7}  source / last error")
+    print(f"{'feed':<{width}} {'format':<14} {'entries':>9} {'skipped':>8} {'age':>7}  source / last error")
     for feed in feeds:
         age = _age(now - feed["data_time"]) if feed.get("data_time") else "-"
-        print(f"{feed['name']:<24} {feed['format']:<14} {feed['entries']:>9} {feed['skipped']:>8} "
+        print(f"{feed['name']:<{width}} {feed['format']:<14} {feed['entries']:>9} {feed['skipped']:>8} "
               f"{age:>7}  {feed['source']}")
         if feed.get("last_error"):
-            print(f"{'':<24} error: {feed['last_error']}")
+            print(f"{'':<{width}} error: {feed['last_error']}")
     return 0
 
 
