@@ -301,6 +301,21 @@ class InterceptConfig(_Model):
     exclude: frozenset[HostName] = frozenset()  # domains, with their subdomains
 
 
+class EmailConfig(_Model):
+    """How to find an e-mail's origin: the organisation's own relays, skipped from the top."""
+
+    trusted_relays: frozenset[HostName] = frozenset()  # relay host names (and their subdomains)
+    internal_networks: tuple[NetworkEntry, ...] = ()  # networks of the organisation's relays
+
+
+class ClickLinksConfig(_Model):
+    """Signed click links: what they carry and where the proxy rewrites them."""
+
+    recipient: Literal["none", "hashed", "plain"] = "hashed"  # how a link names its recipient
+    rewrite_hosts: frozenset[HostName] = frozenset()  # webmail hosts whose pages get click links
+    skip_domains: frozenset[HostName] = frozenset()  # links to these domains are left as they are
+
+
 class AuditConfig(_Model):
     """Where decisions are recorded."""
 
@@ -328,6 +343,8 @@ class Policy(_Model):
     warn: WarnConfig = WarnConfig()
     on_check_error: Literal["open", "closed"] = "open"
     intercept: InterceptConfig = InterceptConfig()
+    email: EmailConfig = EmailConfig()
+    click_links: ClickLinksConfig = ClickLinksConfig()
     audit: AuditConfig = AuditConfig()
 
     # action_for's table, including landing.<category> of every feed; built once, not per request.

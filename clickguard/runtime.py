@@ -19,6 +19,7 @@ from typing import NamedTuple
 from cachetools import TLRUCache
 
 from clickguard.audit import AuditLog
+from clickguard.clicks import ClickTrail
 from clickguard.errors import PolicyError
 from clickguard.feedsource import FeedSet, write_status
 from clickguard.judge import Judge
@@ -76,6 +77,7 @@ class Runtime:
         self.policy_error: str | None = None
         self.resolver = Resolver()
         self.grants = Grants()
+        self.trail = ClickTrail()
         self.audit: AuditLog | None = None
         self._key: bytes | None = None
         self._watched: dict[Path, float | None] = {}

@@ -14,7 +14,9 @@ from mitmproxy.proxy import server_hooks
 
 from clickguard import audit
 from clickguard.check import Decision, check
+from clickguard.clicks import ClickMark
 from clickguard.errors import URLError
+from clickguard.judge import Judge
 from clickguard.pages import Page, block_page, warn_page
 from clickguard.resolver import ResolveError
 from clickguard.runtime import Runtime
@@ -45,6 +47,16 @@ async def _wait(task: asyncio.Task[None]) -> None:
     await task
 
 
+def with_origin(judge: Judge, decision: Decision, origin_ip: str) -> Decision:
+    """The decision with the e-mail origin's findings (origin.thingbot…) added."""
+    findings = judge.origin_findings(origin_ip)
+    if not findings:
+        return decision
+    verdict = judge.decide([*decision.verdict.findings, *findings],
+                           allowed_by=decision.verdict.allowed_by)
+    return decision._replace(verdict=verdict)
+
+
 def respond(flow: http.HTTPFlow, page: Page) -> None:
     """Answer the flow with a generated page."""
     flow.response = http.Response.make(page.status, page.body, page.headers)
@@ -62,6 +74,8 @@ class Guard:
         # the response waits for its record, so nothing reaches the user before it is on disk.
         self._pending: weakref.WeakKeyDictionary[http.HTTPFlow, asyncio.Task[None]] = \
             weakref.WeakKeyDictionary()
+        # Clicked navigations in flight: a redirect they get makes its target the next hop.
+        self._marks: weakref.WeakKeyDictionary[http.HTTPFlow, ClickMark] = weakref.WeakKeyDictionary()
 
     async def request(self, flow: http.HTTPFlow) -> None:
         """Judge a request before it is sent anywhere."""
@@ -79,14 +93,18 @@ class Guard:
         except URLError as e:
             verdict = judge.decide([], incomplete=f"the address cannot be parsed: {e}")
             if verdict.action != "allow":
-                await self._stop(flow, flow.request.url, None, verdict, client, user, "decision")
+                await self.stop(flow, flow.request.url, None, verdict, client, user, "decision")
             return
         decision = await check(judge, url, rt.resolver)
         if decision.addresses and all(judge.destination_exempt(a) for a in decision.addresses):
             return
+        mark = rt.trail.follow(client, user, url.url)
+        if mark is not None and mark.origin_ip:
+            decision = with_origin(judge, decision, mark.origin_ip)
         flow.metadata[METADATA_KEY] = {"action": decision.verdict.action,
                                        "reasons": decision.verdict.codes}
-        await self._enforce(flow, decision, client, user, "decision")
+        if await self.enforce(flow, decision, client, user, "hop" if mark else "decision", mark) and mark:
+            self._marks[flow] = mark
 
     async def http_connect(self, flow: http.HTTPFlow) -> None:
         """Judge a CONNECT to a host whose TLS the policy does not intercept (host and address only)."""
@@ -106,7 +124,7 @@ class Guard:
         if judge.client_exempt(client):
             return
         decision = await check(judge, url, self.runtime.resolver)
-        await self._enforce(flow, decision, client, user, "tunnel")
+        await self.enforce(flow, decision, client, user, "tunnel")
 
     async def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
         """Judge the addresses a server name resolves to right before connecting to it."""
@@ -169,73 +187,95 @@ class Guard:
         pending = self._pending.pop(flow, None) if self._pending else None
         if self._tainted and flow.server_conn in self._tainted and flow.live:
             return self._stop_tainted(flow, self._tainted[flow.server_conn])
+        mark = self._marks.pop(flow, None) if self._marks else None
+        if mark is not None and flow.response is not None:
+            self._expect_next_hop(flow, mark)
         if pending is not None and not pending.done():
             return _wait(pending)
         return None
+
+    def _expect_next_hop(self, flow: http.HTTPFlow, mark: ClickMark) -> None:
+        """A redirect on a clicked navigation: its target is the click's next hop."""
+        assert flow.response is not None
+        location = flow.response.headers.get("location")
+        if not location or not 300 <= flow.response.status_code < 400:
+            return
+        try:
+            target = normalize_url(urllib.parse.urljoin(flow.request.url, location))
+        except (URLError, ValueError):
+            return
+        client, user = client_of(flow)
+        self.runtime.trail.expect(client, user, target.url, mark._replace(hop=mark.hop + 1))
 
     async def _stop_tainted(self, flow: http.HTTPFlow, verdict: Verdict) -> None:
         """Replace the response of a tainted connection with the block page."""
         client, user = client_of(flow)
         flow.response = None
-        await self._stop(flow, flow.request.url, None, verdict, client, user, "connected")
+        await self.stop(flow, flow.request.url, None, verdict, client, user, "connected")
 
     def tcp_start(self, flow: tcp.TCPFlow) -> None:
         """Kill a passed-through tunnel whose peer address turned out to be listed."""
         if flow.server_conn in self._tainted:
             flow.kill()
 
-    async def _enforce(self, flow: http.HTTPFlow, decision: Decision, client: str,
-                       user: str | None, event: str) -> None:
-        """Let the flow pass (auditing navigations) or answer it with a block or warn page."""
+    async def enforce(self, flow: http.HTTPFlow, decision: Decision, client: str,
+                      user: str | None, event: str, mark: ClickMark | None = None) -> bool:
+        """Audit and pass the flow (True), or answer it with the block or warn page (False)."""
         verdict = decision.verdict
         rt = self.runtime
         host = decision.url.host
-        navigation = event != "decision" or is_navigation(flow.request.headers)
-        if verdict.action == "warn" and rt.grants.active(client, user, host):
+        navigation = event != "decision" or mark is not None or is_navigation(flow.request.headers)
+        continued = verdict.action == "warn" and rt.grants.active(client, user, host)
+        if verdict.action == "allow" or continued:
             if navigation:
-                await self.runtime.record(audit.record(
-                    ref=audit.new_ref(), event=event, client=client, user=user,
-                    url=decision.url.url, action="allow", findings=verdict.findings, continued=True,
-                    host=host, addresses=list(decision.addresses) or None))
-            return
-        if verdict.action == "allow":
-            if navigation:
-                entry = audit.record(
-                    ref=audit.new_ref(), event=event, client=client, user=user,
-                    url=decision.url.url, action="allow", findings=verdict.findings, host=host,
-                    allowed_by=verdict.allowed_by, addresses=list(decision.addresses) or None)
+                entry = self._record(event, client, user, decision.url.url, "allow", verdict.findings,
+                                     decision, mark, continued=continued or None,
+                                     allowed_by=verdict.allowed_by)
                 if event == "decision":
-                    self._pending[flow] = asyncio.create_task(self.runtime.record(entry))
+                    self._pending[flow] = asyncio.create_task(rt.record(entry))
                 else:
-                    await self.runtime.record(entry)
-            return
-        await self._stop(flow, decision.url.url, decision, verdict, client, user, event)
+                    await rt.record(entry)
+            return True
+        await self.stop(flow, decision.url.url, decision, verdict, client, user, event, mark)
+        return False
 
-    async def _stop(self, flow: http.HTTPFlow, url: str, decision: Decision | None,
-                    verdict: Verdict, client: str, user: str | None, event: str) -> None:
+    async def stop(self, flow: http.HTTPFlow, url: str, decision: Decision | None, verdict: Verdict,
+                   client: str, user: str | None, event: str, mark: ClickMark | None = None) -> None:
         """Audit, then answer with the block or warn page (the record is on disk first)."""
-        ref = audit.new_ref()
-        host = decision.url.host if decision else None
-        await self.runtime.record(audit.record(
-            ref=ref, event=event, client=client, user=user, url=url, action=verdict.action,
-            findings=verdict.findings, host=host,
-            addresses=list(decision.addresses) if decision and decision.addresses else None,
-            navigation=is_navigation(flow.request.headers)))
-        if verdict.action == "block" or host is None:
+        entry = self._record(event, client, user, url, verdict.action, verdict.findings, decision, mark,
+                             navigation=is_navigation(flow.request.headers))
+        await self.runtime.record(entry)
+        ref = str(entry["ref"])
+        if verdict.action == "block" or decision is None:
             respond(flow, block_page(url, verdict.findings, ref))
             return
         respond(flow, warn_page(url, verdict.findings, ref, self._continue_url(
-            flow, url, verdict.findings, ref, client, user)))
+            flow, url, verdict.findings, ref, client, user, mark)))
+
+    @staticmethod
+    def _record(event: str, client: str, user: str | None, url: str, action: str,
+                findings: tuple[Finding, ...], decision: Decision | None, mark: ClickMark | None,
+                **extra: object) -> dict[str, object]:
+        """One audit record, with the click a navigation continues (id, origin, hop) when known."""
+        return audit.record(
+            ref=audit.new_ref(), event=event, client=client, user=user, url=url, action=action,
+            findings=findings, origin_ip=mark.origin_ip if mark else None,
+            host=decision.url.host if decision else None,
+            addresses=list(decision.addresses) if decision and decision.addresses else None,
+            click_id=mark.click_id if mark else None, hop=mark.hop if mark else None,
+            recipient=mark.recipient if mark else None, **extra)
 
     def _continue_url(self, flow: http.HTTPFlow, url: str, findings: tuple[Finding, ...], ref: str,
-                      client: str, user: str | None) -> str | None:
+                      client: str, user: str | None, mark: ClickMark | None) -> str | None:
         """The signed, short-lived continue link for a warn page, or None if policy offers none."""
         policy = self.runtime.judge.policy
         if not policy.warn.allow_continue:
             return None
-        token = sign({"u": url, "c": client, "usr": user, "ref": ref,
-                      "codes": list(dict.fromkeys(f.code for f in findings))},
-                     self.runtime.key, expires=time.time() + policy.warn.token_minutes * 60)
+        payload: dict[str, object] = {"u": url, "c": client, "usr": user, "ref": ref,
+                                      "codes": list(dict.fromkeys(f.code for f in findings))}
+        if mark is not None:
+            payload["click"] = list(mark)
+        token = sign(payload, self.runtime.key,
+                     expires=time.time() + policy.warn.token_minutes * 60)
         scheme = "https" if flow.request.scheme == "https" else "http"
         return f"{scheme}://{policy.click_host}/continue?t={urllib.parse.quote(token)}"
-

@@ -1,0 +1,46 @@
+"""Following a click: the hops a browser takes after a click link carry the click's context.
+
+The click endpoint answers with a redirect to the target and expects the
+browser's next request for exactly that URL; when a hop answers with another
+redirect, its target is expected next, one hop further. Requests are matched by
+client, user and normalised URL, for a short time, so an unrelated request
+never inherits a click's e-mail origin.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import NamedTuple
+
+from cachetools import TTLCache
+
+FOLLOW_SECONDS = 120.0
+MAX_HOPS = 20
+
+
+class ClickMark(NamedTuple):
+    """What a navigation carries from the click that started it."""
+
+    click_id: str  # the reference of the click's audit record
+    origin_ip: str | None  # the e-mail's origin, as the click link carries it
+    recipient: str | None  # as the click link names the recipient (hashed, plain or absent)
+    hop: int  # 0 is the click itself, 1 the target it redirected to, …
+
+
+class ClickTrail:
+    """Expected next hops of recent clicks: (client, user, URL) -> the click they continue."""
+
+    def __init__(self, *, ttl: float = FOLLOW_SECONDS, maxsize: int = 100_000) -> None:
+        self._expected: TTLCache[tuple[str, str | None, str], ClickMark] = TTLCache(
+            maxsize, ttl, timer=time.monotonic)
+
+    def expect(self, client: str, user: str | None, url: str, mark: ClickMark) -> None:
+        """The browser of this client is expected to request url next, as hop mark.hop."""
+        if mark.hop <= MAX_HOPS:
+            self._expected[(client, user, url)] = mark
+
+    def follow(self, client: str, user: str | None, url: str) -> ClickMark | None:
+        """The click this request continues, if it was expected (each expectation is used once)."""
+        if not self._expected:
+            return None
+        return self._expected.pop((client, user, url), None)
