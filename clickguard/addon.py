@@ -28,8 +28,8 @@ class Clickguard:
     def __init__(self) -> None:
         self.runtime = Runtime(state_dir=Path("var"), certs_dir=Path("~/.mitmproxy").expanduser())
         self.config = Config(self.runtime)
-        self.endpoint = Endpoint(self.runtime)
         self.guard = Guard(self.runtime)
+        self.endpoint = Endpoint(self.runtime, self.guard)
 
     def load(self, loader: object) -> None:
         """Register clickguard's options."""

@@ -13,12 +13,14 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from clickguard.check import Decision, check, check_offline
-from clickguard.errors import PolicyError, URLError
+from clickguard.errors import PolicyError, TokenError, URLError
 from clickguard.feedsource import FeedSet
 from clickguard.judge import Judge
+from clickguard.links import decode, is_click_link
 from clickguard.policy import check_policy, load_policy
 from clickguard.resolver import Resolver
 from clickguard.runtime import feeds_from_specs
+from clickguard.tokens import load_or_create_key
 from clickguard.urls import normalize_url, registered_domain
 from clickguard.verdict import Finding
 
@@ -75,6 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--state-dir", type=Path, default=Path("var"))
     status.add_argument("--json", action="store_true")
 
+    dec = sub.add_parser("decode", help="print the target of a click link or of a vendor-wrapped link")
+    dec.add_argument("url")
+    dec.add_argument("--json", action="store_true", help="also the click context and the wrappers peeled")
+    dec.add_argument("--certs", type=Path, default=Path("certs"), help="where clickguard.key is")
+    dec.add_argument("--policy", type=Path, help=f"policy naming the click host (default {DEFAULT_POLICY})")
+
     ca = sub.add_parser("ca", help="create the proxy CA if needed and print where its certificate is")
     ca.add_argument("--certs", type=Path, default=Path("certs"))
     return parser
@@ -92,6 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_policy_check(args.file)
         if args.command == "feeds":
             return cmd_feeds_status(args)
+        if args.command == "decode":
+            return cmd_decode(args)
         return cmd_ca(args.certs)
     except (PolicyError, ValueError, OSError) as e:
         print(f"clickguard: {e}", file=sys.stderr)
@@ -279,6 +289,32 @@ def cmd_feeds_status(args: argparse.Namespace) -> int:
               f"{age:>7}  {feed['source']}")
         if feed.get("last_error"):
             print(f"{'':<{width}} error: {feed['last_error']}")
+    return 0
+
+
+def cmd_decode(args: argparse.Namespace) -> int:
+    """Print a link's original target; exit 2 with a one-line reason if it is tampered or unparseable."""
+    policy_path = args.policy or (DEFAULT_POLICY if DEFAULT_POLICY.exists() else None)
+    click_host = load_policy(policy_path).policy.click_host if policy_path else "clickguard.local"
+    key_path = args.certs / "clickguard.key"
+    key = load_or_create_key(key_path) if key_path.exists() else None
+    if key is None and is_click_link(args.url, click_host):
+        print(f"clickguard decode: cannot verify a click link without its key ({key_path} not found)",
+              file=sys.stderr)
+        return 2
+    try:
+        decoded = decode(args.url, key, click_host)
+    except (TokenError, URLError) as e:
+        print(f"clickguard decode: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        context = decoded.context._asdict() if decoded.context else None
+        print(json.dumps({"target": decoded.target, "host_hint": decoded.host_hint,
+                          "layers": list(decoded.layers), "context": context}))
+    elif decoded.target is not None:
+        print(decoded.target)
+    else:
+        print(f"host:{decoded.host_hint}")
     return 0
 
 

@@ -25,3 +25,9 @@ def feeds_dir() -> Path:
     if not FEEDS.is_dir():
         pytest.fail(f"real feed snapshots not found at {FEEDS}; set CLICKGUARD_SHARED_DATA")
     return FEEDS
+
+
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One proxy CA and signing key for the whole session (generating a CA takes a moment)."""
+    return tmp_path_factory.mktemp("certs")

@@ -17,12 +17,6 @@ HTML = {"Accept": "text/html,application/xhtml+xml", "Sec-Fetch-Mode": "navigate
         "Sec-Fetch-Dest": "document"}
 
 
-@pytest.fixture(scope="session")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One proxy CA for the whole session (generating it takes a moment)."""
-    return tmp_path_factory.mktemp("certs")
-
-
 def write_policy(directory: Path, body: str) -> Path:
     """Write a policy file and return its path."""
     path = directory / "policy.yaml"

@@ -9,8 +9,11 @@ from collections.abc import Coroutine
 from mitmproxy import http
 
 from clickguard import audit
-from clickguard.addons.guard import client_of, respond
+from clickguard.addons.guard import Guard, client_of, respond, with_origin
+from clickguard.check import check
+from clickguard.clicks import ClickMark
 from clickguard.errors import TokenError, URLError
+from clickguard.links import verify_click_link
 from clickguard.pages import Page, block_page, message_page
 from clickguard.runtime import Runtime
 from clickguard.tokens import verify
@@ -21,8 +24,9 @@ from clickguard.verdict import Finding
 class Endpoint:
     """Serves requests for the click host from inside the proxy; they never reach the network."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, guard: Guard) -> None:
         self.runtime = runtime
+        self.guard = guard  # judges clicks the way it judges requests
 
     def request(self, flow: http.HTTPFlow) -> Coroutine[None, None, None] | None:
         """Answer requests addressed to the click host (a coroutine for mitmproxy to await)."""
@@ -37,7 +41,9 @@ class Endpoint:
     async def _serve(self, flow: http.HTTPFlow) -> None:
         """Serve one request for the click host."""
         path, _, query = flow.request.path.partition("?")
-        if path == "/continue" and flow.request.method in ("GET", "HEAD"):
+        if path.startswith("/v1/") and flow.request.method in ("GET", "HEAD"):
+            await self._click(flow)
+        elif path == "/continue" and flow.request.method in ("GET", "HEAD"):
             await self._continue(flow, urllib.parse.parse_qs(query).get("t", [""])[0])
         elif path == "/":
             respond(flow, _info_page())
@@ -45,6 +51,35 @@ class Endpoint:
             respond(flow, message_page("Not found", "clickguard has no page at this address.",
                                        audit.new_ref()))
             flow.response.status_code = 404  # type: ignore[union-attr]
+
+    async def _click(self, flow: http.HTTPFlow) -> None:
+        """A click link: verify it, judge its target with the mail's origin, redirect or stop.
+
+        The target itself is never fetched here: the browser follows the redirect, so
+        one-time links (password resets, sign-in links) are used once, by the user.
+        """
+        rt = self.runtime
+        judge = rt.judge
+        client, user = client_of(flow)
+        ref = audit.new_ref()
+        try:
+            target, context = verify_click_link(flow.request.url, rt.key,
+                                                click_host=judge.policy.click_host)
+            url = normalize_url(target)
+        except (TokenError, URLError) as e:
+            finding = Finding("link.bad_signature", f"click link refused: {e}")
+            await rt.record(audit.record(ref=ref, event="click", client=client, user=user,
+                                         url=flow.request.url, action="block", findings=[finding]))
+            respond(flow, block_page(flow.request.url, [finding], ref))
+            return
+        mark = ClickMark(ref, context.origin_ip, context.recipient, 0)
+        decision = await check(judge, url, rt.resolver)
+        if context.origin_ip:
+            decision = with_origin(judge, decision, context.origin_ip)
+        if not await self.guard.enforce(flow, decision, client, user, "click", mark):
+            return  # the warn or block page is the answer
+        rt.trail.expect(client, user, url.url, mark._replace(hop=1))
+        flow.response = _redirect(url.url)
 
     async def _continue(self, flow: http.HTTPFlow, token: str) -> None:
         """Verify a warn page's continue token, grant the client the host, redirect to the URL."""
@@ -66,14 +101,23 @@ class Endpoint:
         policy = rt.judge.policy
         rt.grants.grant(client, user, url.host, time.time() + policy.warn.continue_minutes * 60)
         codes = [str(c) for c in payload.get("codes", [])]
+        click = payload.get("click")
+        mark = ClickMark(*click) if isinstance(click, list) and len(click) == 4 else None
         await self.runtime.record(audit.record(
             ref=ref, event="continue", client=client, user=user, url=url.url, action="allow",
             findings=[Finding(c, "the user chose to continue past the warning") for c in codes],
+            origin_ip=mark.origin_ip if mark else None, click_id=mark.click_id if mark else None,
             warn_ref=payload.get("ref"), host=url.host))
-        # Only a URL this proxy signed can be a target here: no open redirect.
-        flow.response = http.Response.make(303, b"", {
-            "Location": url.url, "Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
+        if mark is not None:
+            rt.trail.expect(client, user, url.url, mark._replace(hop=mark.hop + 1))
+        flow.response = _redirect(url.url)
 
+
+
+def _redirect(url: str) -> http.Response:
+    """303 to a URL this proxy signed or judged: never a target taken from the request (no open redirect)."""
+    return http.Response.make(303, b"", {"Location": url, "Cache-Control": "no-store",
+                                         "Referrer-Policy": "no-referrer"})
 
 
 def _info_page() -> Page:

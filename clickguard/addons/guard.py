@@ -257,8 +257,10 @@ class Guard:
                 findings: tuple[Finding, ...], decision: Decision | None, mark: ClickMark | None,
                 **extra: object) -> dict[str, object]:
         """One audit record, with the click a navigation continues (id, origin, hop) when known."""
+        # The click's own record is the one its id names.
+        ref = mark.click_id if mark is not None and mark.hop == 0 else audit.new_ref()
         return audit.record(
-            ref=audit.new_ref(), event=event, client=client, user=user, url=url, action=action,
+            ref=ref, event=event, client=client, user=user, url=url, action=action,
             findings=findings, origin_ip=mark.origin_ip if mark else None,
             host=decision.url.host if decision else None,
             addresses=list(decision.addresses) if decision and decision.addresses else None,
