@@ -55,7 +55,7 @@ from typing import Literal, NamedTuple
 from urllib.parse import unquote
 
 from clickguard.errors import TokenError, URLError
-from clickguard.tokens import _b64decode, _b64encode
+from clickguard.tokens import b64url_decode, b64url_encode
 from clickguard.urls import normalize_host
 
 __all__ = [
@@ -181,7 +181,7 @@ def make_click_link(target: str, context: ClickContext, key: bytes, *, click_hos
         raise URLError(f"click link target is not valid text: {target[:200]!r}") from e
     escaped, mode = _escape_target(target)
     body = _pack_context(context, mode)
-    token = _b64encode(body + _mac(key, body, target))
+    token = b64url_encode(body + _mac(key, body, target))
     return f"https://{click_host}/v{LINK_VERSION}/{token}/{escaped}"
 
 
@@ -196,13 +196,13 @@ def verify_click_link(url: str, key: bytes, *, click_host: str | None = None) ->
     if not slash or not escaped:
         raise TokenError("click link is truncated (no target)")
     try:
-        raw = _b64decode(token)
+        raw = b64url_decode(token)
     except TokenError as e:
         raise TokenError("click link token is truncated or tampered (not base64)") from e
     if len(raw) < _MIN_TOKEN_BYTES:
         raise TokenError("click link token is truncated")
     # Any other spelling of the same bytes (unused low bits) is a change to the link.
-    if _b64encode(raw) != token:
+    if b64url_encode(raw) != token:
         raise TokenError("click link is tampered (token is not in canonical form)")
     if raw[0] != LINK_VERSION:
         raise TokenError(f"click link token has the wrong version ({raw[0]}, expected {LINK_VERSION})")

@@ -46,13 +46,13 @@ def load_or_create_key(path: Path) -> bytes:
     return key
 
 
-def _b64encode(data: bytes) -> str:
+def b64url_encode(data: bytes) -> str:
     """URL-safe base64 without padding."""
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
-def _b64decode(text: str) -> bytes:
-    """Inverse of `_b64encode`; TokenError on anything else."""
+def b64url_decode(text: str) -> bytes:
+    """Inverse of `b64url_encode`; TokenError on anything else."""
     if "=" in text:
         raise TokenError("token is not valid base64")
     try:
@@ -70,8 +70,8 @@ def sign(payload: Mapping[str, Any], key: bytes, *, expires: float) -> str:
     """A token carrying payload that verifies until Unix time `expires`."""
     body = json.dumps({**payload, "exp": int(expires)}, separators=(",", ":"),
                       sort_keys=True).encode()
-    encoded = _b64encode(body)
-    return f"{encoded}.{_b64encode(_mac(key, encoded.encode('ascii')))}"
+    encoded = b64url_encode(body)
+    return f"{encoded}.{b64url_encode(_mac(key, encoded.encode('ascii')))}"
 
 
 def verify(token: str, key: bytes, *, now: float) -> dict[str, Any]:
@@ -85,10 +85,10 @@ def verify(token: str, key: bytes, *, now: float) -> dict[str, Any]:
         raise TokenError("token has characters that are not ours") from e
     # Compare the MAC as text: decoding first would accept other spellings of one token
     # (unused low bits, padding, stray characters).
-    if not hmac.compare_digest(mac.encode("ascii", "replace"), _b64encode(expected).encode("ascii")):
+    if not hmac.compare_digest(mac.encode("ascii", "replace"), b64url_encode(expected).encode("ascii")):
         raise TokenError("token signature does not verify")
     try:
-        payload = json.loads(_b64decode(encoded))
+        payload = json.loads(b64url_decode(encoded))
     except ValueError as e:
         raise TokenError("token payload is not JSON") from e
     if not isinstance(payload, dict) or not isinstance(payload.get("exp"), int):
