@@ -1,0 +1,679 @@
+"""Rewriting links into signed click links: in e-mail messages, HTML and plain text.
+
+Nothing is re-serialised. `rewrite_html` finds the ``href`` of every ``<a>`` and
+``<area>`` start tag with a tokenizer that follows the HTML tokenizer's rules for
+tags, comments and raw-text elements, and splices the new values in: every other
+byte of the document stays as it was. `rewrite_message` walks the MIME tree of the
+raw bytes itself, reading each part's headers with the standard library
+(`email.parser.BytesHeaderParser`, compat32), so that headers, boundaries,
+preambles, line endings and every part it does not rewrite keep their exact
+bytes; only the bodies of rewritten text/html and text/plain parts change,
+re-encoded in their own transfer encoding and charset.
+
+A message that cannot be walked safely (no closing boundary, bad base64, a part
+that does not decode in its declared charset) is returned unchanged with the
+reason in `RewriteResult.error`; nothing here raises on bad input.
+Nothing here imports mitmproxy.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import codecs
+import functools
+import html
+import ipaddress
+import re
+import time
+from email.message import Message
+from email.policy import compat32
+from email.utils import getaddresses
+from html.entities import html5 as _HTML5_ENTITIES
+from typing import Literal, NamedTuple
+
+from clickguard.errors import URLError
+from clickguard.links import ClickContext, click_context, is_click_link, make_click_link, unwrap
+from clickguard.urls import normalize_host, normalize_url, parent_domains
+
+__all__ = [
+    "RewriteResult",
+    "RewriteSettings",
+    "rewrite_html",
+    "rewrite_message",
+    "rewrite_text",
+    "wrap_url",
+]
+
+
+class RewriteSettings(NamedTuple):
+    """How links are rewritten: where click links point, the signing key, what is left alone."""
+
+    click_host: str
+    key: bytes
+    recipient_mode: Literal["none", "hashed", "plain"] = "hashed"
+    # Allow-listed domains: a link to one of them or to any of their subdomains is left alone.
+    skip_domains: frozenset[str] = frozenset()
+
+
+class RewriteResult(NamedTuple):
+    """The rewritten message, how many links were wrapped, and why it was left alone if it was."""
+
+    data: bytes
+    links: int
+    changed: bool
+    error: str | None
+
+
+# ---------------------------------------------------------------------------
+# One URL
+# ---------------------------------------------------------------------------
+
+_TAB_OR_NEWLINE = re.compile(r"[\t\n\r]")
+_HAS_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
+_WEB_SCHEME = re.compile(r"https?:", re.IGNORECASE)
+_WEB_URL = re.compile(r"https?://", re.IGNORECASE)  # what make_click_link takes as a target
+# What browsers strip from both ends of an href before parsing it (C0 controls and space).
+_C0_OR_SPACE = "".join(map(chr, range(0x21)))
+
+
+def wrap_url(url: str, context: ClickContext, settings: RewriteSettings) -> str:
+    """The click link for url; url itself when ours, not a web link, allow-listed or unparseable.
+
+    Raises ValueError only for a context a link cannot carry (an origin that is no IP).
+    """
+    candidate = url.strip(_C0_OR_SPACE)
+    if "\t" in candidate or "\n" in candidate or "\r" in candidate:
+        candidate = _TAB_OR_NEWLINE.sub("", candidate)
+    # Anchors, relative URLs and every scheme but http(s) (mailto:, cid:, tel:, data:,
+    # javascript:) are not destinations clickguard can judge at click time.
+    if not _WEB_SCHEME.match(candidate):
+        return url
+    target, wrap = _link_target(candidate, settings.click_host, settings.skip_domains)
+    if target is None:
+        return url
+    if not wrap:
+        return target
+    return make_click_link(target, context, settings.key, click_host=settings.click_host)
+
+
+@functools.lru_cache(maxsize=4096)
+def _link_target(url: str, click_host: str, skip_domains: frozenset[str]) -> tuple[str | None, bool]:
+    """(target, wrap it) for an http(s) URL: (None, False) leaves it alone, (ours, False) unwraps ours.
+
+    Independent of the message, so cached: a campaign repeats its links in every copy.
+    """
+    if is_click_link(url, click_host):
+        return None, False
+    try:
+        unwrapped = unwrap(url)
+    except URLError:
+        return None, False  # a vendor's wrapper that does not parse: not a link to vouch for
+    # Mimecast keeps its target opaque (only a host hint): the wrapped link itself is
+    # what the browser must be sent to, so it is the target of the click link.
+    target = unwrapped.target if unwrapped.target is not None else url
+    if unwrapped.layers and is_click_link(target, click_host):
+        return target, False  # ours under a foreign wrapper: peel the wrapper, never wrap twice
+    if not _WEB_URL.match(target):
+        return None, False
+    try:
+        landing = normalize_url(target)
+    except URLError:
+        return None, False
+    if _is_skipped(landing.host, skip_domains):
+        return None, False
+    return target, True
+
+
+def _is_skipped(host: str, skip_domains: frozenset[str]) -> bool:
+    """Whether host is, or is under, an allow-listed domain (IP literals match exactly)."""
+    if not skip_domains:
+        return False
+    skip = _normalized_domains(skip_domains)
+    return host in skip or any(parent in skip for parent in parent_domains(host))
+
+
+@functools.lru_cache(maxsize=64)
+def _normalized_domains(domains: frozenset[str]) -> frozenset[str]:
+    """Allow-list entries in the form urls.normalize_url gives hosts (entries that do not parse dropped)."""
+    normalized = set()
+    for domain in domains:
+        try:
+            normalized.add(normalize_host(domain.strip().lstrip("*.")))
+        except ValueError:
+            continue
+    return frozenset(normalized)
+
+
+class _Wrapper:
+    """wrap_url for one message or document, remembering links already seen (mail repeats them)."""
+
+    __slots__ = ("context", "count", "seen", "settings")
+
+    def __init__(self, context: ClickContext, settings: RewriteSettings) -> None:
+        self.context = context
+        self.settings = settings
+        self.seen: dict[str, str] = {}
+        self.count = 0
+
+    def __call__(self, url: str) -> str:
+        wrapped = self.seen.get(url)
+        if wrapped is None:
+            wrapped = self.seen[url] = wrap_url(url, self.context, self.settings)
+        if wrapped != url:
+            self.count += 1
+        return wrapped
+
+
+# ---------------------------------------------------------------------------
+# HTML
+# ---------------------------------------------------------------------------
+
+# The HTML tokenizer's view of a start tag's attributes (WHATWG 13.2.5.32 onwards):
+# separators are ASCII whitespace and "/", a name runs to whitespace, "/", ">" or "="
+# (an "=" may start one), a value is double-quoted, single-quoted or runs to
+# whitespace or ">". Only ">" or the end of the document ends the attributes (an
+# unclosed quote runs to the end, as in a browser), and possessive and atomic groups
+# never backtrack, so every scan is linear.
+_WS = r"[\t\n\f\r ]"
+_VALUE = r"""(?>"[^"]*+(?:"|\Z)|'[^']*+(?:'|\Z)|[^\t\n\f\r >]*+)"""
+_ATTRIBUTE = rf"(?>[^\t\n\f\r />][^\t\n\f\r />=]*+(?>{_WS}*+={_WS}*+{_VALUE})?+)"
+_ATTRIBUTES = rf"(?:{_WS}++|/|{_ATTRIBUTE})*+"
+_TAG_END = r"(?:>|\Z)"  # a tag cut by the end of the document swallows the rest
+# Elements whose content is text to the tokenizer: an "<a href>" inside is no link.
+_RAW_TEXT = ("script", "style", "textarea", "title", "xmp", "iframe", "noembed", "noframes")
+# One alternative per element, not a backreference: a capturing group inside a possessive
+# repeat trips a bug in CPython 3.12's re ("The span of capturing group is wrong").
+_RAW_TEXT_ELEMENT = "|".join(
+    rf"<{name}(?=[\t\n\f\r />]){_ATTRIBUTES}{_TAG_END}.*?(?:</{name}(?=[\t\n\f\r />])|\Z)"
+    for name in _RAW_TEXT
+)
+# One match: everything up to the next <a>/<area> start tag, then that tag (if any).
+# What is skipped is consumed token by token, so an "<a" inside a comment, a raw-text
+# element or another tag's attribute value is never taken for a link.
+_HTML_SCAN = re.compile(
+    rf"""
+    (?:
+        [^<]++
+      | <!--(?:-?>|.*?(?:--!?>|\Z))                                  # comment
+      | <[!?][^>]*+>?                                                # doctype, bogus comment
+      | </[a-z][^\t\n\f\r />]*+{_ATTRIBUTES}{_TAG_END}                # end tag
+      | {_RAW_TEXT_ELEMENT}
+      | <plaintext(?=[\t\n\f\r />]).*                                # the rest is text
+      | <(?!(?:a|area)[\t\n\f\r />])[a-z][^\t\n\f\r />]*+{_ATTRIBUTES}{_TAG_END}  # other tag
+      | <(?![a-z!?/])                                                # a "<" that is text
+      | </                                                           # "</" not closing a tag
+    )*+
+    (?:<(?:a|area)(?=[\t\n\f\r />])(?P<attrs>{_ATTRIBUTES})(?P<close>>)?)?
+    """,
+    re.IGNORECASE | re.DOTALL | re.VERBOSE,
+)
+_ATTRIBUTE_PARTS = re.compile(
+    rf"""{_WS}++|/|(?P<name>[^\t\n\f\r />][^\t\n\f\r />=]*+)
+    (?:{_WS}*+={_WS}*+(?:"(?P<dq>[^"]*+)"|'(?P<sq>[^']*+)'|(?P<uq>[^\t\n\f\r >]*+)))?""",
+    re.VERBOSE,
+)
+_CHARACTER_REFERENCE = re.compile(r"&(?:#[xX][0-9a-fA-F]+;?|#[0-9]+;?|([A-Za-z][A-Za-z0-9]*)(;?))")
+
+
+def rewrite_html(html_text: str, context: ClickContext, settings: RewriteSettings) -> tuple[str, int]:
+    """Wrap the href of every <a> and <area>; every other character stays as it was."""
+    wrapper = _Wrapper(context, settings)
+    return _rewrite_html(html_text, wrapper), wrapper.count
+
+
+def _rewrite_html(text: str, wrapper: _Wrapper) -> str:
+    """The document with hrefs replaced by wrapper's answers, spliced into the original text."""
+    if "<" not in text:
+        return text
+    pieces: list[str] = []
+    done = position = 0
+    end = len(text)
+    scan = _HTML_SCAN.match
+    while position < end:
+        match = scan(text, position)
+        if match is None:  # cannot happen: every part of the pattern is optional
+            break
+        attrs_start = match.start("attrs")
+        if attrs_start < 0 or match.start("close") < 0:
+            break  # the end of the document, or a last tag cut by it (which a browser drops)
+        position = match.end()
+        span = _href_value_span(text, attrs_start, match.end("attrs"))
+        if span is None:
+            continue
+        start, stop, quote = span
+        value = text[start:stop]
+        url = _unescape_attribute(value) if "&" in value else value
+        wrapped = wrapper(url)
+        if wrapped == url:
+            continue
+        escaped = wrapped.replace("&", "&amp;")
+        escaped = escaped.replace("'", "&#39;") if quote == "'" else escaped.replace('"', "&quot;")
+        if not quote:  # an unquoted value becomes double-quoted: the new one may need it
+            escaped = f'"{escaped}"'
+        pieces.append(text[done:start])
+        pieces.append(escaped)
+        done = stop
+    if not pieces:
+        return text
+    pieces.append(text[done:])
+    return "".join(pieces)
+
+
+def _href_value_span(text: str, start: int, end: int) -> tuple[int, int, str] | None:
+    """(start, end, quote) of the first href value among the attributes in text[start:end]."""
+    # The first of duplicate attributes wins in HTML; later ones are dropped by the parser.
+    for part in _ATTRIBUTE_PARTS.finditer(text, start, end):
+        name = part.group("name")
+        if name is None or len(name) != 4 or name.lower() != "href":
+            continue
+        for group, quote in (("dq", '"'), ("sq", "'"), ("uq", "")):
+            if part.start(group) >= 0:
+                return part.start(group), part.end(group), quote
+        return None  # href without a value
+    return None
+
+
+def _unescape_attribute(value: str) -> str:
+    """Decode character references as the HTML tokenizer does inside an attribute value."""
+    return _CHARACTER_REFERENCE.sub(_decode_reference, value)
+
+
+def _decode_reference(match: re.Match[str]) -> str:
+    """One character reference, decoded unless HTML's attribute rule keeps it literal."""
+    name, semicolon = match.group(1), match.group(2)
+    if name is None:
+        return html.unescape(match.group())  # numeric: html knows the replacement table
+    if semicolon:
+        return _HTML5_ENTITIES.get(name + ";", match.group())
+    # Without ";" only a legacy name decodes, and in an attribute not when "=" or an
+    # alphanumeric follows: "?a=1&copy=2" and "&region=eu" are query strings, not ©.
+    after = match.string[match.end():match.end() + 1]
+    if after == "=" or name not in _HTML5_ENTITIES:
+        return match.group()
+    return _HTML5_ENTITIES[name]
+
+
+# ---------------------------------------------------------------------------
+# Plain text
+# ---------------------------------------------------------------------------
+
+# Bare web URLs: "http(s)://" or "www." not inside an ASCII word, an address or (for
+# "www.") another URL; CJK text and punctuation end a URL, since Japanese or Chinese
+# prose runs on without spaces around it.
+_CJK = "\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\ufe30-\ufe4f\uff00-\uffef"
+_TEXT_URL = re.compile(
+    rf"""(?:(?<![A-Za-z0-9_@.+-])https?://|(?<![A-Za-z0-9_@.:/+-])www\.)[^\s<>"{_CJK}]+""",
+    re.IGNORECASE,
+)
+_TRAILING = frozenset(".,;:!?'\"")
+_CLOSERS = {")": "(", "]": "[", "}": "{"}
+
+
+def rewrite_text(text: str, context: ClickContext, settings: RewriteSettings) -> tuple[str, int]:
+    """Wrap the bare http(s):// and www. URLs of a plain-text body."""
+    wrapper = _Wrapper(context, settings)
+    return _rewrite_text(text, wrapper), wrapper.count
+
+
+def _rewrite_text(text: str, wrapper: _Wrapper) -> str:
+    """The text with each bare URL replaced by wrapper's answer."""
+    if "http" not in text and "www" not in text and "HTTP" not in text and "WWW" not in text:
+        return text
+    return _TEXT_URL.sub(functools.partial(_wrap_text_url, wrapper=wrapper), text)
+
+
+def _wrap_text_url(match: re.Match[str], wrapper: _Wrapper) -> str:
+    """One URL found in text, its trailing punctuation kept outside the click link."""
+    found = match.group()
+    url = _trim_url(found)
+    tail = found[len(url):]
+    if url[:4].lower() == "www.":
+        if len(url) <= 4:
+            return found
+        wrapped = wrapper("http://" + url)
+        return found if wrapped == "http://" + url else wrapped + tail
+    return wrapper(url) + tail
+
+
+def _trim_url(url: str) -> str:
+    """url without the sentence punctuation and unbalanced closing brackets that end it."""
+    while url:
+        last = url[-1]
+        if last in _TRAILING or (last in _CLOSERS and url.count(last) > url.count(_CLOSERS[last])):
+            url = url[:-1]
+        else:
+            break
+    return url
+
+
+# ---------------------------------------------------------------------------
+# E-mail messages
+# ---------------------------------------------------------------------------
+
+
+class _MessageError(Exception):
+    """A message or part that cannot be rewritten safely: the whole message is left alone."""
+
+
+# email.feedparser's test for a header line (then "From " lines and continuations).
+_HEADER_NAME = re.compile(r"[\041-\071\073-\176]*:")
+_HEADERS_READ = frozenset(
+    {"content-type", "content-transfer-encoding", "content-disposition", "to", "message-id"}
+)
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
+_TRANSFER_ENCODING_HEADER = re.compile(
+    rb"^content-transfer-encoding[ \t]*:(?P<value>[^\r\n]*(?:\r?\n[ \t][^\r\n]*)*)",
+    re.IGNORECASE | re.MULTILINE,
+)
+_BASE64_WHITESPACE = re.compile(rb"[ \t\r\n]+")
+_MAX_DEPTH = 32  # nested multiparts beyond this are a bomb, not a mail
+_MAX_LINE = 998  # RFC 5322 limit for 7bit and 8bit bodies, without the line break
+# Multipart types whose parts must stay byte-exact: rewriting breaks the signature.
+_SEALED = frozenset({"multipart/signed", "multipart/encrypted"})
+
+
+class _Edit(NamedTuple):
+    """Replace raw[start:end] by data."""
+
+    start: int
+    end: int
+    data: bytes
+
+
+def rewrite_message(
+    raw: bytes, settings: RewriteSettings, *, origin_ip: str | None, recipient: str | None = None
+) -> RewriteResult:
+    """Wrap the links of a message's text/html and text/plain parts; unchanged, with error, if it can't."""
+    if origin_ip is not None:
+        try:
+            ipaddress.ip_address(origin_ip)
+        except ValueError:
+            return RewriteResult(raw, 0, False, f"origin_ip is not an IP address: {origin_ip!r}")
+    try:
+        edits, links = _rewrite_message(raw, settings, origin_ip, recipient or None)
+    except _MessageError as e:
+        return RewriteResult(raw, 0, False, str(e))
+    if not edits:
+        return RewriteResult(raw, 0, False, None)
+    pieces: list[bytes] = []
+    done = 0
+    for edit in sorted(edits, key=lambda edit: edit.start):
+        pieces.append(raw[done:edit.start])
+        pieces.append(edit.data)
+        done = edit.end
+    pieces.append(raw[done:])
+    data = b"".join(pieces)
+    return RewriteResult(data, links, data != raw, None)
+
+
+def _rewrite_message(
+    raw: bytes, settings: RewriteSettings, origin_ip: str | None, recipient: str | None
+) -> tuple[list[_Edit], int]:
+    """The byte edits that rewrite raw, and the number of links they wrap."""
+    eol = b"\r\n" if raw.find(b"\r\n", 0, raw.find(b"\n") + 1) >= 0 else b"\n"
+    header_end, body_start = _split_entity(raw, 0, len(raw))
+    headers = _parse_headers(raw[:header_end])
+    message_id = headers.get("Message-ID")
+    if recipient is None:
+        recipient = _first_address(headers.get_all("To", []))
+    context = click_context(
+        origin_ip=origin_ip,
+        message_id=_unfold(message_id) if message_id else None,
+        recipient=recipient,
+        recipient_mode=settings.recipient_mode,
+        rewritten_at=time.time(),
+    )
+    walker = _Walker(raw, eol, _Wrapper(context, settings))
+    walker.entity(0, len(raw), headers, header_end, body_start, "text/plain", 0)
+    return walker.edits, walker.wrapper.count
+
+
+class _Walker:
+    """Walks the MIME tree of raw bytes and collects the edits that rewrite its text parts."""
+
+    def __init__(self, raw: bytes, eol: bytes, wrapper: _Wrapper) -> None:
+        self.raw = raw
+        self.eol = eol
+        self.wrapper = wrapper
+        self.edits: list[_Edit] = []
+
+    def entity(
+        self,
+        start: int,
+        end: int,
+        headers: Message,
+        header_end: int,
+        body_start: int,
+        default_type: str,
+        depth: int,
+    ) -> None:
+        """Rewrite one entity (the message or a body part) spanning raw[start:end]."""
+        headers.set_default_type(default_type)
+        content_type = headers.get_content_type()
+        if content_type.startswith("multipart/"):
+            if content_type in _SEALED:
+                return
+            if depth >= _MAX_DEPTH:
+                raise _MessageError(f"multiparts nested deeper than {_MAX_DEPTH} levels")
+            self.multipart(headers, body_start, end, content_type, depth)
+            return
+        if content_type not in ("text/html", "text/plain"):
+            return
+        if (headers.get("Content-Disposition") or "").strip().lower().startswith("attachment"):
+            return  # an attached file keeps its exact bytes
+        self.text_part(start, end, headers, header_end, body_start, content_type)
+
+    def multipart(self, headers: Message, body_start: int, end: int, content_type: str, depth: int) -> None:
+        """Walk the body parts of a multipart entity whose body is raw[body_start:end]."""
+        boundary = headers.get_param("boundary")
+        if not isinstance(boundary, str) or not boundary:
+            raise _MessageError(f"{content_type} without a boundary")
+        marker = b"--" + boundary.encode("ascii", "surrogateescape")
+        part_default = "message/rfc822" if content_type == "multipart/digest" else "text/plain"
+        raw = self.raw
+        found = _find_delimiter(raw, marker, body_start, end)
+        while found is not None:
+            _, part_start, is_close = found
+            if is_close:
+                return  # what follows the close delimiter is the epilogue
+            found = _find_delimiter(raw, marker, part_start, end)
+            if found is None:
+                break
+            # The line break before a delimiter belongs to the delimiter, not to the part.
+            part_end = found[0] - 1
+            if part_end > part_start and raw[part_end - 1] == 0x0D:
+                part_end -= 1
+            part_end = max(part_end, part_start)
+            header_end, part_body = _split_entity(raw, part_start, part_end)
+            part_headers = _parse_headers(raw[part_start:header_end])
+            self.entity(part_start, part_end, part_headers, header_end, part_body, part_default, depth + 1)
+        raise _MessageError(f"{content_type} is truncated: closing boundary {boundary!r} not found")
+
+    def text_part(
+        self, start: int, end: int, headers: Message, header_end: int, body_start: int, content_type: str
+    ) -> None:
+        """Rewrite the links of one text/html or text/plain part, re-encoded as it came."""
+        body = self.raw[body_start:end]
+        if not body:
+            return
+        encoding = (headers.get("Content-Transfer-Encoding") or "7bit").strip().lower()
+        data = _decode_body(body, encoding)
+        if data is None:
+            return  # an encoding clickguard does not know (uuencode…): left alone
+        codec, text = _decode_text(data, headers.get_content_charset())
+        before = self.wrapper.count
+        if content_type == "text/html":
+            rewritten = _rewrite_html(text, self.wrapper)
+        else:
+            rewritten = _rewrite_text(text, self.wrapper)
+        if self.wrapper.count == before:
+            return
+        try:
+            new_data = rewritten.encode(codec)
+        except UnicodeEncodeError as e:  # click links are ASCII; a charset without ASCII
+            raise _MessageError(f"rewritten {content_type} part does not encode in {codec}: {e}") from e
+        new_encoding = encoding
+        if encoding in ("7bit", "8bit") and not _fits_identity(new_data, seven_bit=encoding == "7bit"):
+            new_encoding = "quoted-printable"
+            self.edits.append(self.transfer_encoding_edit(start, header_end, "quoted-printable"))
+        new_body = _encode_body(new_data, new_encoding, self.eol)
+        # Keep the part's own ending: with or without a final line break before the delimiter.
+        ends_with_break = body.endswith(b"\n")
+        if ends_with_break and not new_body.endswith(b"\n"):
+            new_body += self.eol
+        elif not ends_with_break and new_body.endswith(self.eol):
+            new_body = new_body[: -len(self.eol)]
+        self.edits.append(_Edit(body_start, end, new_body))
+
+    def transfer_encoding_edit(self, start: int, header_end: int, encoding: str) -> _Edit:
+        """The edit that sets a part's Content-Transfer-Encoding (replacing or adding the header)."""
+        found = _TRANSFER_ENCODING_HEADER.search(self.raw, start, header_end)
+        if found is not None:
+            return _Edit(found.start("value"), found.end("value"), b" " + encoding.encode())
+        line = b"Content-Transfer-Encoding: " + encoding.encode()
+        if header_end == start:  # no headers at all: the part began with its blank line
+            return _Edit(start, start, line + self.eol)
+        return _Edit(header_end, header_end, line + self.eol)  # the block ends with its line break
+
+
+def _split_entity(raw: bytes, start: int, end: int) -> tuple[int, int]:
+    """(end of the header block, start of the body) of the entity raw[start:end]."""
+    if raw.startswith(b"\n", start) or raw.startswith(b"\r\n", start):
+        # No headers: the entity starts with the blank line that ends them.
+        return start, start + (1 if raw[start] == 0x0A else 2)
+    found = _HEADER_END.search(raw, start, end)
+    if found is None:
+        return end, end
+    # The header block keeps its last line's break; the blank line is the separator.
+    line_break = 2 if raw[found.start():found.start() + 2] == b"\r\n" else 1
+    return found.start() + line_break, found.end()
+
+
+def _find_delimiter(raw: bytes, marker: bytes, start: int, end: int) -> tuple[int, int, bool] | None:
+    """(line start, position after the line, is the close delimiter) of the next boundary line."""
+    position = start
+    while True:
+        found = raw.find(marker, position, end)
+        if found < 0:
+            return None
+        position = found + 1
+        if found != start and raw[found - 1] != 0x0A:
+            continue  # a delimiter starts a line
+        after = found + len(marker)
+        is_close = raw.startswith(b"--", after, end)
+        if is_close:
+            after += 2
+        while after < end and raw[after] in b" \t":  # transport padding
+            after += 1
+        if after == end:
+            return found, end, is_close
+        if raw[after] == 0x0A:
+            return found, after + 1, is_close
+        if raw.startswith(b"\r\n", after, end):
+            return found, after + 2, is_close
+
+
+def _parse_headers(block: bytes) -> Message:
+    """The headers of one entity that rewriting reads, parsed by the standard library's compat32 rules.
+
+    Only the header block is split here (as email.feedparser does); each field is then read
+    by compat32, so parameters (RFC 2231, quoting) are the standard library's reading.
+    """
+    headers = Message()
+    fields: list[list[str]] = []
+    # Raw 8-bit bytes (against the RFC, yet seen) are read as UTF-8: compat32 would keep
+    # them escaped and hand back Header objects instead of strings.
+    for line_bytes in block.splitlines(keepends=True):  # CRLF, CR or LF only, as feedparser
+        line = line_bytes.decode("utf-8", "replace")
+        if line[0] in " \t":
+            if fields:
+                fields[-1].append(line)
+        elif line.startswith("From "):
+            continue  # an mbox envelope line, not a header
+        elif _HEADER_NAME.match(line):
+            fields.append([line])
+        else:
+            raise _MessageError(f"not a header line: {line[:80]!r}")
+    for lines in fields:
+        name = lines[0][: lines[0].index(":")]
+        if name.strip().lower() in _HEADERS_READ:  # "To :" is "To" too
+            headers.set_raw(*compat32.header_source_parse(lines))
+    return headers
+
+
+def _unfold(value: str) -> str:
+    """A header value with its folding removed."""
+    return re.sub(r"\r?\n(?=[ \t])", "", value).strip()
+
+
+def _first_address(to_values: list[str]) -> str | None:
+    """The first address of the To: header, or None."""
+    for _name, address in getaddresses([_unfold(value) for value in to_values]):
+        if address:
+            return address
+    return None
+
+
+def _decode_body(body: bytes, encoding: str) -> bytes | None:
+    """The body's bytes with its transfer encoding undone; None for an unknown encoding."""
+    if encoding in ("7bit", "8bit", "binary"):
+        return body
+    if encoding == "quoted-printable":
+        return binascii.a2b_qp(body)
+    if encoding == "base64":
+        try:
+            return binascii.a2b_base64(_BASE64_WHITESPACE.sub(b"", body), strict_mode=True)
+        except binascii.Error as e:
+            raise _MessageError(f"bad base64 in a text part: {e}") from e
+    return None
+
+
+def _encode_body(data: bytes, encoding: str, eol: bytes) -> bytes:
+    """data in the transfer encoding, lines ending in eol (quoted-printable and base64: ≤ 76 chars)."""
+    if encoding == "quoted-printable":
+        # Hard line breaks are CRLF in canonical text: encode from LF, then use the message's.
+        encoded = binascii.b2a_qp(data.replace(b"\r\n", b"\n"), istext=True)
+    elif encoding == "base64":
+        encoded = base64.encodebytes(data)
+    else:
+        return data
+    return encoded.replace(b"\n", eol) if eol != b"\n" else encoded
+
+
+def _fits_identity(data: bytes, *, seven_bit: bool) -> bool:
+    """Whether data can still travel as 7bit (or 8bit): no NUL, no long lines, ASCII for 7bit."""
+    if seven_bit and not data.isascii():
+        return False
+    if b"\0" in data:
+        return False
+    return all(len(line) <= _MAX_LINE + 1 for line in data.split(b"\n"))
+
+
+def _decode_text(data: bytes, charset: str | None) -> tuple[str, str]:
+    """(codec, text) of a part's bytes in its declared charset; _MessageError if they don't decode."""
+    if charset is None:
+        # Undeclared: ASCII by the RFC, UTF-8 in practice, else Latin-1 (byte-transparent,
+        # so the bytes around the links come back exactly as they were).
+        for codec in ("ascii", "utf-8"):
+            try:
+                return codec, data.decode(codec)
+            except UnicodeDecodeError:
+                continue
+        return "latin-1", data.decode("latin-1")
+    declared = _codec_name(charset)
+    if declared is None:
+        raise _MessageError(f"unknown charset {charset!r}")
+    try:
+        return declared, data.decode(declared)
+    except UnicodeDecodeError as e:
+        raise _MessageError(f"part does not decode as its declared charset {charset!r}: {e}") from e
+
+
+@functools.lru_cache(maxsize=256)
+def _codec_name(charset: str) -> str | None:
+    """Python's codec for a MIME charset name, or None if Python knows none."""
+    try:
+        return codecs.lookup(charset).name
+    except LookupError:
+        return None
