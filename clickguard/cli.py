@@ -17,8 +17,10 @@ from clickguard.errors import PolicyError, TokenError, URLError
 from clickguard.feedsource import FeedSet
 from clickguard.judge import Judge
 from clickguard.links import decode, is_click_link
-from clickguard.policy import check_policy, load_policy
+from clickguard.origin import origin_of_message
+from clickguard.policy import check_policy, load_policy, parse_policy
 from clickguard.resolver import Resolver
+from clickguard.rewrite import RewriteSettings, rewrite_message
 from clickguard.runtime import feeds_from_specs
 from clickguard.tokens import load_or_create_key
 from clickguard.urls import normalize_url, registered_domain
@@ -77,6 +79,14 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--state-dir", type=Path, default=Path("var"))
     status.add_argument("--json", action="store_true")
 
+    rw = sub.add_parser("rewrite", help="rewrite the links of e-mail into signed click links")
+    rw.add_argument("input", type=Path, help="an .eml file, a directory of them, or an mbox file")
+    rw.add_argument("-o", "--output", type=Path,
+                    help="where to write (a file, or a directory for a directory; default: stdout)")
+    rw.add_argument("--policy", type=Path, help=f"policy (click host, relays; default {DEFAULT_POLICY})")
+    rw.add_argument("--certs", type=Path, default=Path("certs"), help="where clickguard.key is (or goes)")
+    rw.add_argument("--recipient", help="the recipient, when the To: header does not say it")
+
     dec = sub.add_parser("decode", help="print the target of a click link or of a vendor-wrapped link")
     dec.add_argument("url")
     dec.add_argument("--json", action="store_true", help="also the click context and the wrappers peeled")
@@ -102,6 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_feeds_status(args)
         if args.command == "decode":
             return cmd_decode(args)
+        if args.command == "rewrite":
+            return cmd_rewrite(args)
         return cmd_ca(args.certs)
     except (PolicyError, ValueError, OSError) as e:
         print(f"clickguard: {e}", file=sys.stderr)
@@ -150,7 +162,6 @@ def load_judge(policy_path: Path | None, feed_specs: Sequence[str], state_dir: P
     if policy_path is not None:
         policy = load_policy(policy_path).policy
     else:
-        from clickguard.policy import parse_policy
         policy = parse_policy("version: 1\n", filename="<built-in>", base_dir=Path.cwd())
     extra = feeds_from_specs(feed_specs, Path.cwd(), [f.name for f in policy.feeds])
     feeds = FeedSet([*policy.feeds, *extra], state_dir / "feeds")
@@ -289,6 +300,63 @@ def cmd_feeds_status(args: argparse.Namespace) -> int:
               f"{age:>7}  {feed['source']}")
         if feed.get("last_error"):
             print(f"{'':<{width}} error: {feed['last_error']}")
+    return 0
+
+
+def cmd_rewrite(args: argparse.Namespace) -> int:
+    """Rewrite one message, a directory of messages or an mbox; a message that fails is kept unchanged."""
+    policy_path = args.policy or (DEFAULT_POLICY if DEFAULT_POLICY.exists() else None)
+    if policy_path is not None:
+        policy = load_policy(policy_path).policy
+    else:
+        policy = parse_policy("version: 1\n", filename="<built-in>", base_dir=Path.cwd())
+    settings = RewriteSettings(policy.click_host, load_or_create_key(args.certs / "clickguard.key"),
+                               policy.click_links.recipient, policy.click_links.skip_domains)
+    counts = {"messages": 0, "links": 0, "unchanged": 0}
+
+    def one(raw: bytes, name: str) -> bytes:
+        origin = origin_of_message(raw, trusted_relays=policy.email.trusted_relays,
+                                   internal_networks=policy.email.internal_networks)
+        result = rewrite_message(raw, settings, origin_ip=origin.ip, recipient=args.recipient)
+        counts["messages"] += 1
+        counts["links"] += result.links
+        if result.error:
+            counts["unchanged"] += 1
+            print(f"{name}: passed through unchanged: {result.error}", file=sys.stderr)
+        return result.data
+
+    source: Path = args.input
+    if source.is_dir():
+        if args.output is None:
+            raise ValueError("rewriting a directory needs -o DIRECTORY")
+        args.output.mkdir(parents=True, exist_ok=True)
+        for path in sorted(p for p in source.iterdir() if p.is_file()):
+            (args.output / path.name).write_bytes(one(path.read_bytes(), str(path)))
+    elif source.read_bytes()[:5] == b"From ":
+        import mailbox
+
+        if args.output is None:
+            raise ValueError("rewriting an mbox needs -o FILE")
+        out = mailbox.mbox(args.output)
+        out.lock()
+        try:
+            for n, message in enumerate(mailbox.mbox(source, create=False)):
+                rewritten = one(message.as_bytes(unixfrom=False), f"{source}#{n + 1}")
+                entry = mailbox.mboxMessage(rewritten)
+                entry.set_from(message.get_from())
+                out.add(entry)
+            out.flush()
+        finally:
+            out.unlock()
+            out.close()
+    else:
+        data = one(source.read_bytes(), str(source))
+        if args.output is None:
+            sys.stdout.buffer.write(data)
+        else:
+            args.output.write_bytes(data)
+    print(f"clickguard rewrite: {counts['messages']} messages, {counts['links']} links rewritten, "
+          f"{counts['unchanged']} passed through unchanged", file=sys.stderr)
     return 0
 
 

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import email
+import json
+import re
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,7 +15,7 @@ import pytest
 
 from clickguard.links import ClickContext, make_click_link
 from clickguard.tokens import load_or_create_key
-from tests.harness import Proxy, start_proxy, upstream
+from tests.harness import REPO, Proxy, start_proxy, upstream
 from tests.test_proxy import HTML, continue_link, write_policy
 
 THINGBOT_ORIGIN = "198.51.100.7"
@@ -102,3 +107,52 @@ def test_redirect_chain_after_a_click_keeps_the_origin(proxy: Proxy, certs: Path
     assert {a["click_id"] for a in records[1:]} == {records[0]["ref"]}
     assert {a["origin_ip"] for a in records} == {"192.0.2.77"}
     assert records[-1]["url"] == f"{final.base}/landing"
+
+
+MAIL = b"""\
+Received: from mx1.corp.example (mx1.corp.example [10.0.0.5])
+\tby mailbox.corp.example with LMTP; Mon, 15 Jan 2024 09:12:03 +0000
+Received: from router.example.net (dsl-7.example.net [198.51.100.7])
+\tby mx1.corp.example (Postfix) with ESMTP id 4TQ5; Mon, 15 Jan 2024 09:12:01 +0000
+Received: from forged.example ([203.0.113.250]) by forged.example; Mon, 15 Jan 2024 09:11:00 +0000
+From: Parcel Service <info@parcel.example>
+To: alice@corp.example
+Subject: Your parcel
+Message-ID: <abc123@parcel.example>
+MIME-Version: 1.0
+Content-Type: text/html; charset=utf-8
+Content-Transfer-Encoding: quoted-printable
+
+<p>Track it <a href=3D"TARGET">here</a>.</p>
+"""
+
+
+def test_mail_rewritten_by_the_cli_then_clicked_through_the_proxy(tmp_path: Path, certs: Path) -> None:
+    """A Thingbot-origin mail: rewrite with `clickguard rewrite`, click in the proxy, warned."""
+    (tmp_path / "thingbots.txt").write_text(f"{THINGBOT_ORIGIN}\n")
+    policy = write_policy(tmp_path, POLICY + "email: {trusted_relays: [mx1.corp.example], "
+                                             "internal_networks: [10.0.0.0/8]}\n")
+    with upstream("127.0.0.2") as site:
+        target = f"{site.base}/track"
+        (tmp_path / "in.eml").write_bytes(MAIL.replace(b"TARGET", target.encode()))
+        done = subprocess.run(
+            [sys.executable, "-m", "clickguard.cli", "rewrite", str(tmp_path / "in.eml"), "-o",
+             str(tmp_path / "out.eml"), "--policy", str(policy), "--certs", str(certs)],
+            capture_output=True, text=True, check=True, cwd=REPO)
+        assert "1 messages, 1 links rewritten, 0 passed through unchanged" in done.stderr
+        html = email.message_from_bytes((tmp_path / "out.eml").read_bytes()).get_payload(decode=True)
+        link = re.search(rb'href="([^"]+)"', html).group(1).decode()  # type: ignore[union-attr]
+        assert link.startswith("https://clickguard.local/v1/") and link.endswith(target)
+        decoded = subprocess.run([sys.executable, "-m", "clickguard.cli", "decode", "--json", link,
+                                  "--certs", str(certs), "--policy", str(policy)],
+                                 capture_output=True, text=True, check=True, cwd=REPO)
+        context = json.loads(decoded.stdout)["context"]
+        assert context["origin_ip"] == THINGBOT_ORIGIN  # not the forged header below the relay
+        proxy = start_proxy(tmp_path, policy, certs)
+        try:
+            r = proxy.get(link, HTML)
+            assert r.headers["x-clickguard-action"] == "warn"  # default policy: origin.thingbot warns
+            assert proxy.audit()[-1]["reasons"] == ["origin.thingbot"]
+            assert proxy.audit()[-1]["origin_ip"] == THINGBOT_ORIGIN
+        finally:
+            proxy.stop()
