@@ -156,3 +156,12 @@ def test_mail_rewritten_by_the_cli_then_clicked_through_the_proxy(tmp_path: Path
             assert proxy.audit()[-1]["origin_ip"] == THINGBOT_ORIGIN
         finally:
             proxy.stop()
+
+
+def test_click_over_tls_as_a_browser_sends_it(proxy: Proxy, certs: Path) -> None:
+    """Browsers CONNECT to the click host and send the click inside TLS (intercepted by the proxy)."""
+    link = click_link(certs, "http://127.0.0.2:8000/doc", None)
+    path = "/" + link.split("/", 3)[3]
+    r = proxy.get_tls("clickguard.local", 443, path, HTML)
+    assert r.status == 303 and r.headers["location"] == "http://127.0.0.2:8000/doc"
+    assert proxy.audit()[-1]["event"] == "click"
