@@ -2,7 +2,7 @@
 
 mitmproxy offers every event to every registered addon object, whether it
 handles it or not, so each object costs something on every request. clickguard
-keeps one class per concern (`Config`, `Endpoint`, `Guard`) and registers a
+keeps one class per concern (`Config`, `Endpoint`, `Guard`, `Webmail`) and registers a
 single object that hands each event to the part that owns it.
 """
 
@@ -17,6 +17,7 @@ from mitmproxy.proxy import server_hooks
 from clickguard.addons.config import Config
 from clickguard.addons.endpoint import Endpoint
 from clickguard.addons.guard import Guard
+from clickguard.addons.webmail import Webmail
 from clickguard.runtime import Runtime
 
 type Pending = Coroutine[None, None, None] | None
@@ -30,6 +31,7 @@ class Clickguard:
         self.config = Config(self.runtime)
         self.guard = Guard(self.runtime)
         self.endpoint = Endpoint(self.runtime, self.guard)
+        self.webmail = Webmail(self.runtime)
 
     def load(self, loader: object) -> None:
         """Register clickguard's options."""
@@ -64,7 +66,8 @@ class Clickguard:
         return self.guard.server_connected(data)
 
     def response(self, flow: http.HTTPFlow) -> Pending:
-        """Hold a response for its audit record; stop one from a tainted connection."""
+        """Webmail pages get click links; a response waits for its audit record; tainted ones stop."""
+        self.webmail.response(flow)
         return self.guard.response(flow)
 
     def tcp_start(self, flow: tcp.TCPFlow) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email
+import html
 import json
 import re
 import subprocess
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from clickguard.links import ClickContext, make_click_link
+from clickguard.links import ClickContext, make_click_link, verify_click_link
 from clickguard.tokens import load_or_create_key
 from tests.harness import REPO, Proxy, start_proxy, upstream
 from tests.test_proxy import HTML, continue_link, write_policy
@@ -165,3 +166,33 @@ def test_click_over_tls_as_a_browser_sends_it(proxy: Proxy, certs: Path) -> None
     r = proxy.get_tls("clickguard.local", 443, path, HTML)
     assert r.status == 303 and r.headers["location"] == "http://127.0.0.2:8000/doc"
     assert proxy.audit()[-1]["event"] == "click"
+
+
+WEBMAIL_PAGE = (
+    '<html><head><title>Inbox</title></head><body>\n<div class="msg">Hello, see '
+    '<a href="https://shop.example/offer?a=1&amp;b=2">the offer</a>, '
+    '<a href="#reply">reply</a>, <a href="mailto:x@shop.example">mail</a>.</div>\n</body></html>\n'
+)
+
+
+def test_webmail_pages_get_click_links_other_pages_do_not(tmp_path: Path, certs: Path) -> None:
+    (tmp_path / "thingbots.txt").write_text("")
+    policy = write_policy(tmp_path, POLICY + "click_links: {rewrite_hosts: [localhost]}\n")
+    page = (200, {"Content-Type": "text/html; charset=utf-8"}, WEBMAIL_PAGE.encode())
+    with upstream("127.0.0.1", {"/inbox": page}) as webmail, upstream("127.0.0.2", {"/inbox": page}) as other:
+        proxy = start_proxy(tmp_path, policy, certs)
+        try:
+            rewritten = proxy.get(f"http://localhost:{webmail.port}/inbox", HTML).text
+            untouched = proxy.get(f"{other.base}/inbox", HTML).text
+        finally:
+            proxy.stop()
+    assert untouched == WEBMAIL_PAGE
+    links = re.findall(r'href="([^"]+)"', rewritten)
+    assert links[0].startswith("https://clickguard.local/v1/")
+    assert links[1:] == ["#reply", "mailto:x@shop.example"]
+    key = load_or_create_key(certs / "clickguard.key")
+    target, _context = verify_click_link(html.unescape(links[0]), key, click_host="clickguard.local")
+    assert target == "https://shop.example/offer?a=1&b=2"
+    # everything but the rewritten href is byte for byte the page the server sent
+    assert rewritten.replace(links[0], "X") == WEBMAIL_PAGE.replace(
+        "https://shop.example/offer?a=1&amp;b=2", "X")

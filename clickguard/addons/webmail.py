@@ -1,0 +1,52 @@
+"""Rewrites the links of webmail pages into click links as they pass through the proxy."""
+
+from __future__ import annotations
+
+import time
+
+from mitmproxy import http
+
+from clickguard.addons.guard import client_of
+from clickguard.links import click_context
+from clickguard.policy import Policy
+from clickguard.rewrite import RewriteSettings, rewrite_html
+from clickguard.runtime import Runtime
+from clickguard.urls import parent_domains
+
+
+class Webmail:
+    """HTML responses from the policy's `click_links.rewrite_hosts` get click links, bytes otherwise kept."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self._settings: tuple[Policy, RewriteSettings] | None = None
+
+    def _settings_for(self, policy: Policy) -> RewriteSettings:
+        """Rewrite settings of the policy in force (built once per policy)."""
+        if self._settings is None or self._settings[0] is not policy:
+            settings = RewriteSettings(policy.click_host, self.runtime.key, policy.click_links.recipient,
+                                       policy.click_links.skip_domains)
+            self._settings = (policy, settings)
+        return self._settings[1]
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        """Rewrite the links of a webmail page (the browser's own navigation, never a download)."""
+        policy = self.runtime.judge.policy
+        hosts = policy.click_links.rewrite_hosts
+        response = flow.response
+        if not hosts or response is None or response.status_code != 200 or not flow.live:
+            return
+        if not any(d in hosts for d in parent_domains(flow.request.host.lower())):
+            return
+        if not response.headers.get("content-type", "").lower().startswith("text/html"):
+            return
+        text = response.get_text(strict=False)
+        if text is None:
+            return
+        _client, user = client_of(flow)
+        # A webmail page does not say which mail a link came from: the origin is unknown here.
+        context = click_context(origin_ip=None, message_id=None, recipient=user,
+                                recipient_mode=policy.click_links.recipient, rewritten_at=int(time.time()))
+        rewritten, count = rewrite_html(text, context, self._settings_for(policy))
+        if count:
+            response.set_text(rewritten)
