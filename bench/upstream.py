@@ -6,10 +6,21 @@ import asyncio
 import sys
 
 
-async def main(host: str, port: int, size: int) -> None:
-    """Serve `size` bytes to every request until killed."""
-    body = (b"x" * 63 + b"\n") * (size // 64) + b"x" * (size % 64)
-    head = (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: "
+def webmail_page(links: int = 200) -> bytes:
+    """A ~14 KB HTML page with `links` outbound links, like a webmail message view."""
+    rows = "".join(f'<li><a href="https://news{i % 37}.example.com/a/{i}?utm=mail">Story {i}</a></li>\n'
+                   for i in range(links))
+    head = "<!doctype html><html><head><title>Inbox</title></head><body><ul>\n"
+    return f"{head}{rows}</ul></body></html>\n".encode()
+
+
+async def main(host: str, port: int, size: int, kind: str = "text") -> None:
+    """Serve `size` bytes (or the webmail page) to every request until killed."""
+    if kind == "html":
+        body, content_type = webmail_page(), b"text/html; charset=utf-8"
+    else:
+        body, content_type = (b"x" * 63 + b"\n") * (size // 64) + b"x" * (size % 64), b"text/plain"
+    head = (b"HTTP/1.1 200 OK\r\nContent-Type: " + content_type + b"\r\nContent-Length: "
             + str(len(body)).encode() + b"\r\n\r\n")
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -31,4 +42,5 @@ async def main(host: str, port: int, size: int) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) > 3 else 1024))
+    asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) > 3 else 1024,
+                     sys.argv[4] if len(sys.argv) > 4 else "text"))

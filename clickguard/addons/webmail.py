@@ -36,9 +36,9 @@ class Webmail:
         response = flow.response
         if not hosts or response is None or response.status_code != 200 or not flow.live:
             return
-        if not any(d in hosts for d in parent_domains(flow.request.host.lower())):
-            return
         if not response.headers.get("content-type", "").lower().startswith("text/html"):
+            return
+        if not any(d in hosts for d in parent_domains(flow.request.host.lower())):
             return
         text = response.get_text(strict=False)
         if text is None:
