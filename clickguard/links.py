@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -233,12 +234,21 @@ def _same_host(authority: str, click_host: str) -> bool:
     return strip(authority) == strip(click_host)
 
 
+@functools.lru_cache(maxsize=8)
+def _keyed(key: bytes) -> hmac.HMAC:
+    """An HMAC already keyed and fed the label; copies of it skip the key set-up per link."""
+    return hmac.new(key, _MAC_LABEL, hashlib.sha256)
+
+
 def _mac(key: bytes, body: bytes, target: str) -> bytes:
     """Truncated HMAC-SHA256 over the token body and the target (length-prefixed: no ambiguity)."""
-    message = _MAC_LABEL + struct.pack(">H", len(body)) + body + target.encode("utf-8")
-    return hmac.new(key, message, hashlib.sha256).digest()[:_MAC_BYTES]
+    mac = _keyed(key).copy()
+    mac.update(struct.pack(">H", len(body)) + body + target.encode("utf-8"))
+    return mac.digest()[:_MAC_BYTES]
 
 
+# Every link of one message has the same context: pack it once.
+@functools.lru_cache(maxsize=4096)
 def _pack_context(context: ClickContext, escape_mode: int) -> bytes:
     """The token body: version, flags, minutes and the context fields present."""
     origin = ipaddress.ip_address(context.origin_ip).packed if context.origin_ip else b""
