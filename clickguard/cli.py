@@ -18,7 +18,7 @@ from clickguard.feedsource import FeedSet
 from clickguard.judge import Judge
 from clickguard.links import decode, is_click_link
 from clickguard.origin import origin_of_message
-from clickguard.policy import check_policy, load_policy, parse_policy
+from clickguard.policy import Policy, check_policy, load_policy, parse_policy
 from clickguard.resolver import Resolver
 from clickguard.rewrite import RewriteSettings, rewrite_message
 from clickguard.runtime import feeds_from_specs
@@ -155,14 +155,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def load_judge(policy_path: Path | None, feed_specs: Sequence[str], state_dir: Path) -> tuple[Judge, FeedSet]:
-    """A judge from a policy (the default if present) and extra feeds, as the proxy would build it."""
+def policy_or_default(policy_path: Path | None) -> Policy:
+    """The named policy, else policies/default.yaml if present, else the built-in defaults."""
     if policy_path is None and DEFAULT_POLICY.exists():
         policy_path = DEFAULT_POLICY
     if policy_path is not None:
-        policy = load_policy(policy_path).policy
-    else:
-        policy = parse_policy("version: 1\n", filename="<built-in>", base_dir=Path.cwd())
+        return load_policy(policy_path).policy
+    return parse_policy("version: 1\n", filename="<built-in>", base_dir=Path.cwd())
+
+
+def load_judge(policy_path: Path | None, feed_specs: Sequence[str], state_dir: Path) -> tuple[Judge, FeedSet]:
+    """A judge from a policy (the default if present) and extra feeds, as the proxy would build it."""
+    policy = policy_or_default(policy_path)
     extra = feeds_from_specs(feed_specs, Path.cwd(), [f.name for f in policy.feeds])
     feeds = FeedSet([*policy.feeds, *extra], state_dir / "feeds")
     index = feeds.build_index()
@@ -305,11 +309,7 @@ def cmd_feeds_status(args: argparse.Namespace) -> int:
 
 def cmd_rewrite(args: argparse.Namespace) -> int:
     """Rewrite one message, a directory of messages or an mbox; a message that fails is kept unchanged."""
-    policy_path = args.policy or (DEFAULT_POLICY if DEFAULT_POLICY.exists() else None)
-    if policy_path is not None:
-        policy = load_policy(policy_path).policy
-    else:
-        policy = parse_policy("version: 1\n", filename="<built-in>", base_dir=Path.cwd())
+    policy = policy_or_default(args.policy)
     settings = RewriteSettings(policy.click_host, load_or_create_key(args.certs / "clickguard.key"),
                                policy.click_links.recipient, policy.click_links.skip_domains)
     counts = {"messages": 0, "links": 0, "unchanged": 0}
@@ -362,8 +362,7 @@ def cmd_rewrite(args: argparse.Namespace) -> int:
 
 def cmd_decode(args: argparse.Namespace) -> int:
     """Print a link's original target; exit 2 with a one-line reason if it is tampered or unparseable."""
-    policy_path = args.policy or (DEFAULT_POLICY if DEFAULT_POLICY.exists() else None)
-    click_host = load_policy(policy_path).policy.click_host if policy_path else "clickguard.local"
+    click_host = policy_or_default(args.policy).click_host
     key_path = args.certs / "clickguard.key"
     key = load_or_create_key(key_path) if key_path.exists() else None
     if key is None and is_click_link(args.url, click_host):

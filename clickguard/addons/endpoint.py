@@ -67,10 +67,7 @@ class Endpoint:
                                                 click_host=judge.policy.click_host)
             url = normalize_url(target)
         except (TokenError, URLError) as e:
-            finding = Finding("link.bad_signature", f"click link refused: {e}")
-            await rt.record(audit.record(ref=ref, event="click", client=client, user=user,
-                                         url=flow.request.url, action="block", findings=[finding]))
-            respond(flow, block_page(flow.request.url, [finding], ref))
+            await self._refuse(flow, "click", f"click link refused: {e}", ref)
             return
         mark = ClickMark(ref, context.origin_ip, context.recipient, 0)
         decision = await check(judge, url, rt.resolver)
@@ -80,6 +77,14 @@ class Endpoint:
             return  # the warn or block page is the answer
         rt.trail.expect(client, user, url.url, mark._replace(hop=1))
         flow.response = _redirect(url.url)
+
+    async def _refuse(self, flow: http.HTTPFlow, event: str, reason: str, ref: str) -> None:
+        """A signed link that does not verify: audit it, then show the block page (link.bad_signature)."""
+        client, user = client_of(flow)
+        finding = Finding("link.bad_signature", reason)
+        await self.runtime.record(audit.record(ref=ref, event=event, client=client, user=user,
+                                               url=flow.request.url, action="block", findings=[finding]))
+        respond(flow, block_page(flow.request.url, [finding], ref))
 
     async def _continue(self, flow: http.HTTPFlow, token: str) -> None:
         """Verify a warn page's continue token, grant the client the host, redirect to the URL."""
@@ -92,11 +97,7 @@ class Endpoint:
                 raise TokenError("this continue link was issued to another client")
             url = normalize_url(str(payload.get("u", "")))
         except (TokenError, URLError) as e:
-            finding = Finding("link.bad_signature", f"continue link refused: {e}")
-            await self.runtime.record(audit.record(ref=ref, event="continue", client=client, user=user,
-                                           url=flow.request.url, action="block",
-                                           findings=[finding]))
-            respond(flow, block_page(flow.request.url, [finding], ref))
+            await self._refuse(flow, "continue", f"continue link refused: {e}", ref)
             return
         policy = rt.judge.policy
         rt.grants.grant(client, user, url.host, time.time() + policy.warn.continue_minutes * 60)
