@@ -6,10 +6,7 @@ judged, how the warn page behaves and where the audit log goes. See
 `policies/default.yaml` for every key with a one-line explanation.
 
 Every problem in a policy file is reported at once, each as
-``file:line: field: message`` (`errors.Problem`): the YAML is composed into a
-node tree that keeps line numbers, turned into plain data here (catching the
-duplicate keys that YAML would silently collapse), validated by pydantic, and
-each pydantic error's location is mapped back to the node it came from.
+``file:line: field: message`` (`errors.Problem`, via `yamlfile.validate`).
 Relative paths in the file resolve against the file's own directory, passed to
 validation as the context key ``base_dir``.
 """
@@ -23,13 +20,11 @@ import os
 import re
 import time
 import types
-import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, NamedTuple, Self
 from urllib.parse import urlsplit
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -40,23 +35,21 @@ from pydantic import (
     PrivateAttr,
     StrictBool,
     StrictInt,
-    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
-from pydantic_core import ErrorDetails
 
 from clickguard.errors import PolicyError, Problem, URLError
 from clickguard.feeds import Kind
 from clickguard.urls import normalize_host
+from clickguard.yamlfile import FieldProblems, Loc, Validated, describe, line_of, render, validate
 
 type Action = Literal["allow", "warn", "block"]
 type FeedFormat = Literal[
     "ip", "ipsum", "urlhaus_csv", "spamhaus_drop", "maltrail", "domains", "urls"
 ]
 type Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-type _Loc = tuple[str | int, ...]  # a place in the data: ("feeds", 0, "format")
 
 # What a reason code gets when the policy does not say; see DESIGN.md for the codes.
 DEFAULT_ACTIONS: Mapping[str, Action] = types.MappingProxyType({
@@ -80,33 +73,10 @@ _DURATION = re.compile(r"(\d+)\s*([smhd]?)")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-class _FieldProblems(ValueError):
-    """Problems a cross-field check found, each at a location below the model that raised it."""
-
-    def __init__(self, problems: list[tuple[_Loc, str]]) -> None:
-        self.problems = problems
-        super().__init__("; ".join(message for _, message in problems))
-
-
-def _describe(value: object) -> str:
-    """A value as IT wrote it, for the "(got …)" part of a message."""
-    if value is None:
-        return "nothing"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list | tuple):
-        return "a list"
-    if isinstance(value, str):
-        return repr(value)
-    return str(value)
-
-
 def _dns_name(value: object) -> str:
     """A host or domain name, normalised like request hosts: lower case, no final dot, punycode."""
     if not isinstance(value, str):
-        raise ValueError(f"must be a host name (got {_describe(value)})")
+        raise ValueError(f"must be a host name (got {describe(value)})")
     if (text := value.strip()).startswith("*."):
         raise ValueError(f"write {text[2:]!r} without '*.'; a domain covers its subdomains")
     try:
@@ -133,7 +103,7 @@ def _network(value: object) -> Network:
             return ipaddress.ip_network(value.strip(), strict=False)
         except ValueError:
             pass
-    raise ValueError(f"must be an IP address or a network like 10.0.0.0/8 (got {_describe(value)})")
+    raise ValueError(f"must be an IP address or a network like 10.0.0.0/8 (got {describe(value)})")
 
 
 def _feed_name(value: str) -> str:
@@ -169,10 +139,10 @@ def _seconds(value: object) -> float:
         seconds = int(m[1]) * _UNIT_SECONDS[m[2]]
     else:
         raise ValueError("must be whole seconds or a duration such as 90s, 15m, 1h, 1d "
-                         f"(got {_describe(value)})")
+                         f"(got {describe(value)})")
     # One second is allowed so tests can refresh fast; real feeds want minutes (upstreams throttle).
     if seconds < 1:
-        raise ValueError(f"must be at least 1 second (got {_describe(value)})")
+        raise ValueError(f"must be at least 1 second (got {describe(value)})")
     return float(seconds)
 
 
@@ -185,7 +155,7 @@ def _resolve_path(value: object, info: ValidationInfo) -> Path | None:
     elif isinstance(value, str) and value.strip():
         path = Path(value.strip())
     else:
-        raise ValueError(f"must be a file path (got {_describe(value)})")
+        raise ValueError(f"must be a file path (got {describe(value)})")
     context = info.context if isinstance(info.context, dict) else {}
     base_dir = Path(context.get("base_dir") or Path.cwd())
     # Not resolve(): a policy reached through a symlink (a Kubernetes ConfigMap) keeps its own view.
@@ -255,7 +225,7 @@ class FeedConfig(_Model):
     @model_validator(mode="after")
     def _consistent(self) -> Self:
         """Exactly one source; the url-only and ipsum-only keys only where they apply."""
-        found: list[tuple[_Loc, str]] = []
+        found: list[tuple[Loc, str]] = []
         given = self.model_fields_set
         if self.path is not None and self.url is not None:
             found.append((("url",), "give either path or url, not both"))
@@ -268,7 +238,7 @@ class FeedConfig(_Model):
             found.append((("min_count",),
                           f"min_count only applies to format ipsum (this feed is {self.format})"))
         if found:
-            raise _FieldProblems(found)
+            raise FieldProblems(found)
         return self
 
 
@@ -360,7 +330,7 @@ class Policy(_Model):
     @model_validator(mode="after")
     def _cross_check(self) -> Self:
         """Feed names are unique, and every action names a code something can produce."""
-        found: list[tuple[_Loc, str]] = []
+        found: list[tuple[Loc, str]] = []
         first: dict[str, int] = {}
         for i, feed in enumerate(self.feeds):
             if feed.name in first:
@@ -378,7 +348,7 @@ class Policy(_Model):
                                f"unknown reason code; {hint}known: {', '.join(known)}, "
                                "or landing.<category> of a feed"))
         if found:
-            raise _FieldProblems(found)
+            raise FieldProblems(found)
         return self
 
     def model_post_init(self, context: Any, /) -> None:
@@ -403,224 +373,19 @@ class LoadedPolicy(NamedTuple):
 
 
 
-class _Parsed(NamedTuple):
-    """What one pass over a policy text found."""
-
-    policy: Policy | None
-    problems: list[Problem]
-    data: object  # plain data built from the YAML, None if it did not parse
-    lines: dict[_Loc, int]  # data location -> line of its key (or list item) in the file
-
-
-def _render(loc: _Loc) -> str:
-    """A location as IT reads it: feeds[0].format."""
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-class _Builder:
-    """Turns a composed YAML node tree into plain data, noting each location's line."""
-
-    def __init__(self, filename: str) -> None:
-        self.filename = filename
-        self.lines: dict[_Loc, int] = {}
-        self.problems: list[Problem] = []
-        self._constructor = yaml.SafeLoader("")  # only its scalar constructors are used
-        self._open: set[int] = set()  # nodes being built, to stop on recursive aliases
-
-    def _problem(self, node: yaml.Node, loc: _Loc, message: str) -> None:
-        """Record a problem at a node."""
-        line = node.start_mark.line + 1
-        self.problems.append(Problem(self.filename, line, _render(loc), message))
-
-    def build(self, node: yaml.Node, loc: _Loc) -> object:
-        """Plain data for one node."""
-        if id(node) in self._open:
-            self._problem(node, loc, "an alias refers to itself")
-            return None
-        self._open.add(id(node))
-        try:
-            if isinstance(node, yaml.MappingNode):
-                return self._mapping(node, loc)
-            if isinstance(node, yaml.SequenceNode):
-                out: list[object] = []
-                for i, item in enumerate(node.value):
-                    self.lines[(*loc, i)] = item.start_mark.line + 1
-                    out.append(self.build(item, (*loc, i)))
-                return out
-            try:
-                return self._constructor.construct_object(node)
-            except yaml.MarkedYAMLError as e:
-                self._problem(node, loc, f"cannot read this value: {e.problem}")
-                return None
-        finally:
-            self._open.discard(id(node))
-
-    def _mapping(self, node: yaml.MappingNode, loc: _Loc) -> dict[str, object]:
-        """A mapping with text keys; duplicate keys are problems, not silently collapsed."""
-        out: dict[str, object] = {}
-        first_line: dict[str, int] = {}
-        for key_node, value_node in node.value:
-            line = key_node.start_mark.line + 1
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                self._problem(key_node, (*loc, "<<"),
-                              "YAML merge keys are not supported; write the keys out")
-                continue
-            if not isinstance(key_node, yaml.ScalarNode):
-                self._problem(key_node, loc, "a key must be plain text")
-                continue
-            # The raw text, not YAML 1.1's reading of it: a key `yes` must not become True.
-            key = key_node.value
-            if key in first_line:
-                self._problem(key_node, (*loc, key),
-                              f"duplicate key (first at line {first_line[key]}); "
-                              "YAML would silently keep only the last one")
-            first_line.setdefault(key, line)
-            self.lines[(*loc, key)] = line
-            out[key] = self.build(value_node, (*loc, key))
-        return out
-
-
-def _allowed_keys(loc: _Loc) -> list[str]:
-    """The keys of the model at a location, for "unknown key" messages."""
-    model: type[BaseModel] | None = Policy
-    for part in loc:
-        if model is None:
-            return []
-        if isinstance(part, int):
-            continue
-        field = model.model_fields.get(part)
-        model = _model_in(field.annotation) if field is not None else None
-    return list(model.model_fields) if model is not None else []
-
-
-def _model_in(annotation: object) -> type[BaseModel] | None:
-    """The model class inside an annotation such as tuple[FeedConfig, ...], if any."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in typing.get_args(annotation):
-        if (found := _model_in(arg)) is not None:
-            return found
-    return None
-
-
-def _choices(expected: str) -> list[str]:
-    """pydantic's "'a', 'b' or 'c'" as ['a', 'b', 'c']."""
-    return [choice.strip().strip("'") for choice in re.split(r",| or ", expected) if choice.strip()]
-
-
-def _message(error: ErrorDetails, loc: _Loc) -> str:
-    """A pydantic error in plain English."""
-    kind = error["type"]
-    ctx = error.get("ctx") or {}
-    got = f"(got {_describe(error.get('input'))})"
-    if kind == "missing":
-        return "required key is missing"
-    if kind == "extra_forbidden":
-        allowed = _allowed_keys(loc[:-1])
-        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        return f"unknown key{hint} (allowed here: {', '.join(allowed)})"
-    if kind in ("literal_error", "enum"):
-        choices = _choices(str(ctx.get("expected", "")))
-        one = f"be {choices[0]}" if len(choices) == 1 else f"be one of {', '.join(choices)}"
-        return f"must {one} {got}"
-    if kind in ("value_error", "assertion_error"):
-        return str(ctx.get("error", error["msg"]))
-    plain = {
-        "int_type": "must be a whole number", "int_parsing": "must be a whole number",
-        "int_from_float": "must be a whole number", "bool_type": "must be true or false",
-        "bool_parsing": "must be true or false", "string_type": "must be text",
-        "float_type": "must be a number", "float_parsing": "must be a number",
-        "list_type": "must be a list", "tuple_type": "must be a list", "set_type": "must be a list",
-        "frozen_set_type": "must be a list", "dict_type": "must be a mapping of keys to values",
-        "model_type": "must be a mapping of keys to values",
-        "model_attributes_type": "must be a mapping of keys to values",
-        "path_type": "must be a file path",
-    }
-    if kind in plain:
-        return f"{plain[kind]} {got}"
-    if kind == "greater_than_equal":
-        return f"must be at least {ctx.get('ge')} {got}"
-    if kind == "less_than_equal":
-        return f"must be at most {ctx.get('le')} {got}"
-    return f"{error['msg']} {got}"
-
-
-def _line_of(loc: _Loc, lines: Mapping[_Loc, int]) -> int:
-    """The line of a location, or of its nearest enclosing one (a missing key: its mapping)."""
-    for n in range(len(loc), -1, -1):
-        if loc[:n] in lines:
-            return lines[loc[:n]]
-    return 1
-
-
-def _problems_from(error: ValidationError, filename: str,
-                   lines: Mapping[_Loc, int]) -> list[Problem]:
-    """Every pydantic error as a Problem at its line and field."""
-    out: list[Problem] = []
-    for e in error.errors():
-        # pydantic appends "[key]" to the location of a bad mapping key; the key's line is right.
-        loc: _Loc = tuple(part for part in e["loc"] if part != "[key]")
-        cause = (e.get("ctx") or {}).get("error")
-        placed = cause.problems if isinstance(cause, _FieldProblems) else [((), _message(e, loc))]
-        for sub, message in placed:
-            where = (*loc, *sub)
-            out.append(Problem(filename, _line_of(where, lines), _render(where), message))
-    return out
-
-
-def _yaml_problem(e: yaml.YAMLError, text: str, filename: str) -> Problem:
-    """A YAML syntax error at its line."""
-    if isinstance(e, yaml.MarkedYAMLError):
-        mark = e.problem_mark or e.context_mark
-        where = ""
-        if e.context and e.context_mark is not None and e.context_mark is not mark:
-            where = f" ({e.context} at line {e.context_mark.line + 1})"
-        return Problem(filename, mark.line + 1 if mark else None, "",
-                       f"not valid YAML: {e.problem}{where}")
-    if isinstance(e, yaml.reader.ReaderError):
-        return Problem(filename, text.count("\n", 0, e.position) + 1, "",
-                       f"not valid YAML: character {e.character!r} is not allowed")
-    return Problem(filename, None, "", f"not valid YAML: {e}")
-
-
-def _parse(text: str, filename: str, base_dir: Path) -> _Parsed:
+def _parse(text: str, filename: str, base_dir: Path) -> Validated[Policy]:
     """Parse and validate a policy text, collecting every problem rather than the first."""
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as e:
-        return _Parsed(None, [_yaml_problem(e, text, filename)], None, {})
-    if root is None:
-        empty = Problem(filename, 1, "", "empty policy; start from policies/default.yaml")
-        return _Parsed(None, [empty], None, {})
-    if not isinstance(root, yaml.MappingNode):
-        got = "a list" if isinstance(root, yaml.SequenceNode) else "a single value"
-        message = f"a policy must be a mapping of keys (version, feeds, actions, …), got {got}"
-        return _Parsed(None, [Problem(filename, root.start_mark.line + 1, "", message)], None, {})
-    builder = _Builder(filename)
-    builder.lines[()] = root.start_mark.line + 1
-    data = builder.build(root, ())
-    problems = builder.problems
-    policy: Policy | None = None
-    try:
-        policy = Policy.model_validate(data, context={"base_dir": base_dir.absolute()})
-    except ValidationError as e:
-        problems.extend(_problems_from(e, filename, builder.lines))
-    if problems:
-        policy = None
-    problems.sort(key=lambda p: p.line or 0)
-    return _Parsed(policy, problems, data, builder.lines)
+    return validate(text, filename, Policy, context={"base_dir": base_dir.absolute()},
+                    what="policy", example="version, feeds, actions, …",
+                    if_empty="start from policies/default.yaml")
 
 
 def parse_policy(text: str, *, filename: str, base_dir: Path) -> Policy:
     """A policy from YAML text; PolicyError with every problem found."""
     parsed = _parse(text, filename, base_dir)
-    if parsed.policy is None:
+    if parsed.model is None:
         raise PolicyError(parsed.problems)
-    return parsed.policy
+    return parsed.model
 
 
 def _read(path: Path) -> tuple[bytes, str | None, list[Problem]]:
@@ -647,7 +412,7 @@ def load_policy(path: Path) -> LoadedPolicy:
     return LoadedPolicy(policy, absolute, hashlib.sha256(raw).hexdigest(), time.time())
 
 
-def _feed_file_problems(parsed: _Parsed, filename: str, base_dir: Path) -> list[Problem]:
+def _feed_file_problems(parsed: Validated[Policy], filename: str, base_dir: Path) -> list[Problem]:
     """Feed files that do not exist or cannot be read, from the plain data (valid or not)."""
     out: list[Problem] = []
     feeds = parsed.data.get("feeds") if isinstance(parsed.data, dict) else None
@@ -667,8 +432,8 @@ def _feed_file_problems(parsed: _Parsed, filename: str, base_dir: Path) -> list[
             message = f"feed file is not readable: {path}"
         else:
             continue
-        loc: _Loc = ("feeds", i, "path")
-        out.append(Problem(filename, _line_of(loc, parsed.lines), _render(loc), message))
+        loc: Loc = ("feeds", i, "path")
+        out.append(Problem(filename, line_of(loc, parsed.lines), render(loc), message))
     return out
 
 
