@@ -81,6 +81,7 @@ RecipientMode = Literal["none", "hashed", "plain"]
 _MAC_BYTES = 16
 _HASH_BYTES = 8
 _MAC_LABEL = b"clickguard click link\x00"
+_RECIPIENT_LABEL = b"clickguard recipient\x00"
 _HEADER = struct.Struct(">BBI")
 _ORIGIN_BITS = {0: 0, 4: 1, 16: 2}
 _ORIGIN_SIZES = {0: 0, 1: 4, 2: 16}
@@ -142,25 +143,31 @@ def hash_message_id(message_id: str) -> str:
     return hashlib.sha256(normalized.encode("utf-8")).hexdigest()[: 2 * _HASH_BYTES]
 
 
-def hash_recipient(address: str) -> str:
-    """16 hex digits identifying a recipient address, compared case-insensitively."""
+def hash_recipient(address: str, key: bytes) -> str:
+    """16 hex digits identifying a recipient address (case-insensitively) to the key's holder.
+
+    Keyed (HMAC-SHA256 with the signing key): anyone can read a link, but only the
+    proxy can tell whose it is by hashing a list of addresses.
+    """
     normalized = address.strip().lower()
-    return hashlib.sha256(normalized.encode("utf-8")).hexdigest()[: 2 * _HASH_BYTES]
+    mac = hmac.new(key, _RECIPIENT_LABEL + normalized.encode("utf-8"), hashlib.sha256)
+    return mac.hexdigest()[: 2 * _HASH_BYTES]
 
 
 def click_context(
     *,
+    key: bytes,
     origin_ip: str | None,
     message_id: str | None,
     recipient: str | None,
     recipient_mode: RecipientMode,
     rewritten_at: float,
 ) -> ClickContext:
-    """The context of a link in a message, hashed as recipient_mode says and cut to the minute."""
+    """The context of a link in a message, hashed as recipient_mode says (keyed) and cut to the minute."""
     if recipient is None or recipient_mode == "none":
         carried, recipient_mode = None, "none"
     elif recipient_mode == "hashed":
-        carried = hash_recipient(recipient)
+        carried = hash_recipient(recipient, key)
     else:
         carried = recipient
     return ClickContext(
@@ -317,7 +324,9 @@ def _escape_target(target: str) -> tuple[str, int]:
     """The target as written in a click link, and its escape mode (see the module docstring)."""
     path, question, query = target.partition("?")
     segments = path.split("/")
-    dot_segment = any(segment.lower() in _DOT_SEGMENTS for segment in segments[1:])
+    # Every segment after the first follows a "/": no "/." or "/%2" means no dot segment.
+    dot_segment = ("/." in path or "/%2" in path) and any(
+        segment.lower() in _DOT_SEGMENTS for segment in segments[1:])
     if not dot_segment and _MUST_ESCAPE.search(target.replace("#", "")) is None:
         return _escape_percent(target, _OURS_MODE0).replace("#", "%23"), 0
     # First mark each literal "%" that would read as one of our escapes, then add ours. Marking
@@ -369,6 +378,9 @@ def _unescape_target(escaped: str, mode: int) -> str:
 
 _MAX_LAYERS = 16
 _AUTHORITY = re.compile(r"(?i:https?)://([^/?#\\]*)([^?#]*)(?:\?([^#]*))?", re.DOTALL)
+# Every wrapper's host holds one of these words; quoted-printable leaves host names alone
+# except that a soft line break may split one.
+_WRAPPER_HINT = re.compile(r"safelinks|urldefense|mimecast|google|=\r?\n|=\r", re.IGNORECASE)
 _SOFT_LINE_BREAK = re.compile(r"=\r?\n|=\r")
 _QP_ESCAPE = re.compile(rb"=([0-9A-Fa-f]{2})")
 _QP_EQUALS = re.compile(r"=3D", re.IGNORECASE)
@@ -410,6 +422,8 @@ def unwrap(url: str) -> Unwrapped:
 
 def _peel_one(url: str) -> tuple[str, str | None, str | None] | None:
     """(vendor, target, host hint) of the outermost wrapper of url, or None if not wrapped."""
+    if _WRAPPER_HINT.search(url) is None:
+        return None  # most links: no wrapper's host name anywhere in them
     parts = _split(_repair_quoted_printable(url))
     if parts is None:
         return None

@@ -418,6 +418,7 @@ def _rewrite_message(
     if recipient is None:
         recipient = _first_address(headers.get_all("To", []))
     context = click_context(
+        key=settings.key,
         origin_ip=origin_ip,
         message_id=_unfold(message_id) if message_id else None,
         recipient=recipient,

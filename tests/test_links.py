@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import functools
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -31,6 +32,7 @@ OTHER_KEY = bytes(range(1, 33))
 HOST = "click.corp.example"
 REWRITTEN_AT = 1_700_000_040  # a whole minute
 HASHED = click_context(
+    key=KEY,
     origin_ip="203.0.113.9",
     message_id="<20240101.abc@mail.example>",
     recipient="Ana.Silva@Corp.example",
@@ -42,7 +44,8 @@ CONTEXTS = [
     ClickContext(None, None, None, "none", REWRITTEN_AT),
     ClickContext("2001:db8::1", hash_message_id("x@y"), "ana@corp.example", "plain", 0),
     ClickContext("192.0.2.1", None, "jürgen@bücher.example", "plain", REWRITTEN_AT),
-    ClickContext(None, hash_message_id("m@x"), hash_recipient("bo@corp.example"), "hashed", REWRITTEN_AT),
+    ClickContext(None, hash_message_id("m@x"), hash_recipient("bo@corp.example", KEY), "hashed",
+                 REWRITTEN_AT),
 ]
 TARGETS = [
     "https://example.com",
@@ -210,7 +213,7 @@ def test_is_click_link(url: str, expected: bool) -> None:
 @pytest.mark.parametrize(
     ("function", "first", "second"),
     [
-        (hash_recipient, "Ana.Silva@Corp.Example", " ana.silva@corp.example "),
+        (functools.partial(hash_recipient, key=KEY), "Ana.Silva@Corp.Example", " ana.silva@corp.example "),
         (hash_message_id, "<20240101.abc@mail.example>", "20240101.abc@mail.example"),
         (hash_message_id, " <a@b> ", "<a@b>"),
     ],
@@ -222,8 +225,14 @@ def test_hashes_are_stable(function: Callable[[str], str], first: str, second: s
 
 def test_hashes_have_fixed_values() -> None:
     """Audit records and reports compare these across versions: they must never change."""
-    assert hash_recipient("ana@corp.example") == "a404374131edec0d"  # sha256, first 8 bytes
+    assert hash_recipient("ana@corp.example", KEY) == "3a9b51275aa360a2"  # HMAC-SHA256, first 8 bytes
     assert hash_message_id("<a@b>") == "7508d8b5018ea640"
+
+
+def test_recipient_hash_needs_the_key() -> None:
+    """Without the key, a link's recipient hash cannot be tested against a list of addresses."""
+    assert hash_recipient("ana@corp.example", KEY) != hash_recipient("ana@corp.example", OTHER_KEY)
+    assert hash_recipient("ana@corp.example", KEY) != "a404374131edec0d"  # the plain SHA-256
 
 
 # Foreign wrappers ----------------------------------------------------------------------------

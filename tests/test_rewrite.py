@@ -29,6 +29,7 @@ KEY = bytes(range(32))
 CLICK_HOST = "click.corp.example"
 SETTINGS = RewriteSettings(click_host=CLICK_HOST, key=KEY, skip_domains=frozenset({"intranet.example"}))
 CONTEXT = click_context(
+    key=KEY,
     origin_ip="203.0.113.9",
     message_id="<m1@mail.example>",
     recipient="alice@corp.example",
@@ -462,7 +463,7 @@ def test_rewrite_message(name: str, linesep: str) -> None:
         assert d.context is not None
         assert d.context.origin_ip == "203.0.113.9"
         assert d.context.message_id_hash == hash_message_id("<m1@mail.example>")
-        assert d.context.recipient == hash_recipient("alice@corp.example")
+        assert d.context.recipient == hash_recipient("alice@corp.example", KEY)
     for line in body_lines(result.data):
         assert len(line.rstrip(b"\r")) <= 998
     _check_encoded_line_lengths(result.data)
@@ -507,7 +508,7 @@ def test_rewrite_message_attachments_stay_byte_identical() -> None:
 @pytest.mark.parametrize(
     ("mode", "to", "argument", "expected"),
     [
-        ("hashed", "Alice <Alice@Corp.Example>", None, hash_recipient("alice@corp.example")),
+        ("hashed", "Alice <Alice@Corp.Example>", None, hash_recipient("alice@corp.example", KEY)),
         ("plain", "Alice <alice@corp.example>, bob@corp.example", None, "alice@corp.example"),
         ("plain", "Alice <alice@corp.example>", "carol@corp.example", "carol@corp.example"),
         ("none", "Alice <alice@corp.example>", None, None),
@@ -613,5 +614,5 @@ def test_rewrite_message_raw_8bit_headers(mode: RecipientMode) -> None:
     context = decode(link.group().decode(), KEY, CLICK_HOST).context
     assert context is not None
     assert context.message_id_hash == hash_message_id("<ü@x>")
-    expected = "jürgen@corp.example" if mode == "plain" else hash_recipient("jürgen@corp.example")
+    expected = "jürgen@corp.example" if mode == "plain" else hash_recipient("jürgen@corp.example", KEY)
     assert context.recipient == expected

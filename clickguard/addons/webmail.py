@@ -45,7 +45,7 @@ class Webmail:
             return
         _client, user = client_of(flow)
         # A webmail page does not say which mail a link came from: the origin is unknown here.
-        context = click_context(origin_ip=None, message_id=None, recipient=user,
+        context = click_context(key=self.runtime.key, origin_ip=None, message_id=None, recipient=user,
                                 recipient_mode=policy.click_links.recipient, rewritten_at=int(time.time()))
         rewritten, count = rewrite_html(text, context, self._settings_for(policy))
         if count:
