@@ -48,6 +48,16 @@ async def check(judge: Judge, url: NormalizedURL, resolver: Resolver) -> Decisio
     return Decision(url, verdict, addresses)
 
 
+def with_origin(judge: Judge, decision: Decision, origin_ip: str) -> Decision:
+    """The decision with the e-mail origin's findings (origin.thingbot…) added."""
+    findings = judge.origin_findings(origin_ip, decision.url.host)
+    if not findings:
+        return decision
+    verdict = judge.decide([*decision.verdict.findings, *findings],
+                           allowed_by=decision.verdict.allowed_by)
+    return decision._replace(verdict=verdict)
+
+
 def _unloaded(judge: Judge) -> str | None:
     """Why a check is incomplete when some feed has never loaded, else None."""
     if judge.unloaded_feeds:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from clickguard.check import Decision, check, check_offline
+from clickguard.check import Decision, check, check_offline, with_origin
 from clickguard.errors import PolicyError, TokenError, URLError
 from clickguard.feedsource import FeedSet
 from clickguard.judge import Judge
@@ -24,7 +24,6 @@ from clickguard.rewrite import RewriteSettings, rewrite_message
 from clickguard.runtime import feeds_from_specs
 from clickguard.tokens import load_or_create_key
 from clickguard.urls import normalize_url, registered_domain
-from clickguard.verdict import Finding
 
 DEFAULT_POLICY = Path("policies/default.yaml")
 
@@ -191,31 +190,29 @@ def decision_json(raw: str, decision: Decision) -> dict[str, Any]:
     return out
 
 
-def judge_url(judge: Judge, raw: str, origin_findings: Sequence[Finding] = (),
+def judge_url(judge: Judge, raw: str, origin_ip: str | None = None,
               resolver: Resolver | None = None) -> dict[str, Any]:
     """The result `check` prints for one URL (a URL that does not parse is a result too)."""
     try:
         url = normalize_url(raw)
     except URLError as e:
-        verdict = judge.decide(origin_findings, incomplete=f"the address cannot be parsed: {e}")
+        found = judge.origin_findings(origin_ip) if origin_ip else []
+        verdict = judge.decide(found, incomplete=f"the address cannot be parsed: {e}")
         return {"url": raw, "error": str(e), "action": verdict.action,
                 "reasons": [f.as_dict() for f in verdict.findings]}
     decision = asyncio.run(check(judge, url, resolver)) if resolver else check_offline(judge, url)
-    if origin_findings:
-        verdict = judge.decide([*decision.verdict.findings, *origin_findings],
-                               allowed_by=decision.verdict.allowed_by)
-        decision = decision._replace(verdict=verdict)
+    if origin_ip:
+        decision = with_origin(judge, decision, origin_ip)
     return decision_json(raw, decision)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Judge one URL, or many from stdin, and print the verdicts."""
     judge, _feeds = load_judge(args.policy, args.feed, Path("var"))
-    origin_findings = judge.origin_findings(args.origin) if args.origin else []
     resolver = Resolver() if args.resolve else None
 
     def judge_one(raw: str) -> dict[str, Any]:
-        return judge_url(judge, raw, origin_findings, resolver)
+        return judge_url(judge, raw, args.origin, resolver)
 
     if args.url != "-":
         result = judge_one(args.url)

@@ -60,6 +60,7 @@ class Judge:
         self.unloaded_feeds = tuple(unloaded_feeds)
         self._allow = _HostList(policy.allow.hosts, policy.allow.domains, policy.allow.networks)
         self._deny = _HostList(policy.deny.hosts, policy.deny.domains, policy.deny.networks)
+        self._known = _HostList((), policy.email.known_domains | policy.click_links.skip_domains, ())
         self._exempt_clients = _HostList((), (), policy.never_judge.clients)
         self._exempt_destinations = _HostList((), (), policy.never_judge.destinations)
 
@@ -121,12 +122,27 @@ class Judge:
             return Verdict("allow", tuple(found), allowed_by)
         return Verdict(action, tuple(found))
 
-    def origin_findings(self, address: str) -> list[Finding]:
-        """Findings for the address that handed an e-mail to the first trusted relay."""
-        return [
+    def origin_findings(self, address: str, landing_host: str | None = None) -> list[Finding]:
+        """Findings for the address that handed an e-mail to the first trusted relay.
+
+        With the landing host, a Thingbot origin whose link leads to a host the
+        organisation does not know adds ``origin.unknown_landing`` (policies may block it).
+        """
+        findings = [
             Finding(f"origin.{m.attribution.category}",
                     f"the e-mail was handed over by {address}, "
                     + finding_from_match(m).detail.removeprefix(f"{address} is "),
                     m.attribution.feed, m.attribution.tags, m.indicator)
             for m in self.index.match_ip(address)
         ]
+        if findings and landing_host is not None and not self.known_landing(landing_host):
+            findings.append(Finding(
+                "origin.unknown_landing",
+                f"the link leads to {landing_host}, which the organisation does not know "
+                "(not in allow, email.known_domains or click_links.skip_domains)",
+                indicator=landing_host))
+        return findings
+
+    def known_landing(self, host: str) -> bool:
+        """Whether the organisation knows a landing host: allow-listed, or a known or skipped domain."""
+        return self._known.host_entry(host) is not None or self._allow.host_entry(host) is not None

@@ -55,6 +55,7 @@ type Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 DEFAULT_ACTIONS: Mapping[str, Action] = types.MappingProxyType({
     "landing.thingbot": "block",
     "origin.thingbot": "warn",
+    "origin.unknown_landing": "warn",
     "landing.appliance": "allow",
     "response.redirect": "allow",
     "response.drive_by": "warn",
@@ -276,6 +277,9 @@ class EmailConfig(_Model):
 
     trusted_relays: frozenset[HostName] = frozenset()  # relay host names (and their subdomains)
     internal_networks: tuple[NetworkEntry, ...] = ()  # networks of the organisation's relays
+    # Domains the organisation knows (its own, its partners'): a Thingbot-origin mail's link
+    # to anything else also gets origin.unknown_landing.
+    known_domains: frozenset[HostName] = frozenset()
 
 
 class ClickLinksConfig(_Model):

@@ -72,6 +72,27 @@ def test_click_from_thingbot_origin_warns_and_continues(proxy: Proxy, certs: Pat
         assert records[-1]["click_id"] == records[0]["ref"]
 
 
+def test_stricter_option_blocks_thingbot_mail_to_unknown_hosts(tmp_path: Path, certs: Path) -> None:
+    """origin.unknown_landing: block: Thingbot mail may link to a known domain (warn), nothing else."""
+    (tmp_path / "thingbots.txt").write_text(f"{THINGBOT_ORIGIN}\n")
+    policy = write_policy(tmp_path, POLICY + "actions: {origin.unknown_landing: block}\n"
+                                             "email: {known_domains: [localhost]}\n")
+    proxy = start_proxy(tmp_path, policy, certs)
+    try:
+        with upstream("127.0.0.2") as site:
+            r = proxy.get(click_link(certs, f"{site.base}/invoice", THINGBOT_ORIGIN), HTML)
+            assert r.headers["x-clickguard-action"] == "block"
+            assert "origin.unknown_landing" in r.text
+            known = f"http://localhost:{site.port}/invoice"
+            r = proxy.get(click_link(certs, known, THINGBOT_ORIGIN), HTML)
+            assert r.headers["x-clickguard-action"] == "warn"
+            assert [a["reasons"] for a in proxy.audit()] == [
+                ["origin.thingbot", "origin.unknown_landing"], ["origin.thingbot"]]
+            assert site.requests == []
+    finally:
+        proxy.stop()
+
+
 def test_click_to_listed_target_is_blocked(proxy: Proxy, certs: Path) -> None:
     r = proxy.get(click_link(certs, "http://127.0.0.3:8080/Mozi.m", None), HTML)
     assert r.status == 403 and r.headers["x-clickguard-action"] == "block"

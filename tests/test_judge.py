@@ -57,12 +57,15 @@ def _policy(tmp_path: Path, on_check_error: str = "open") -> Policy:
     return parse_policy(text, filename="t.yaml", base_dir=tmp_path)
 
 
-def _judge(tmp_path: Path, on_check_error: str = "open", *, unloaded: tuple[str, ...] = ()) -> Judge:
-    index = ReputationIndex.build([
+def _index() -> ReputationIndex:
+    return ReputationIndex.build([
         FeedInput("bots", "thingbot", frozenset(Kind), FEED),
         FeedInput("phish", "phishing", frozenset(Kind), [Indicator(Kind.DOMAIN, "login-bank.example")]),
     ])
-    return Judge(_policy(tmp_path, on_check_error), index, unloaded_feeds=unloaded)
+
+
+def _judge(tmp_path: Path, on_check_error: str = "open", *, unloaded: tuple[str, ...] = ()) -> Judge:
+    return Judge(_policy(tmp_path, on_check_error), _index(), unloaded_feeds=unloaded)
 
 
 @pytest.fixture
@@ -144,6 +147,33 @@ def test_address_findings_carry_feed_and_tags(judge: Judge) -> None:
 )
 def test_origin_findings(judge: Judge, address: str, expected: list[tuple[str, str]]) -> None:
     assert [(f.code, f.detail) for f in judge.origin_findings(address)] == expected
+
+
+@pytest.mark.parametrize(
+    ("origin", "landing", "codes"),
+    [
+        ("203.0.113.9", "shop.unknown.example", ["origin.thingbot", "origin.unknown_landing"]),
+        ("203.0.113.9", "www.partner.example", ["origin.thingbot"]),  # email.known_domains
+        ("203.0.113.9", "partner.example", ["origin.thingbot"]),
+        ("203.0.113.9", "docs.skipped.example", ["origin.thingbot"]),  # click_links.skip_domains
+        ("203.0.113.9", "a.trusted.example", ["origin.thingbot"]),  # allow.domains
+        ("203.0.113.9", "intranet.corp.example", ["origin.thingbot"]),  # allow.hosts
+        ("203.0.113.9", "notpartner.example", ["origin.thingbot", "origin.unknown_landing"]),
+        ("192.0.2.5", "shop.unknown.example", []),  # a clean origin adds nothing
+    ],
+)
+def test_unknown_landing_from_a_thingbot_origin(tmp_path: Path, origin: str, landing: str,
+                                                codes: list[str]) -> None:
+    text = POLICY.format(on_check_error="open") + (
+        "email: {known_domains: [partner.example]}\n"
+        "click_links: {skip_domains: [skipped.example]}\n"
+        "actions: {origin.thingbot: warn, origin.unknown_landing: block}\n")
+    text = text.replace("actions:\n  origin.thingbot: warn\n  response.drive_by: warn\n", "")
+    judge = Judge(parse_policy(text, filename="t.yaml", base_dir=tmp_path), _index())
+    findings = judge.origin_findings(origin, landing)
+    assert [f.code for f in findings] == codes
+    expected = "block" if "origin.unknown_landing" in codes else ("warn" if codes else "allow")
+    assert judge.decide(findings).action == expected
 
 
 # --- allow list ------------------------------------------------------------------------------

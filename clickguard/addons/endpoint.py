@@ -9,8 +9,8 @@ from collections.abc import Coroutine
 from mitmproxy import http
 
 from clickguard import audit
-from clickguard.addons.guard import Guard, client_of, respond, with_origin
-from clickguard.check import check
+from clickguard.addons.guard import Guard, client_of, respond
+from clickguard.check import check, with_origin
 from clickguard.clicks import ClickMark
 from clickguard.errors import TokenError, URLError
 from clickguard.links import verify_click_link

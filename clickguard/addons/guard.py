@@ -13,10 +13,9 @@ from mitmproxy import connection, http, tcp
 from mitmproxy.proxy import server_hooks
 
 from clickguard import audit
-from clickguard.check import Decision, check
+from clickguard.check import Decision, check, with_origin
 from clickguard.clicks import ClickMark
 from clickguard.errors import URLError
-from clickguard.judge import Judge
 from clickguard.pages import Page, block_page, warn_page
 from clickguard.resolver import ResolveError
 from clickguard.runtime import Runtime
@@ -45,16 +44,6 @@ def client_of(flow: http.HTTPFlow) -> tuple[str, str | None]:
 async def _wait(task: asyncio.Task[None]) -> None:
     """Await a pending audit write (it logs its own failures)."""
     await task
-
-
-def with_origin(judge: Judge, decision: Decision, origin_ip: str) -> Decision:
-    """The decision with the e-mail origin's findings (origin.thingbot…) added."""
-    findings = judge.origin_findings(origin_ip)
-    if not findings:
-        return decision
-    verdict = judge.decide([*decision.verdict.findings, *findings],
-                           allowed_by=decision.verdict.allowed_by)
-    return decision._replace(verdict=verdict)
 
 
 def respond(flow: http.HTTPFlow, page: Page) -> None:
