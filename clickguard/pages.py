@@ -19,6 +19,8 @@ REASONS: dict[str, str] = {
                         "spread malware.",
     "origin.thingbot": "The e-mail this link came from was sent through a device known to be "
                        "infected.",
+    "origin.unknown_landing": "That infected sender's link leads to a site your organisation does "
+                              "not know.",
     "landing.appliance": "The page is served by a home or office appliance (router, camera, DVR, "
                          "NAS, TV…), not by an ordinary web server.",
     "response.redirect": "The page tries to send your browser somewhere else.",
