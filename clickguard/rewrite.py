@@ -26,6 +26,7 @@ import html
 import ipaddress
 import re
 import time
+from collections.abc import MutableMapping
 from email.message import Message
 from email.policy import compat32
 from email.utils import getaddresses
@@ -150,10 +151,11 @@ class _Wrapper:
 
     __slots__ = ("context", "count", "seen", "settings")
 
-    def __init__(self, context: ClickContext, settings: RewriteSettings) -> None:
+    def __init__(self, context: ClickContext, settings: RewriteSettings,
+                 seen: MutableMapping[str, str] | None = None) -> None:
         self.context = context
         self.settings = settings
-        self.seen: dict[str, str] = {}
+        self.seen: MutableMapping[str, str] = {} if seen is None else seen
         self.count = 0
 
     def __call__(self, url: str) -> str:
@@ -213,12 +215,19 @@ _ATTRIBUTE_PARTS = re.compile(
     (?:{_WS}*+={_WS}*+(?:"(?P<dq>[^"]*+)"|'(?P<sq>[^']*+)'|(?P<uq>[^\t\n\f\r >]*+)))?""",
     re.VERBOSE,
 )
+_FIRST_HREF = re.compile(
+    rf"""{_WS}++href{_WS}*+={_WS}*+(?:"([^"]*+)"|'([^']*+)'|([^\t\n\f\r >]*+))""", re.IGNORECASE)
 _CHARACTER_REFERENCE = re.compile(r"&(?:#[xX][0-9a-fA-F]+;?|#[0-9]+;?|([A-Za-z][A-Za-z0-9]*)(;?))")
 
 
-def rewrite_html(html_text: str, context: ClickContext, settings: RewriteSettings) -> tuple[str, int]:
-    """Wrap the href of every <a> and <area>; every other character stays as it was."""
-    wrapper = _Wrapper(context, settings)
+def rewrite_html(html_text: str, context: ClickContext, settings: RewriteSettings,
+                 memo: MutableMapping[str, str] | None = None) -> tuple[str, int]:
+    """Wrap the href of every <a> and <area>; every other character stays as it was.
+
+    ``memo`` (URL -> its click link, for this context and settings only) carries the work
+    from one document to the next: a webmail page is loaded again and again.
+    """
+    wrapper = _Wrapper(context, settings, memo)
     return _rewrite_html(html_text, wrapper), wrapper.count
 
 
@@ -262,6 +271,11 @@ def _rewrite_html(text: str, wrapper: _Wrapper) -> str:
 
 def _href_value_span(text: str, start: int, end: int) -> tuple[int, int, str] | None:
     """(start, end, quote) of the first href value among the attributes in text[start:end]."""
+    # Most links: href is the first attribute.
+    first = _FIRST_HREF.match(text, start, end)
+    if first is not None:
+        group = first.lastindex or 0
+        return first.start(group), first.end(group), ('"', "'", "")[group - 1]
     # The first of duplicate attributes wins in HTML; later ones are dropped by the parser.
     for part in _ATTRIBUTE_PARTS.finditer(text, start, end):
         name = part.group("name")

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import time
 
+from cachetools import LRUCache
 from mitmproxy import http
 
 from clickguard.addons.guard import client_of
-from clickguard.links import click_context
+from clickguard.links import ClickContext, click_context
 from clickguard.policy import Policy
 from clickguard.rewrite import RewriteSettings, rewrite_html
 from clickguard.runtime import Runtime
@@ -20,6 +21,8 @@ class Webmail:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self._settings: tuple[Policy, RewriteSettings] | None = None
+        # Click links already made, per context (user and minute): pages repeat their links.
+        self._memos: LRUCache[ClickContext, LRUCache[str, str]] = LRUCache(maxsize=128)
 
     def _settings_for(self, policy: Policy) -> RewriteSettings:
         """Rewrite settings of the policy in force (built once per policy)."""
@@ -27,6 +30,7 @@ class Webmail:
             settings = RewriteSettings(policy.click_host, self.runtime.key, policy.click_links.recipient,
                                        policy.click_links.skip_domains)
             self._settings = (policy, settings)
+            self._memos.clear()
         return self._settings[1]
 
     def response(self, flow: http.HTTPFlow) -> None:
@@ -47,6 +51,10 @@ class Webmail:
         # A webmail page does not say which mail a link came from: the origin is unknown here.
         context = click_context(key=self.runtime.key, origin_ip=None, message_id=None, recipient=user,
                                 recipient_mode=policy.click_links.recipient, rewritten_at=int(time.time()))
-        rewritten, count = rewrite_html(text, context, self._settings_for(policy))
+        settings = self._settings_for(policy)
+        memo = self._memos.get(context)
+        if memo is None:
+            memo = self._memos[context] = LRUCache(maxsize=2048)
+        rewritten, count = rewrite_html(text, context, settings, memo)
         if count:
             response.set_text(rewritten)
