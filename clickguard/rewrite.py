@@ -274,8 +274,8 @@ def _href_value_span(text: str, start: int, end: int) -> tuple[int, int, str] | 
     # Most links: href is the first attribute.
     first = _FIRST_HREF.match(text, start, end)
     if first is not None:
-        group = first.lastindex or 0
-        return first.start(group), first.end(group), ('"', "'", "")[group - 1]
+        n = first.lastindex or 0
+        return first.start(n), first.end(n), ('"', "'", "")[n - 1]
     # The first of duplicate attributes wins in HTML; later ones are dropped by the parser.
     for part in _ATTRIBUTE_PARTS.finditer(text, start, end):
         name = part.group("name")
