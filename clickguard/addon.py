@@ -65,10 +65,22 @@ class Clickguard:
         """Judge the address actually connected to."""
         return self.guard.server_connected(data)
 
+    def responseheaders(self, flow: http.HTTPFlow) -> Pending:
+        """Bodies too large to hold are judged by their headers and sniffed as they stream."""
+        return self.guard.responseheaders(flow)
+
     def response(self, flow: http.HTTPFlow) -> Pending:
-        """Webmail pages get click links; a response waits for its audit record; tainted ones stop."""
+        """Inspection, the audit record and tainted connections first; then webmail pages get click links."""
+        pending = self.guard.response(flow)
+        if pending is None:
+            self.webmail.response(flow)
+            return None
+        return self._then_webmail(pending, flow)
+
+    async def _then_webmail(self, pending: Coroutine[None, None, None], flow: http.HTTPFlow) -> None:
+        """Finish the guard's work on a response, then rewrite it if it is (still) a webmail page."""
+        await pending
         self.webmail.response(flow)
-        return self.guard.response(flow)
 
     def tcp_start(self, flow: tcp.TCPFlow) -> None:
         """Kill passed-through tunnels to tainted connections."""

@@ -16,6 +16,8 @@ from clickguard.check import Decision, check, check_offline, with_origin
 from clickguard.errors import PolicyError, TokenError, URLError
 from clickguard.feedsource import FeedSet
 from clickguard.judge import Judge
+from clickguard.learned import FEED_NAME as LEARNED_FEED
+from clickguard.learned import LearnedHosts
 from clickguard.links import decode, is_click_link
 from clickguard.origin import origin_of_message
 from clickguard.policy import Policy, check_policy, load_policy, parse_policy
@@ -288,11 +290,14 @@ def cmd_feeds_status(args: argparse.Namespace) -> int:
         _judge, feed_set = load_judge(args.policy, args.feed, args.state_dir)
         feeds = feed_set.snapshot()
         origin = "loaded now from the policy (no running proxy published a status)"
+    learned = LearnedHosts(args.state_dir / "learned.json")
+    learned.load()
     if args.json:
-        print(json.dumps({"origin": origin, "feeds": feeds}, indent=1))
+        print(json.dumps({"origin": origin, "feeds": feeds,
+                          "learned": [h.as_dict() for h in learned]}, indent=1))
         return 0
     now = time.time()
-    width = max([len("feed"), *(len(f["name"]) for f in feeds)])
+    width = max([len("feed"), len(LEARNED_FEED), *(len(f["name"]) for f in feeds)])
     print(f"# {origin}")
     print(f"{'feed':<{width}} {'format':<14} {'entries':>9} {'skipped':>8} {'age':>7}  source / last error")
     for feed in feeds:
@@ -301,6 +306,15 @@ def cmd_feeds_status(args: argparse.Namespace) -> int:
               f"{age:>7}  {feed['source']}")
         if feed.get("last_error"):
             print(f"{'':<{width}} error: {feed['last_error']}")
+    hosts = sorted(learned, key=lambda h: h.learned_at)
+    newest = _age(now - hosts[-1].learned_at) if hosts else "-"
+    print(f"{LEARNED_FEED:<{width}} {'learned':<14} {len(hosts):>9} {0:>8} {newest:>7}  "
+          f"hosts that served appliance redirects or payloads ({learned.path})")
+    if learned.error:
+        print(f"{'':<{width}} error: {learned.error}")
+    for host in hosts:
+        print(f"{'':<{width}} {host.host}: {host.evidence} (learned {_age(now - host.learned_at)} ago, "
+              f"expires in {_age(host.expires - now)})")
     return 0
 
 

@@ -7,14 +7,23 @@ assignment, so a request is always judged against one consistent state.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 
+from clickguard.learned import FEED_NAME, LearnedHost, LearnedHosts
 from clickguard.policy import Policy
 from clickguard.reputation import Attribution, NetworkMap, ReputationIndex, _Merger
 from clickguard.urls import NormalizedURL, parent_domains
 from clickguard.verdict import SEVERITY, Action, Finding, Verdict, finding_from_match
 
 _LISTED = Attribution("policy", "policy", ())
+
+
+def _learned_finding(entry: LearnedHost, subject: str) -> Finding:
+    """landing.thingbot for a host the proxy learned from what it served."""
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(entry.learned_at))
+    return Finding("landing.thingbot", f"{subject} was learned as a Thingbot on {when}: {entry.evidence}",
+                   FEED_NAME, ("learned",), entry.host)
 
 
 class _HostList:
@@ -54,12 +63,18 @@ class Judge:
     """Judges URLs, hosts and addresses against one policy and one index."""
 
     def __init__(self, policy: Policy, index: ReputationIndex, *,
-                 unloaded_feeds: Iterable[str] = ()) -> None:
+                 unloaded_feeds: Iterable[str] = (), learned: LearnedHosts | None = None) -> None:
         self.policy = policy
         self.index = index
         self.unloaded_feeds = tuple(unloaded_feeds)
+        # Shared with the judges before and after this one: learning goes on across reloads.
+        self.learned = learned if learned is not None else LearnedHosts()
         self._allow = _HostList(policy.allow.hosts, policy.allow.domains, policy.allow.networks)
         self._deny = _HostList(policy.deny.hosts, policy.deny.domains, policy.deny.networks)
+        self._suspect_actions: dict[str, Action] = {
+            "response.redirect": policy.inspect.appliance_redirect,
+            "response.drive_by": policy.inspect.appliance_drive_by,
+        }
         self._known = _HostList((), policy.email.known_domains | policy.click_links.skip_domains, ())
         self._exempt_clients = _HostList((), (), policy.never_judge.clients)
         self._exempt_destinations = _HostList((), (), policy.never_judge.destinations)
@@ -93,7 +108,13 @@ class Judge:
             findings.append(Finding("policy.deny", f"{url.host} is on the policy's deny list ({denied})",
                                     indicator=denied))
         findings += [finding_from_match(m) for m in self.index.match_url(url)]
+        if self.learned and (entry := self.learned.lookup(url.host)) is not None:
+            findings.append(_learned_finding(entry, url.host))
         return findings
+
+    def learned_entry(self, host: str) -> LearnedHost | None:
+        """The live learned-Thingbot entry of a host name or address, if any."""
+        return self.learned.lookup(host) if self.learned else None
 
     def address_findings(self, addresses: Iterable[str], *, host: str | None = None) -> list[Finding]:
         """Findings for the addresses a host resolves to (or the one the proxy connects to)."""
@@ -105,17 +126,27 @@ class Judge:
                 findings.append(Finding("policy.deny", f"{where}, on the policy's deny list ({denied})",
                                         indicator=denied))
             findings += [finding_from_match(m, via=host) for m in self.index.match_ip(address)]
+            if self.learned and (entry := self.learned.lookup(address)) is not None:
+                findings.append(_learned_finding(entry, f"{host} resolves to {address}, which"
+                                                 if host else address))
         return findings
 
     def decide(self, findings: Iterable[Finding], *, allowed_by: str | None = None,
-               incomplete: str | None = None) -> Verdict:
-        """The policy's action for these findings; the allow list beats feeds, the deny list beats both."""
+               incomplete: str | None = None, suspect: bool = False) -> Verdict:
+        """The policy's action for these findings; the allow list beats feeds, the deny list beats both.
+
+        ``suspect``: the response came from an appliance or a Thingbot, so its redirects and
+        payloads get the policy's inspect.appliance_redirect and appliance_drive_by actions.
+        """
         found = list(findings)
         if incomplete is not None and self.policy.on_check_error == "closed":
             found.append(Finding("check.incomplete", incomplete))
         action: Action = "allow"
+        escalated = self._suspect_actions if suspect else {}
         for finding in found:
             candidate = self.policy.action_for(finding.code)
+            if finding.code in escalated and SEVERITY[escalated[finding.code]] > SEVERITY[candidate]:
+                candidate = escalated[finding.code]
             if SEVERITY[candidate] > SEVERITY[action]:
                 action = candidate
         if allowed_by is not None and not any(f.code == "policy.deny" for f in found):

@@ -71,6 +71,8 @@ _DNS_LABEL = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
 # Underscores are not valid in host names, but they occur in real (and malicious) DNS names.
 _DNS_NAME = re.compile(rf"{_DNS_LABEL}(?:\.{_DNS_LABEL})*")
 _DURATION = re.compile(r"(\d+)\s*([smhd]?)")
+_SIZE = re.compile(r"(\d+)\s*((?:[kKmM](?:i?[bB])?)?)")
+_UNIT_BYTES = {"": 1, "k": 1024, "m": 1024 * 1024}
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -145,6 +147,15 @@ def _seconds(value: object) -> float:
     if seconds < 1:
         raise ValueError(f"must be at least 1 second (got {describe(value)})")
     return float(seconds)
+
+
+def _size(value: object) -> int:
+    """A size as whole bytes or `<n>KiB|MiB` (also k, m, KB, MB: all powers of 1024), in bytes."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and (m := _SIZE.fullmatch(value.strip())):
+        return int(m[1]) * _UNIT_BYTES[m[2].lower()[:1]]
+    raise ValueError(f"must be whole bytes or a size such as 512KiB, 1MiB (got {describe(value)})")
 
 
 def _resolve_path(value: object, info: ValidationInfo) -> Path | None:
@@ -266,6 +277,20 @@ class WarnConfig(_Model):
     token_minutes: Annotated[StrictInt, Field(ge=1, le=120)] = 10
 
 
+class InspectConfig(_Model):
+    """Response inspection: appliances, redirects and drive-by payloads, and what is learned."""
+
+    enabled: StrictBool = True
+    # Bytes of a body read for inspection; a longer body streams on after its first 4 KiB are sniffed.
+    max_body: Annotated[int, BeforeValidator(_size), Field(ge=4096, le=64 * 2**20)] = 2**20
+    fingerprints: tuple[Annotated[Path, BeforeValidator(_resolve_path)], ...] = ()  # IT's own files
+    # What a redirect to another host, or a payload, gets when served by an appliance or a Thingbot.
+    appliance_redirect: Action = "block"
+    appliance_drive_by: Action = "block"
+    learn: StrictBool = True  # remember hosts blocked for that as Thingbots
+    learn_for: Annotated[float, BeforeValidator(_seconds)] = 7 * 86400.0
+
+
 class InterceptConfig(_Model):
     """What TLS the proxy does not intercept."""
 
@@ -317,6 +342,7 @@ class Policy(_Model):
     warn: WarnConfig = WarnConfig()
     on_check_error: Literal["open", "closed"] = "open"
     intercept: InterceptConfig = InterceptConfig()
+    inspect: InspectConfig = InspectConfig()
     email: EmailConfig = EmailConfig()
     click_links: ClickLinksConfig = ClickLinksConfig()
     audit: AuditConfig = AuditConfig()

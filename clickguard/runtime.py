@@ -20,10 +20,12 @@ from cachetools import TLRUCache
 
 from clickguard.audit import AuditLog
 from clickguard.clicks import ClickTrail
-from clickguard.errors import PolicyError
+from clickguard.errors import InputError, PolicyError
 from clickguard.feedsource import FeedSet, write_status
+from clickguard.fingerprint import SHIPPED_FINGERPRINTS, FingerprintDB
 from clickguard.judge import Judge
-from clickguard.policy import FeedConfig, LoadedPolicy, load_policy
+from clickguard.learned import LearnedHosts
+from clickguard.policy import FeedConfig, LoadedPolicy, Policy, load_policy
 from clickguard.resolver import Resolver
 from clickguard.tokens import load_or_create_key
 
@@ -33,11 +35,21 @@ logger = logging.getLogger(__name__)
 
 
 class State(NamedTuple):
-    """One consistent configuration: the policy, its feeds and the judge built from them."""
+    """One consistent configuration: the policy, its feeds and fingerprints, the judge built from them."""
 
     loaded: LoadedPolicy
     feeds: FeedSet
     judge: Judge
+    fingerprints: FingerprintDB
+
+
+def load_fingerprints(policy: Policy) -> FingerprintDB:
+    """The shipped fingerprints plus the policy's own files; PolicyError naming each problem."""
+    extra = policy.inspect.fingerprints
+    try:
+        return FingerprintDB.load([SHIPPED_FINGERPRINTS, *extra]) if extra else FingerprintDB.default()
+    except InputError as e:
+        raise PolicyError(e.problems) from e
 
 
 class Grants:
@@ -68,7 +80,6 @@ class Runtime:
     """The proxy's shared state and services."""
 
     def __init__(self, *, state_dir: Path, certs_dir: Path) -> None:
-        self.state_dir = state_dir
         self.certs_dir = certs_dir
         self.state: State | None = None
         self.policy_path: Path | None = None
@@ -78,9 +89,16 @@ class Runtime:
         self.resolver = Resolver()
         self.grants = Grants()
         self.trail = ClickTrail()
+        self.use_state_dir(state_dir)
         self.audit: AuditLog | None = None
         self._key: bytes | None = None
         self._watched: dict[Path, float | None] = {}
+
+    def use_state_dir(self, state_dir: Path) -> None:
+        """Keep feed caches, status and learned hosts here (learned hosts are read from it now)."""
+        self.state_dir = state_dir
+        self.learned = LearnedHosts(state_dir / "learned.json")
+        self.learned.load()
 
     @property
     def key(self) -> bytes:
@@ -95,6 +113,12 @@ class Runtime:
         assert self.state is not None, "no policy loaded"
         return self.state.judge
 
+    @property
+    def fingerprints(self) -> FingerprintDB:
+        """The appliance fingerprints in force."""
+        assert self.state is not None, "no policy loaded"
+        return self.state.fingerprints
+
     def build(self) -> State:
         """Load the policy and its feeds and build a new state; PolicyError if the policy is bad."""
         assert self.policy_path is not None
@@ -102,14 +126,15 @@ class Runtime:
         previous = self.state.feeds if self.state is not None else None
         extra = feeds_from_specs(self.feed_specs, Path.cwd(), [f.name for f in loaded.policy.feeds])
         feeds = FeedSet([*loaded.policy.feeds, *extra], self.state_dir / "feeds", previous=previous)
+        fingerprints = load_fingerprints(loaded.policy)
         index = feeds.build_index()
-        judge = Judge(loaded.policy, index, unloaded_feeds=feeds.unloaded())
-        return State(loaded, feeds, judge)
+        judge = Judge(loaded.policy, index, unloaded_feeds=feeds.unloaded(), learned=self.learned)
+        return State(loaded, feeds, judge, fingerprints)
 
     def install(self, state: State) -> None:
         """Swap a newly built state in, and follow the audit log it names."""
         watched = {self.policy_path: _mtime(self.policy_path)} if self.policy_path else {}
-        for path in state.feeds.watched_files():
+        for path in [*state.feeds.watched_files(), *state.loaded.policy.inspect.fingerprints]:
             watched[path] = _mtime(path)
         self._watched = watched
         self.state = state

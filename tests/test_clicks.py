@@ -131,6 +131,25 @@ def test_redirect_chain_after_a_click_keeps_the_origin(proxy: Proxy, certs: Path
     assert records[-1]["url"] == f"{final.base}/landing"
 
 
+def test_meta_refresh_and_script_hops_after_a_click_keep_the_origin(proxy: Proxy, certs: Path) -> None:
+    """A landing page that moves on by meta refresh, then by script: both hops carry the click."""
+    with upstream("127.0.0.4") as final:
+        routes = {
+            "/start": (200, {"Content-Type": "text/html"},
+                       b'<meta http-equiv="refresh" content="0;url=/step">'),
+            "/step": (200, {"Content-Type": "text/html"},
+                      f"<script>location.replace('{final.base}/landing')</script>".encode()),
+        }
+        with upstream("127.0.0.2", routes) as site:
+            r = proxy.get(click_link(certs, f"{site.base}/start", "192.0.2.78"), HTML)
+            assert proxy.get(r.headers["location"], HTML).status == 200
+            assert proxy.get(f"{site.base}/step", HTML).status == 200  # what the browser does next
+            assert proxy.get(f"{final.base}/landing", HTML).status == 200
+    hops = [(a["event"], a.get("hop"), a.get("origin_ip")) for a in proxy.audit()]
+    assert hops == [("click", 0, "192.0.2.78"), ("hop", 1, "192.0.2.78"), ("hop", 2, "192.0.2.78"),
+                    ("hop", 3, "192.0.2.78")]
+
+
 MAIL = b"""\
 Received: from mx1.corp.example (mx1.corp.example [10.0.0.5])
 \tby mailbox.corp.example with LMTP; Mon, 15 Jan 2024 09:12:03 +0000

@@ -54,7 +54,7 @@ class Config:
         if "confdir" in updated:
             rt.certs_dir = Path(ctx.options.confdir).expanduser()
         if "clickguard_state_dir" in updated:
-            rt.state_dir = Path(ctx.options.clickguard_state_dir)
+            rt.use_state_dir(Path(ctx.options.clickguard_state_dir))
         if "clickguard_audit_log" in updated:
             rt.audit_override = Path(ctx.options.clickguard_audit_log) \
                 if ctx.options.clickguard_audit_log else None
@@ -89,7 +89,7 @@ class Config:
                 logger.warning("feed %s: %s", status.name, status.last_error)
 
     def _apply_proxy_options(self) -> None:
-        """Options clickguard needs from mitmproxy: judge before connecting; TLS exclusions."""
+        """Options clickguard needs from mitmproxy: judge before connecting; TLS exclusions; body bound."""
         state = self.runtime.state
         assert state is not None
         ignore = [ignore_pattern(d) for d in state.loaded.policy.intercept.exclude]
@@ -100,6 +100,11 @@ class Config:
             updates["connection_strategy"] = "lazy"
         if list(ctx.options.ignore_hosts) != ignore:
             updates["ignore_hosts"] = ignore
+        # Bodies up to the inspection bound are held and inspected whole; longer ones stream
+        # from their headers on, sniffed on the way (see Guard.responseheaders).
+        inspect = state.loaded.policy.inspect
+        if inspect.enabled and ctx.options.stream_large_bodies != str(inspect.max_body):
+            updates["stream_large_bodies"] = str(inspect.max_body)
         if updates:
             ctx.options.update(**updates)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 import time
 import urllib.parse
 import weakref
@@ -16,7 +17,9 @@ from clickguard import audit
 from clickguard.check import Decision, check, with_origin
 from clickguard.clicks import ClickMark
 from clickguard.errors import URLError
+from clickguard.inspect import Inspection, inspect_response
 from clickguard.pages import Page, block_page, warn_page
+from clickguard.payload import SNIFF_BYTES
 from clickguard.resolver import ResolveError
 from clickguard.runtime import Runtime
 from clickguard.tokens import sign
@@ -24,6 +27,30 @@ from clickguard.urls import NormalizedURL, normalize_url, parent_domains
 from clickguard.verdict import Finding, Verdict
 
 METADATA_KEY = "clickguard"
+logger = logging.getLogger(__name__)
+
+
+# Fetch Metadata destinations that show a page or hand over a file: what inspection is for.
+# Scripts, styles, images and the like are not navigations (their bytes are not run as programs).
+_INSPECTED_DESTINATIONS = frozenset({"document", "iframe", "frame", "embed", "object"})
+
+
+def worth_inspecting(headers: http.Headers) -> bool:
+    """Whether a request's response is inspected: navigations, and any client that does not say."""
+    destination = headers.get("sec-fetch-dest")
+    return destination is None or destination in _INSPECTED_DESTINATIONS
+
+
+def _worth_a_record(inspection: Inspection) -> bool:
+    """Whether an allowed response's inspection adds to the audit log (a plain off-site redirect does not)."""
+    return any(inspection.suspect or f.code != "response.redirect" for f in inspection.findings)
+
+
+def _has_body(flow: http.HTTPFlow) -> bool:
+    """Whether a response can carry a body worth inspecting."""
+    assert flow.response is not None
+    status = flow.response.status_code
+    return flow.request.method not in ("HEAD", "CONNECT") and status >= 200 and status not in (204, 304)
 
 
 def is_navigation(headers: http.Headers) -> bool:
@@ -51,6 +78,62 @@ def respond(flow: http.HTTPFlow, page: Page) -> None:
     flow.response = http.Response.make(page.status, page.body, page.headers)
 
 
+class _Replace:
+    """A streamed body swapped for a page: the page goes out once, the server's bytes never."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body: bytes | None = body
+
+    def __call__(self, data: bytes) -> list[bytes]:
+        body, self.body = self.body, None
+        return [body] if body else []
+
+
+class _HeadSniffer:
+    """A streamed body held back until its first bytes are sniffed and judged, then passed on or cut."""
+
+    def __init__(self, guard: Guard, flow: http.HTTPFlow, decision: Decision,
+                 mark: ClickMark | None) -> None:
+        self.guard = guard
+        self.flow = weakref.ref(flow)  # the flow holds this object: no cycle
+        self.decision = decision
+        self.mark = mark
+        self.held: list[bytes] = []
+        self.size = 0
+        self.state = "holding"  # then "passing" or "cut"
+
+    def __call__(self, data: bytes) -> bytes | list[bytes]:
+        if self.state == "passing":
+            return data
+        if self.state == "cut":
+            return []
+        self.held.append(data)
+        self.size += len(data)
+        if data and self.size < SNIFF_BYTES:
+            return []
+        head = b"".join(self.held)
+        self.held = []
+        flow = self.flow()
+        if flow is None or flow.response is None:
+            self.state = "passing"
+            return head
+        inspection, verdict = self.guard.inspect(flow, self.decision, head[:SNIFF_BYTES])
+        if verdict.action == "allow":
+            self.state = "passing"
+            if _worth_a_record(inspection) and is_navigation(flow.request.headers):
+                self.guard.record_streamed(flow, self.decision, inspection, verdict, self.mark)
+            return head
+        # Warn or block: the headers are gone, so no page can be shown. The body stops here.
+        self.state = "cut"
+        self.guard.record_streamed(flow, self.decision, inspection, verdict._replace(action="block"),
+                                  self.mark)
+        if "content-length" in flow.response.headers:
+            return []  # cut short: the browser reports a failed download
+        # A body of unknown length cannot be told from a short one: say in it what happened.
+        reasons = ", ".join(verdict.codes)
+        return f"clickguard blocked this download ({reasons}).\n".encode()
+
+
 class Guard:
     """Judges requests (and tunnels, and server connections) and blocks or warns."""
 
@@ -65,6 +148,9 @@ class Guard:
             weakref.WeakKeyDictionary()
         # Clicked navigations in flight: a redirect they get makes its target the next hop.
         self._marks: weakref.WeakKeyDictionary[http.HTTPFlow, ClickMark] = weakref.WeakKeyDictionary()
+        # Requests judged and let through: their responses are inspected.
+        self._passed: weakref.WeakKeyDictionary[http.HTTPFlow, Decision] = weakref.WeakKeyDictionary()
+        self._background: set[asyncio.Task[None]] = set()  # learned-host saves in flight
 
     async def request(self, flow: http.HTTPFlow) -> None:
         """Judge a request before it is sent anywhere."""
@@ -92,8 +178,13 @@ class Guard:
             decision = with_origin(judge, decision, mark.origin_ip)
         flow.metadata[METADATA_KEY] = {"action": decision.verdict.action,
                                        "reasons": decision.verdict.codes}
-        if await self.enforce(flow, decision, client, user, "hop" if mark else "decision", mark) and mark:
+        if not await self.enforce(flow, decision, client, user, "hop" if mark else "decision", mark):
+            return
+        if mark:
             self._marks[flow] = mark
+        if judge.policy.inspect.enabled and decision.verdict.allowed_by is None \
+                and worth_inspecting(flow.request.headers):
+            self._passed[flow] = decision
 
     async def http_connect(self, flow: http.HTTPFlow) -> None:
         """Judge a CONNECT to a host whose TLS the policy does not intercept (host and address only)."""
@@ -170,18 +261,141 @@ class Guard:
         findings = judge.address_findings(addresses, host=None if url.is_ip else url.host)
         return judge.decide(findings, allowed_by=judge.allowed_by(url, addresses))
 
+    def responseheaders(self, flow: http.HTTPFlow) -> Coroutine[None, None, None] | None:
+        """A body too large to hold (or of unknown length, not HTML): judge its headers, then sniff it."""
+        decision = self._passed.get(flow) if self._passed else None
+        response = flow.response
+        if decision is None or response is None or not _has_body(flow):
+            return None
+        large = bool(response.stream)  # mitmproxy streams what exceeds stream_large_bodies
+        unknown = "content-length" not in response.headers and not response.headers.get(
+            "content-type", "").lower().startswith(("text/html", "application/xhtml"))
+        if not (large or unknown):
+            return None  # held whole: inspected in response()
+        del self._passed[flow]
+        mark = self._marks.pop(flow, None) if self._marks else None
+        # What the headers show (an appliance, a download by name) can still get a page.
+        inspection, verdict = self.inspect(flow, decision, b"")
+        if verdict.action != "allow":
+            return self._stop_before_body(flow, decision, inspection, verdict, mark)
+        response.stream = _HeadSniffer(self, flow, decision, mark)
+        if flow.request.http_version.startswith("HTTP/1") and not unknown:
+            # A blocked body is cut short: closing the connection makes that a failed
+            # download, not a client waiting for the bytes its Content-Length promised.
+            response.headers["connection"] = "close"
+        return None
+
+    async def _stop_before_body(self, flow: http.HTTPFlow, decision: Decision, inspection: Inspection,
+                                verdict: Verdict, mark: ClickMark | None) -> None:
+        """The block or warn page instead of a streamed body; the server's body is drained unseen."""
+        self.learn(flow, decision, inspection, verdict)
+        client, user = client_of(flow)
+        await self.stop(flow, decision.url.url, decision._replace(verdict=verdict), verdict, client, user,
+                        "response", mark, inspection=inspection.details())
+        assert flow.response is not None
+        flow.response.stream = _Replace(flow.response.content or b"")
+
     def response(self, flow: http.HTTPFlow) -> Coroutine[None, None, None] | None:
-        """Hold a response until its audit record is on disk; stop one from a tainted connection."""
+        """Inspect a response; hold it until its audit record is on disk; stop a tainted connection's."""
         # Not `async def`: this runs for every response and rarely has to wait for anything.
         pending = self._pending.pop(flow, None) if self._pending else None
         if self._tainted and flow.server_conn in self._tainted and flow.live:
             return self._stop_tainted(flow, self._tainted[flow.server_conn])
         mark = self._marks.pop(flow, None) if self._marks else None
+        decision = self._passed.pop(flow, None) if self._passed else None
+        if decision is not None and flow.response is not None and _has_body(flow) \
+                and not flow.response.stream:
+            inspection, verdict = self.inspect(flow, decision, flow.response.content or b"")
+            if mark is not None:
+                self._expect_hops(flow, mark, inspection.hops)
+            if verdict.action != "allow" or (_worth_a_record(inspection)
+                                             and is_navigation(flow.request.headers)):
+                return self._after_inspection(flow, decision, inspection, verdict, pending, mark)
         if mark is not None and flow.response is not None:
             self._expect_next_hop(flow, mark)
         if pending is not None and not pending.done():
             return _wait(pending)
         return None
+
+    def inspect(self, flow: http.HTTPFlow, decision: Decision, body: bytes) -> tuple[Inspection, Verdict]:
+        """Inspect a response (or the first part of its body) and decide on it."""
+        rt = self.runtime
+        judge = rt.judge
+        assert flow.response is not None
+        thingbot = any(f.code.startswith("landing.") for f in decision.verdict.findings)
+        inspection = inspect_response(
+            judge, rt.fingerprints, url=decision.url, status=flow.response.status_code,
+            headers=list(flow.response.headers.items(multi=True)), body=body, thingbot=thingbot)
+        if not inspection.findings:
+            return inspection, Verdict("allow")
+        verdict = judge.decide([*decision.verdict.findings, *inspection.findings],
+                               suspect=inspection.suspect)
+        client, user = client_of(flow)
+        if verdict.action == "warn" and rt.grants.active(client, user, decision.url.host):
+            verdict = verdict._replace(action="allow")  # the user chose to continue
+        return inspection, verdict
+
+    async def _after_inspection(self, flow: http.HTTPFlow, decision: Decision, inspection: Inspection,
+                                verdict: Verdict, pending: asyncio.Task[None] | None,
+                                mark: ClickMark | None) -> None:
+        """Audit what inspection found; learn and answer with the block or warn page if policy says so."""
+        if pending is not None:
+            await pending
+        client, user = client_of(flow)
+        details = inspection.details()
+        if verdict.action == "allow":
+            entry = self._record("response", client, user, decision.url.url, "allow", verdict.findings,
+                                 decision, mark, inspection=details)
+            await self.runtime.record(entry)
+            return
+        self.learn(flow, decision, inspection, verdict)
+        flow.response = None
+        await self.stop(flow, decision.url.url, decision._replace(verdict=verdict), verdict, client, user,
+                        "response", mark, inspection=details)
+
+    def learn(self, flow: http.HTTPFlow, decision: Decision, inspection: Inspection,
+              verdict: Verdict) -> None:
+        """Remember a suspect host whose redirect or payload was blocked, so its next request is refused."""
+        policy = self.runtime.judge.policy
+        codes = verdict.codes
+        if not (policy.inspect.learn and verdict.action == "block" and inspection.suspect
+                and ("response.redirect" in codes or "response.drive_by" in codes)):
+            return
+        evidence = "; ".join(f.detail for f in inspection.findings
+                             if f.code in ("landing.appliance", "response.redirect", "response.drive_by"))
+        learned = self.runtime.learned
+        hosts = [decision.url.host]
+        peer = flow.server_conn.peername
+        if not decision.url.is_ip and inspection.appliance and peer:
+            hosts.append(str(peer[0]))  # an appliance is no shared host: its address goes too
+        for host in hosts:
+            learned.learn(host, evidence[:500], decision.url.url, tuple(codes), policy.inspect.learn_for)
+        logger.warning("learned %s as a Thingbot: %s", ", ".join(hosts), evidence[:200])
+        task = asyncio.create_task(asyncio.to_thread(learned.save, learned.encoded()))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def record_streamed(self, flow: http.HTTPFlow, decision: Decision, inspection: Inspection,
+                       verdict: Verdict, mark: ClickMark | None) -> None:
+        """Audit (and learn from) a streamed body sniffed: passed on, or cut short after its headers."""
+        self.learn(flow, decision, inspection, verdict)
+        client, user = client_of(flow)
+        entry = self._record("response", client, user, decision.url.url, verdict.action, verdict.findings,
+                             decision, mark, inspection=inspection.details(), streamed=True)
+        task = asyncio.create_task(self.runtime.record(entry))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        flow.metadata[METADATA_KEY] = {"action": verdict.action, "reasons": verdict.codes}
+
+    def _expect_hops(self, flow: http.HTTPFlow, mark: ClickMark, hops: tuple[str, ...]) -> None:
+        """Navigations a clicked page makes by itself (meta refresh, script) are the click's next hops."""
+        client, user = client_of(flow)
+        for hop in hops:
+            try:
+                target = normalize_url(hop)
+            except URLError:
+                continue
+            self.runtime.trail.expect(client, user, target.url, mark._replace(hop=mark.hop + 1))
 
     def _expect_next_hop(self, flow: http.HTTPFlow, mark: ClickMark) -> None:
         """A redirect on a clicked navigation: its target is the click's next hop."""
@@ -229,10 +443,11 @@ class Guard:
         return False
 
     async def stop(self, flow: http.HTTPFlow, url: str, decision: Decision | None, verdict: Verdict,
-                   client: str, user: str | None, event: str, mark: ClickMark | None = None) -> None:
+                   client: str, user: str | None, event: str, mark: ClickMark | None = None,
+                   **extra: object) -> None:
         """Audit, then answer with the block or warn page (the record is on disk first)."""
         entry = self._record(event, client, user, url, verdict.action, verdict.findings, decision, mark,
-                             navigation=is_navigation(flow.request.headers))
+                             navigation=is_navigation(flow.request.headers), **extra)
         await self.runtime.record(entry)
         ref = str(entry["ref"])
         if verdict.action == "block" or decision is None:

@@ -1,0 +1,226 @@
+"""Response inspection: what answered (an appliance?) and what it serves (a redirect? a payload?).
+
+Facts from one response (status, headers, the first part of its body) become
+findings:
+
+- ``landing.appliance``: the server fingerprints as a router, camera, DVR, …
+  (`fingerprint`). A fingerprint of embedded server *software* (lighttpd, Boa,
+  GoAhead…) counts only together with an address hint: a bare IP host, a device
+  port (TR-069's 7547, 8080, 81, …) or a residential-looking host name. Hints
+  alone never make a finding.
+- ``response.redirect``: the response sends the browser, by itself, to another
+  site (`navigation`): a 30x, a Refresh, a meta refresh, script, an
+  auto-submitted form, a hidden iframe. Navigations within the same site (a
+  camera's ``/`` answering 302 to ``/index.asp``, a page refreshing itself)
+  are how devices work and are not findings. Each target found is judged
+  against the feeds and the deny list before the page is delivered.
+- ``response.drive_by``: an executable or auto-download (`payload`).
+
+A server that is an appliance, a listed or learned Thingbot, or a bare address
+handing out a bot binary is a *suspect*: its redirects and payloads get the
+policy's ``inspect.appliance_redirect`` and ``inspect.appliance_drive_by``
+actions (block by default) instead of the plain ``response.*`` ones.
+"""
+
+from __future__ import annotations
+
+import re
+import urllib.parse
+from collections.abc import Sequence
+from typing import NamedTuple
+
+from clickguard.errors import URLError
+from clickguard.fingerprint import DeviceMatch, FingerprintDB, traits_from
+from clickguard.judge import Judge
+from clickguard.navigation import Navigation, Technique, decode_html, find_navigations
+from clickguard.payload import DriveBy, find_drive_by
+from clickguard.urls import NormalizedURL, normalize_url, registered_domain
+from clickguard.verdict import Finding
+
+MAX_REDIRECT_FINDINGS = 3  # a page with more off-site navigations is reported by its first three
+
+# Ports device web interfaces listen on (nmap-services, research/appliances.md 1b).
+_DEVICE_PORTS = {
+    7547: "port 7547 (TR-069 device management)",
+    81: "port 81, common for device web interfaces",
+    8080: "port 8080, common for device web interfaces",
+    8081: "port 8081, common for device web interfaces",
+    8443: "port 8443, common for device web interfaces",
+    37215: "port 37215 (Huawei home gateway UPnP)",
+    52869: "port 52869 (Realtek SDK UPnP)",
+}
+# Reverse names ISPs give home lines: the address spelled out (84-12-3-4.isp.example), or a
+# dynamic-pool word next to numbers (dsl-5012.pool.isp.example).
+_SPELLED_ADDRESS = re.compile(r"(?:^|[.-])(?:\d{1,3}[-.]){3}\d{1,3}(?:[.-]|$)")
+_POOL_WORD = re.compile(r"(?:^|[.-])(?:dyn|dynamic|dsl|adsl|vdsl|xdsl|cable|pool|dhcp|pppoe?|broadband|"
+                        r"cust|customer|subscriber|ftth)\d*(?:[.-]|$)")
+_NUMBER = re.compile(r"\d{2,}")
+# Techniques that take the whole tab somewhere (not a frame): where a click's next hop goes.
+_TOP_LEVEL = frozenset({Technique.LOCATION, Technique.REFRESH_HEADER, Technique.META_REFRESH,
+                        Technique.SCRIPT, Technique.SCRIPT_TIMER, Technique.OBFUSCATED_SCRIPT,
+                        Technique.FORM_AUTOSUBMIT})
+_WRITES_NAVIGATION = re.compile(r"iframe|frame|refresh", re.IGNORECASE)
+_TEXT_TYPES = ("text/", "application/xhtml", "image/svg")
+
+
+class Inspection(NamedTuple):
+    """What one response showed, and the findings it makes."""
+
+    device: DeviceMatch | None  # the best fingerprint match, appliance or not
+    appliance: bool  # the device counts as an appliance (see the module docstring)
+    hints: tuple[str, ...]  # port and address hints about the server
+    navigations: tuple[Navigation, ...]  # automatic navigations off the site
+    drive_by: DriveBy | None
+    suspect: bool  # an appliance, a Thingbot, or a bare address handing out a bot binary
+    findings: tuple[Finding, ...]
+    hops: tuple[str, ...] = ()  # where the browser goes next by itself (any site): a click's next hops
+
+    def details(self) -> dict[str, object]:
+        """What the audit record keeps: fingerprint, techniques, payload type and architecture."""
+        out: dict[str, object] = {}
+        if self.device is not None:
+            out["fingerprint"] = {"name": self.device.name, "class": str(self.device.device_class),
+                                  "strength": self.device.strength, "trait": self.device.trait,
+                                  "evidence": self.device.evidence, "appliance": self.appliance}
+        if self.hints:
+            out["hints"] = list(self.hints)
+        if self.navigations:
+            out["navigations"] = [{"technique": str(n.technique), "target": n.target}
+                                  for n in self.navigations]
+        if self.drive_by is not None:
+            payload = self.drive_by.payload
+            out["payload"] = {"kind": payload.kind if payload else None,
+                              "arch": payload.arch if payload else None,
+                              "label": payload.label if payload else None,
+                              "filename": self.drive_by.filename,
+                              "declared_type": self.drive_by.declared_type,
+                              "evidence": list(self.drive_by.evidence)}
+        if self.suspect:
+            out["suspect"] = True
+        return out
+
+
+def address_hint(url: NormalizedURL) -> str | None:
+    """A hint in the host that the server is a device on a home line (never a finding alone)."""
+    if url.is_ip:
+        return "the host is a bare IP address"
+    domain = registered_domain(url.host)
+    below = url.host[:-len(domain)] if domain else ""  # the labels the ISP names the line with
+    if _SPELLED_ADDRESS.search(below) or (_POOL_WORD.search(below) and _NUMBER.search(below)):
+        return f"{url.host} looks like a home line's address"
+    return None
+
+
+def port_hint(url: NormalizedURL) -> str | None:
+    """A hint in the port that the server is a device (never a finding alone)."""
+    if url.port in _DEVICE_PORTS:
+        return _DEVICE_PORTS[url.port]
+    if url.port >= 1024:
+        return f"unusual port {url.port}"
+    return None
+
+
+def _content_type(headers: Sequence[tuple[str, str]]) -> str | None:
+    """The Content-Type header's value, if any."""
+    for name, value in headers:
+        if name.lower() == "content-type":
+            return value
+    return None
+
+
+def _is_text(content_type: str | None, drive_by: DriveBy | None) -> bool:
+    """Whether the body is text worth decoding (not a sniffed payload, not a binary type)."""
+    if drive_by is not None and drive_by.payload is not None:
+        return False
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    return not media or media.startswith(_TEXT_TYPES)
+
+
+def _site(host: str) -> str:
+    """What "the same site" compares: the registered domain, or the IP address itself."""
+    return registered_domain(host) or host  # "" for IPs and public suffixes
+
+
+def _off_site(navigation: Navigation, url: NormalizedURL) -> NormalizedURL | bool:
+    """The target's URL when it leaves url's site; True when hidden, False when it stays."""
+    if not navigation.automatic:
+        return False
+    if navigation.technique is Technique.DOCUMENT_WRITE and not _WRITES_NAVIGATION.search(navigation.raw):
+        return False  # a written <script src>: a resource the page loads, not a place it goes
+    if navigation.target is None:
+        return navigation.technique is Technique.OBFUSCATED_SCRIPT
+    if navigation.technique in (Technique.DATA_URL, Technique.JAVASCRIPT_URL):
+        return True
+    try:
+        target = normalize_url(navigation.target)
+    except URLError:
+        return False  # a browser would not go there either
+    return target if _site(target.host) != _site(url.host) else False
+
+
+def inspect_response(judge: Judge, fingerprints: FingerprintDB, *, url: NormalizedURL, status: int,
+                     headers: Sequence[tuple[str, str]], body: bytes,
+                     thingbot: bool = False) -> Inspection:
+    """Inspect one response (body: its first part only) served for url.
+
+    ``thingbot``: the request already matched a feed (the user continued past a warning).
+    """
+    content_type = _content_type(headers)
+    path = urllib.parse.urlsplit(url.url).path
+    drive_by = find_drive_by(url_path=path, headers=headers, head=body)
+    text = decode_html(body, content_type) if body and _is_text(content_type, drive_by) else ""
+    device = fingerprints.match(traits_from(headers, text))
+    on_address, on_port = address_hint(url), port_hint(url)
+    hints = tuple(h for h in (on_address, on_port) if h)
+    appliance = device is not None and (device.strength == "device" or bool(hints))
+    learned = judge.learned_entry(url.host) is not None
+
+    findings: list[Finding] = []
+    if appliance and device is not None:
+        because = f"; {', '.join(hints)}" if hints else ""
+        findings.append(Finding(
+            "landing.appliance",
+            f"{url.host} answers as an appliance, {device.device_class.label} ({device.name}: "
+            f"{device.trait} {device.evidence!r}{because})",
+            indicator=device.name, tags=(str(device.device_class),)))
+
+    navigations: list[Navigation] = []
+    hops: list[str] = []
+    if text or 300 <= status < 400 or any(n.lower() == "refresh" for n, _ in headers):
+        for navigation in find_navigations(status=status, headers=headers, body=body if text else b"",
+                                           base_url=url.url, content_type=content_type):
+            if navigation.automatic and navigation.target and navigation.technique in _TOP_LEVEL:
+                hops.append(navigation.target)
+            target = _off_site(navigation, url)
+            if target is False or len(navigations) >= MAX_REDIRECT_FINDINGS:
+                continue
+            navigations.append(navigation)
+            findings += _redirect_findings(judge, navigation, target)
+
+    if drive_by is not None:
+        findings.append(Finding("response.drive_by", drive_by.detail,
+                                tags=tuple(drive_by.evidence),
+                                indicator=drive_by.filename))
+    bot_binary = drive_by is not None and (
+        (drive_by.payload is not None and drive_by.payload.kind == "elf") or "bot-name" in drive_by.evidence)
+    suspect = appliance or thingbot or learned or (bot_binary and url.is_ip and on_port is not None)
+    return Inspection(device, appliance, hints, tuple(navigations), drive_by, suspect, tuple(findings),
+                      tuple(dict.fromkeys(hops)))
+
+
+def _redirect_findings(judge: Judge, navigation: Navigation,
+                       target: NormalizedURL | bool) -> list[Finding]:
+    """response.redirect for an off-site navigation, and what the feeds say of its target."""
+    how = str(navigation.technique)
+    if navigation.delay:
+        how += f", after {navigation.delay:g} s"
+    if not isinstance(target, NormalizedURL):
+        shown = navigation.target[:200] if navigation.target else "an address its script hides"
+        return [Finding("response.redirect", f"the page sends the browser to {shown} ({how})",
+                        tags=(str(navigation.technique),), indicator=navigation.target)]
+    found = [Finding("response.redirect", f"the page sends the browser to {target.url[:200]} ({how})",
+                     tags=(str(navigation.technique),), indicator=target.url)]
+    for finding in judge.url_findings(target):
+        found.append(finding._replace(detail=f"the page sends the browser to {target.host}: "
+                                             f"{finding.detail}"))
+    return found

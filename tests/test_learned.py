@@ -1,0 +1,95 @@
+"""Learned Thingbots: kept with their evidence, expired on time, saved atomically, bad files set aside."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from clickguard.feeds import Indicator, Kind
+from clickguard.judge import Judge
+from clickguard.learned import LearnedHosts
+from clickguard.policy import parse_policy
+from clickguard.reputation import FeedInput, ReputationIndex
+from clickguard.urls import normalize_url
+
+
+def test_learn_lookup_and_expiry(tmp_path: Path) -> None:
+    hosts = LearnedHosts(tmp_path / "learned.json")
+    hosts.learn("203.0.113.5", "served an ELF MIPS executable", "http://203.0.113.5:8088/Mozi.m",
+                ("response.drive_by",), ttl=3600)
+    hosts.learn("198.51.100.1", "old", "http://198.51.100.1/", ("response.redirect",), ttl=-1)
+    entry = hosts.lookup("203.0.113.5")
+    assert entry is not None and entry.evidence == "served an ELF MIPS executable"
+    assert hosts.lookup("198.51.100.1") is None  # expired
+    assert hosts.lookup("192.0.2.1") is None
+    assert [h.host for h in hosts] == ["203.0.113.5"]
+
+
+def test_saved_and_loaded_across_instances(tmp_path: Path) -> None:
+    path = tmp_path / "var" / "learned.json"
+    first = LearnedHosts(path)
+    first.learn("cam.example", "a camera redirecting elsewhere", "http://cam.example/",
+                ("response.redirect",), ttl=3600)
+    first.save()
+    second = LearnedHosts(path)
+    second.load()
+    assert second.lookup("cam.example") is not None
+    assert not path.with_name("learned.json.tmp").exists()
+
+
+def test_an_older_snapshot_never_overwrites_a_newer_one(tmp_path: Path) -> None:
+    hosts = LearnedHosts(tmp_path / "learned.json")
+    hosts.learn("a.example", "x", "http://a.example/", (), ttl=3600)
+    older = hosts.encoded()
+    hosts.learn("b.example", "y", "http://b.example/", (), ttl=3600)
+    newer = hosts.encoded()
+    hosts.save(newer)
+    hosts.save(older)  # a slower worker thread finishing late
+    saved = json.loads((tmp_path / "learned.json").read_text())
+    assert [h["host"] for h in saved["hosts"]] == ["a.example", "b.example"]
+
+
+@pytest.mark.parametrize("content", [b"not json", b'{"hosts": [{"host": 1}]}', b"[]", b'{"hosts": 5}'])
+def test_a_bad_file_is_set_aside_not_trusted(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "learned.json"
+    path.write_bytes(content)
+    hosts = LearnedHosts(path)
+    hosts.load()
+    assert len(hosts) == 0 and hosts.error is not None and "set aside" in hosts.error
+    assert not path.exists()
+    assert [p.read_bytes() for p in tmp_path.glob("learned.json.bad-*")] == [content]
+
+
+def test_expired_entries_are_dropped_on_load(tmp_path: Path) -> None:
+    path = tmp_path / "learned.json"
+    now = time.time()
+    path.write_text(json.dumps({"hosts": [
+        {"host": "old.example", "evidence": "e", "url": "u", "codes": [], "learned_at": now - 10,
+         "expires": now - 1},
+        {"host": "new.example", "evidence": "e", "url": "u", "codes": [], "learned_at": now,
+         "expires": now + 60}]}))
+    hosts = LearnedHosts(path)
+    hosts.load()
+    assert [h.host for h in hosts] == ["new.example"]
+
+
+def test_the_judge_refuses_learned_hosts_by_name_and_by_address(tmp_path: Path) -> None:
+    hosts = LearnedHosts()
+    hosts.learn("cam.example", "a camera sending browsers elsewhere", "http://cam.example/",
+                ("response.redirect",), ttl=3600)
+    hosts.learn("203.0.113.7", "served Mozi.m", "http://203.0.113.7:4000/Mozi.m", ("response.drive_by",),
+                ttl=3600)
+    feed = FeedInput("f", "thingbot", frozenset(Kind), [Indicator(Kind.IP, "192.0.2.9")])
+    index = ReputationIndex.build([feed])
+    judge = Judge(parse_policy("feeds: []", filename="p.yaml", base_dir=tmp_path), index, learned=hosts)
+    (by_name,) = judge.url_findings(normalize_url("http://cam.example/index.htm"))
+    assert (by_name.code, by_name.feed) == ("landing.thingbot", "learned")
+    assert "learned as a Thingbot" in by_name.detail and "sending browsers elsewhere" in by_name.detail
+    (by_ip,) = judge.url_findings(normalize_url("http://203.0.113.7:4000/x"))
+    assert by_ip.indicator == "203.0.113.7"
+    (by_address,) = judge.address_findings(["203.0.113.7"], host="dyn.example")
+    assert by_address.detail.startswith("dyn.example resolves to 203.0.113.7, which was learned")
+    assert judge.decide([by_name]).action == "block"
