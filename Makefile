@@ -22,6 +22,8 @@ run: $(VENV)/.installed
 	$(VENV)/bin/clickguard run --listen $(LISTEN) --policy policies/default.yaml
 
 test: $(VENV)/.installed
+	@# The precision corpus (tests/test_precision.py): Debian's Python documentation.
+	@test -d /usr/share/doc/python3/html || { apt-get update -qq && apt-get install -y -qq python3-doc; }
 	$(VENV)/bin/ruff check clickguard tests bench
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest -q

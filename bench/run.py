@@ -42,6 +42,9 @@ REAL_FEEDS = [
 ]
 
 
+DOWNLOAD_BYTES = 32 * 2**20  # a large download: far beyond inspect.max_body
+
+
 def feed_specs(workdir: Path, synthetic: int) -> list[str]:
     """Real feeds plus a synthetic IP feed of `synthetic` addresses outside 127/8."""
     path = workdir / "synthetic_ips.txt"
@@ -152,6 +155,14 @@ def wait_port(port: int, process: subprocess.Popen[bytes], timeout: float = 120,
     raise SystemExit(f"nothing listens on {port} after {timeout}s")
 
 
+def peak_rss(pid: int) -> float:
+    """The most memory (MiB) a process has held so far."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def cpu_seconds(pid: int) -> float:
     """User plus system CPU time a process has used so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -186,6 +197,11 @@ def bench_proxy(specs: list[str], workdir: Path, rounds: int, seconds: int) -> N
     mail_port = free_port()
     webmail = subprocess.Popen([sys.executable, str(REPO / "bench" / "upstream.py"), "127.0.0.1",
                                 str(mail_port), "0", "html"])
+    page_port, blob_port = free_port(), free_port()
+    pages = subprocess.Popen([sys.executable, str(REPO / "bench" / "upstream.py"), "127.0.0.2",
+                              str(page_port), "0", "html"])
+    blobs = subprocess.Popen([sys.executable, str(REPO / "bench" / "upstream.py"), "127.0.0.2",
+                              str(blob_port), str(DOWNLOAD_BYTES), "binary"])
     policy = workdir / "policy.yaml"
     selftest = REPO / "policies" / "feeds" / "selftest.txt"
     policy.write_text(f"feeds:\n  - {{name: selftest, format: ip, path: {selftest}}}\n"
@@ -205,6 +221,8 @@ def bench_proxy(specs: list[str], workdir: Path, rounds: int, seconds: int) -> N
     try:
         wait_port(up_port, upstream, host="127.0.0.2")
         wait_port(mail_port, webmail)
+        wait_port(page_port, pages, host="127.0.0.2")
+        wait_port(blob_port, blobs, host="127.0.0.2")
         wait_port(bare_port, bare)
         try:
             wait_port(cg_port, cg)
@@ -213,28 +231,41 @@ def bench_proxy(specs: list[str], workdir: Path, rounds: int, seconds: int) -> N
             raise
         target = f"http://127.0.0.2:{up_port}/"
         page = f"http://localhost:{mail_port}/"
+        navigate = {"Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document"}
         for label, url, headers in (
                 ("plain requests", target, {}),
-                ("navigations (audited)", target,
-                 {"Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document"}),
+                ("navigations (audited)", target, navigate),
+                ("HTML page, 14 KB, inspected (fingerprint, redirects, payload)",
+                 f"http://127.0.0.2:{page_port}/", navigate),
+                (f"binary download, {DOWNLOAD_BYTES // 2**20} MiB, streamed and sniffed",
+                 f"http://127.0.0.2:{blob_port}/", navigate),
                 ("webmail page, 14 KB, 200 links rewritten", page, {})):
-            wrk(bare_port, url, 2, 8, workdir, headers)  # warm-up
-            wrk(cg_port, url, 2, 8, workdir, headers)
+            download = "download" in label
+            connections = 4 if download else 16
+            wrk(bare_port, url, 2, connections // 2, workdir, headers)  # warm-up
+            wrk(cg_port, url, 2, connections // 2, workdir, headers)
             bare_runs, cg_runs = [], []
             for _ in range(rounds):
-                bare_runs.append(wrk(bare_port, url, seconds, 16, workdir, headers, bare.pid))
-                cg_runs.append(wrk(cg_port, url, seconds, 16, workdir, headers, cg.pid))
+                bare_runs.append(wrk(bare_port, url, seconds, connections, workdir, headers, bare.pid))
+                cg_runs.append(wrk(cg_port, url, seconds, connections, workdir, headers, cg.pid))
             b = statistics.median(r for r, _ in bare_runs)
             c = statistics.median(r for r, _ in cg_runs)
             bc = statistics.median(m for _, m in bare_runs)
             cc = statistics.median(m for _, m in cg_runs)
             goal = "0.85" if "webmail" in label else "0.95"
-            print(f"proxy throughput, {label}: bare mitmdump {b:,.0f} req/s, clickguard {c:,.0f} req/s "
+            mib = DOWNLOAD_BYTES / 2**20
+            rate = (f"{b * mib:,.0f} MiB/s, clickguard {c * mib:,.0f} MiB/s" if download
+                    else f"{b:,.0f} req/s, clickguard {c:,.0f} req/s")
+            print(f"proxy throughput, {label}: bare mitmdump {rate} "
                   f"(median of {rounds}x{seconds}s, alternating), ratio {c / b:.3f} (goal >= {goal}); "
                   f"proxy CPU per request {bc:.2f} ms vs {cc:.2f} ms, ratio {bc / cc:.3f}")
+            if download:
+                print(f"peak memory while downloading ({connections} at a time): bare mitmdump "
+                      f"{peak_rss(bare.pid):,.0f} MiB, clickguard {peak_rss(cg.pid):,.0f} MiB "
+                      f"(index included; buffering would add {DOWNLOAD_BYTES // 2**20} MiB a download)")
         bench_clicks(cg_port, bare_port, workdir / "certs", target)
     finally:
-        for p in (cg, bare, upstream, webmail):
+        for p in (cg, bare, upstream, webmail, pages, blobs):
             p.terminate()
             p.wait()
 

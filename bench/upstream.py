@@ -15,9 +15,11 @@ def webmail_page(links: int = 200) -> bytes:
 
 
 async def main(host: str, port: int, size: int, kind: str = "text") -> None:
-    """Serve `size` bytes (or the webmail page) to every request until killed."""
+    """Serve `size` bytes (text or binary) or the webmail page to every request until killed."""
     if kind == "html":
         body, content_type = webmail_page(), b"text/html; charset=utf-8"
+    elif kind == "binary":
+        body, content_type = (bytes(range(256)) * (size // 256 + 1))[:size], b"application/octet-stream"
     else:
         body, content_type = (b"x" * 63 + b"\n") * (size // 64) + b"x" * (size % 64), b"text/plain"
     head = (b"HTTP/1.1 200 OK\r\nContent-Type: " + content_type + b"\r\nContent-Length: "
