@@ -323,9 +323,16 @@ class Guard:
         judge = rt.judge
         assert flow.response is not None
         thingbot = any(f.code.startswith("landing.") for f in decision.verdict.findings)
-        inspection = inspect_response(
-            judge, rt.fingerprints, url=decision.url, status=flow.response.status_code,
-            headers=list(flow.response.headers.items(multi=True)), body=body, thingbot=thingbot)
+        try:
+            inspection = inspect_response(
+                judge, rt.fingerprints, url=decision.url, status=flow.response.status_code,
+                headers=list(flow.response.headers.items(multi=True)), body=body, thingbot=thingbot)
+        except Exception:  # a heuristic tripping on what a server sent: not the user's fault
+            # Logged with its traceback so it gets fixed; the policy decides whether what
+            # cannot be inspected passes (on_check_error: open) or not (closed).
+            logger.exception("inspection failed for %s", decision.url.url[:200])
+            verdict = judge.decide([], incomplete="the response could not be inspected")
+            return Inspection(None, False, (), (), None, False, verdict.findings), verdict
         if not inspection.findings:
             return inspection, Verdict("allow")
         verdict = judge.decide([*decision.verdict.findings, *inspection.findings],
