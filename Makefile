@@ -24,6 +24,9 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed
 	@# The precision corpus (tests/test_precision.py): Debian's Python documentation.
 	@test -d /usr/share/doc/python3/html || { apt-get update -qq && apt-get install -y -qq python3-doc; }
+	@# The real-browser tests (tests/test_browser.py): Debian's Chromium and NSS's certutil.
+	@command -v chromium >/dev/null && command -v certutil >/dev/null || \
+		{ apt-get update -qq && apt-get install -y -qq chromium libnss3-tools; }
 	$(VENV)/bin/ruff check clickguard tests bench
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest -q

@@ -6,12 +6,16 @@ import argparse
 import asyncio
 import gc
 import json
+import sqlite3
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from pydantic import ValidationError
+
+from clickguard import report, store
 from clickguard.check import Decision, check, check_offline, with_origin
 from clickguard.errors import PolicyError, TokenError, URLError
 from clickguard.feedsource import FeedSet
@@ -20,7 +24,7 @@ from clickguard.learned import FEED_NAME as LEARNED_FEED
 from clickguard.learned import LearnedHosts
 from clickguard.links import decode, is_click_link
 from clickguard.origin import origin_of_message
-from clickguard.policy import Policy, check_policy, load_policy, parse_policy
+from clickguard.policy import AuditConfig, Policy, check_policy, load_policy, parse_policy
 from clickguard.resolver import Resolver
 from clickguard.rewrite import RewriteSettings, rewrite_message
 from clickguard.runtime import feeds_from_specs
@@ -38,6 +42,25 @@ def _listen(value: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
+def _when(value: str) -> float:
+    """WHEN for report --since/--until: ISO 8601 or a duration back from now (24h, 7d)."""
+    try:
+        return report.parse_when(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _duration(value: str) -> float:
+    """A duration such as 30d for --before, read as the policy reads audit.retention (seconds)."""
+    try:
+        seconds = AuditConfig.model_validate({"retention": value}).retention
+    except ValidationError as e:
+        raise argparse.ArgumentTypeError(e.errors()[0]["msg"].removeprefix("Value error, ")) from None
+    if seconds is None:
+        raise argparse.ArgumentTypeError("give a duration such as 30d")
+    return seconds
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(
@@ -51,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--feed", action="append", default=[], metavar="FORMAT:PATH",
                      help="extra feed (repeatable), FORMAT:PATH or FORMAT:URL")
     run.add_argument("--audit-log", type=Path, help="audit log (JSON Lines); overrides the policy")
+    run.add_argument("--audit-store", type=Path, help="audit store (SQLite); overrides the policy")
     run.add_argument("--certs", type=Path, default=Path("certs"),
                      help="directory of the proxy CA and signing key (created at first run)")
     run.add_argument("--state-dir", type=Path, default=Path("var"),
@@ -94,6 +118,40 @@ def build_parser() -> argparse.ArgumentParser:
     dec.add_argument("--certs", type=Path, default=Path("certs"), help="where clickguard.key is")
     dec.add_argument("--policy", type=Path, help=f"policy naming the click host (default {DEFAULT_POLICY})")
 
+    aud = sub.add_parser("audit", help="audit store tools")
+    aud_sub = aud.add_subparsers(dest="audit_command", required=True)
+    aud_import = aud_sub.add_parser("import", help="load a JSON Lines audit log into the store (idempotent)")
+    aud_import.add_argument("file", type=Path, help="a JSON Lines audit log")
+    aud_prune = aud_sub.add_parser("prune", help="delete records older than the retention from the store")
+    aud_prune.add_argument("--before", type=_duration, metavar="DURATION",
+                           help="age to delete from, e.g. 30d (default: the policy's audit.retention)")
+    for command in (aud_import, aud_prune):
+        command.add_argument("--store", type=Path, help="the store (default: the policy's audit.store)")
+        command.add_argument("--policy", type=Path, help=f"policy (default {DEFAULT_POLICY} if present)")
+
+    adm = sub.add_parser("admin", help="dashboard tools")
+    adm_sub = adm.add_subparsers(dest="admin_command", required=True)
+    adm_sub.add_parser("hash-password",
+                       help="print a password hash for the policy's admin.users (password from stdin "
+                            "or asked for; never an argument)")
+
+    rep = sub.add_parser("report", help="what was clicked, blocked and why, who is targeted, the Thingbot "
+                                        "share; or every decision about one host or click")
+    rep.add_argument("--store", type=Path, help="the audit store (default: the policy's audit.store)")
+    rep.add_argument("--policy", type=Path, help=f"policy (default {DEFAULT_POLICY} if present)")
+    rep.add_argument("--since", type=_when, metavar="WHEN",
+                     help="from when: ISO 8601 (UTC unless it says) or back from now, e.g. 24h, 7d")
+    rep.add_argument("--until", type=_when, metavar="WHEN", help="until when (exclusive), as --since")
+    rep.add_argument("--limit", type=int, help="rows per table (default 20), records of a drill-down (500)")
+    rep_out = rep.add_mutually_exclusive_group()
+    rep_out.add_argument("--json", action="store_true", help="print JSON instead of the text summary")
+    rep_out.add_argument("--html", type=Path, metavar="FILE",
+                         help="write one self-contained HTML file (inline CSS and SVG charts, no script)")
+    rep_drill = rep.add_mutually_exclusive_group()
+    rep_drill.add_argument("--host", help="drill down: every decision about this host, newest first")
+    rep_drill.add_argument("--click", metavar="ID",
+                           help="drill down: one click link (the click, its hops and continues)")
+
     ca = sub.add_parser("ca", help="create the proxy CA if needed and print where its certificate is")
     ca.add_argument("--certs", type=Path, default=Path("certs"))
     return parser
@@ -115,6 +173,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_decode(args)
         if args.command == "rewrite":
             return cmd_rewrite(args)
+        if args.command == "audit":
+            return cmd_audit(args)
+        if args.command == "admin":
+            return cmd_hash_password()
+        if args.command == "report":
+            return cmd_report(args)
         return cmd_ca(args.certs)
     except (PolicyError, ValueError, OSError) as e:
         print(f"clickguard: {e}", file=sys.stderr)
@@ -149,6 +213,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         argv += ["--set", f"clickguard_feeds={feed}"]
     if args.audit_log:
         argv += ["--set", f"clickguard_audit_log={args.audit_log}"]
+    if args.audit_store:
+        argv += ["--set", f"clickguard_audit_store={args.audit_store}"]
     for option in args.set:
         argv += ["--set", option]
     args.certs.mkdir(parents=True, exist_ok=True)
@@ -393,6 +459,131 @@ def cmd_decode(args: argparse.Namespace) -> int:
         print(decoded.target)
     else:
         print(f"host:{decoded.host_hint}")
+    return 0
+
+
+def _audit_store(args: argparse.Namespace) -> Path:
+    """The store an audit command works on: --store, else the policy's audit.store."""
+    if args.store is not None:
+        return Path(args.store)
+    store_path = policy_or_default(args.policy).audit.store
+    if store_path is None:
+        raise ValueError("the policy keeps no audit store (audit.store: off); name one with --store")
+    return store_path
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    """`audit import` and `audit prune`; a store SQLite cannot use exits 2 with one line."""
+    try:
+        if args.audit_command == "import":
+            return cmd_audit_import(args)
+        return cmd_audit_prune(args)
+    except sqlite3.Error as e:
+        print(f"clickguard audit {args.audit_command}: store: {e}", file=sys.stderr)
+        return 2
+
+
+def cmd_audit_import(args: argparse.Namespace) -> int:
+    """Load a JSON Lines audit log into the store; records already there are skipped."""
+    path: Path = args.file
+    try:
+        with open(path, "rb"):  # before the store is opened: a wrong name creates no empty store
+            pass
+    except OSError as e:
+        print(f"clickguard audit import: cannot read {path}: {e.strerror or e}", file=sys.stderr)
+        return 2
+    connection = store.connect(_audit_store(args))
+    try:
+        imported, skipped = store.import_jsonl(connection, path)
+    finally:
+        store.close(connection)
+    print(f"imported {imported} records, skipped {skipped} (already in the store or not audit records)")
+    return 0
+
+
+def cmd_audit_prune(args: argparse.Namespace) -> int:
+    """Delete records older than --before (default: the policy's retention) from the store."""
+    age: float | None = args.before
+    if age is None:
+        age = policy_or_default(args.policy).audit.retention
+        if age is None:
+            raise ValueError("the policy keeps records forever (audit.retention: off); give --before")
+    connection = store.connect(_audit_store(args))
+    deleted = 0
+    try:
+        # Short transactions, so a running proxy writing to the same store never waits long.
+        while (batch := store.prune(connection, time.time() - age, 5000)) > 0:
+            deleted += batch
+    finally:
+        store.close(connection)
+    print(f"deleted {deleted} records older than {_age(age)}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """`report`: the text summary, --json or --html; with --host or --click, that drill-down."""
+    path = _audit_store(args)
+    if not path.is_file():  # read-only: never create an empty store by asking for a report
+        print(f"clickguard report: no audit store at {path}", file=sys.stderr)
+        return 2
+    drill = args.host is not None or args.click is not None
+    limit: int = args.limit if args.limit is not None else 500 if drill else 20
+    if limit < 1:
+        raise ValueError("--limit must be at least 1")
+    try:
+        connection = store.connect(path, readonly=True)
+        try:
+            if drill:
+                records = report.drilldown(connection, host=args.host, click_id=args.click, limit=limit)
+            else:
+                built = report.build_report(connection, since=args.since, until=args.until, limit=limit)
+        finally:
+            connection.close()
+    except sqlite3.Error as e:
+        print(f"clickguard report: {path}: {e}", file=sys.stderr)
+        return 2
+    if drill:
+        title = (f"clickguard: host {args.host}" if args.host is not None
+                 else f"clickguard: click {args.click}")
+        if args.html:
+            args.html.write_text(report.drilldown_page(records, title=title), encoding="utf-8")
+        elif args.json:
+            print(json.dumps(records, indent=2, ensure_ascii=False))
+        else:
+            sys.stdout.write(report.drilldown_text(records))
+        return 0
+    if args.html:
+        args.html.write_text(report.report_html(built), encoding="utf-8")
+        print(f"report written to {args.html}")
+    elif args.json:
+        print(report.report_json(built))
+    else:
+        sys.stdout.write(report.report_text(built))
+    return 0
+
+
+MIN_PASSWORD = 8
+
+
+def cmd_hash_password() -> int:
+    """Print a scrypt hash of a password read from stdin (first line) or asked for twice on a terminal."""
+    import getpass
+
+    from clickguard.passwords import hash_password
+
+    # Never from argv: arguments show in `ps` and in shell history.
+    if sys.stdin.isatty():
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            print("clickguard admin hash-password: the passwords differ", file=sys.stderr)
+            return 2
+    else:
+        password = sys.stdin.readline().removesuffix("\n").removesuffix("\r")
+    if len(password) < MIN_PASSWORD:
+        print(f"clickguard admin hash-password: use at least {MIN_PASSWORD} characters", file=sys.stderr)
+        return 2
+    print(hash_password(password))
+    print("Put it under admin.users in the policy, e.g.  alice: <the line above>", file=sys.stderr)
     return 0
 
 

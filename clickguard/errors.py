@@ -5,7 +5,8 @@
     │   ├── PolicyError             a policy file that does not validate; carries every problem
     │   └── FeedError               a feed that cannot be used at all (wrong format, unreadable)
     ├── URLError(ValueError)        a URL or host that a browser would refuse too
-    └── TokenError(ValueError)      a signed token that is tampered, truncated, expired or not ours
+    ├── TokenError(ValueError)      a signed token that is tampered, truncated, expired or not ours
+    └── AuditError(OSError)         a record the audit store could not take (the file raises plain OSError)
 
 A single malformed line in a feed is not an error: parsers skip it and count it
 (`feeds.SkippedLine`). A problem names its place as ``file:line: field: message``
@@ -56,3 +57,7 @@ class URLError(ClickguardError, ValueError):
 
 class TokenError(ClickguardError, ValueError):
     """A signed token that does not verify: tampered, truncated, expired or issued for someone else."""
+
+
+class AuditError(ClickguardError, OSError):
+    """An audit record that did not reach the store: the store failed, or the record is unusable."""

@@ -76,17 +76,22 @@ def _findings_html(findings: Iterable[Finding]) -> str:
     return "<ul>" + "".join(items) + "</ul>" if items else ""
 
 
-def _page(action: str, title: str, accent: str, inner: str, ref: str) -> Page:
-    """Wrap a page body in the common frame and headers."""
-    html = (
+def document(title: str, accent: str, inner: str, *, style: str = "") -> str:
+    """A whole HTML document in the proxy's look (inner is HTML; style is added to the common style)."""
+    return (
         "<!doctype html><html lang=en><head><meta charset=utf-8>"
         '<meta name=viewport content="width=device-width,initial-scale=1">'
-        f"<title>{escape(title)}</title><style>{_STYLE}</style></head>"
-        f'<body><main style="--accent:{accent}">{inner}'
-        f'<p class="ref">Reference: <strong id="ref">{escape(ref)}</strong>. If you think this is '
-        "wrong, contact your IT help desk and quote this reference.</p>"
-        "<p class=ref>Protected by clickguard.</p></main></body></html>"
+        f"<title>{escape(title)}</title><style>{_STYLE}{style}</style></head>"
+        f'<body><main style="--accent:{accent}">{inner}</main></body></html>'
     )
+
+
+def _page(action: str, title: str, accent: str, inner: str, ref: str) -> Page:
+    """Wrap a page body in the common frame and headers."""
+    html = document(title, accent, (
+        f'{inner}<p class="ref">Reference: <strong id="ref">{escape(ref)}</strong>. If you think this is '
+        "wrong, contact your IT help desk and quote this reference.</p>"
+        "<p class=ref>Protected by clickguard.</p>"))
     headers = {
         "Content-Type": "text/html; charset=utf-8",
         "Cache-Control": "no-store",

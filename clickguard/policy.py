@@ -42,6 +42,7 @@ from pydantic import (
 
 from clickguard.errors import PolicyError, Problem, URLError
 from clickguard.feeds import Kind
+from clickguard.passwords import parse_hash
 from clickguard.urls import normalize_host
 from clickguard.yamlfile import FieldProblems, Loc, Validated, describe, line_of, render, validate
 
@@ -315,16 +316,64 @@ class ClickLinksConfig(_Model):
     skip_domains: frozenset[HostName] = frozenset()  # links to these domains are left as they are
 
 
+_ADMIN_NAME = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
+
+
+def _admin_name(value: str) -> str:
+    """A dashboard user name: plain characters only, so it reads the same in logs and cookies."""
+    if not _ADMIN_NAME.fullmatch(value):
+        raise ValueError(f"a user name is 1-64 letters, digits, '_', '.', '@' or '-' (got {value!r})")
+    return value
+
+
+def _password_hash(value: object) -> str:
+    """A password hash made by `clickguard admin hash-password`; the value is never echoed."""
+    if not isinstance(value, str):
+        raise ValueError("must be a password hash made by `clickguard admin hash-password` (text)")
+    parse_hash(value)
+    return value.strip()
+
+
+class AdminConfig(_Model):
+    """The dashboard on the click host: who may log in, lock-out and session lengths."""
+
+    # No users, no dashboard: there is no default password.
+    users: Mapping[Annotated[str, AfterValidator(_admin_name)],
+                   Annotated[str, PlainValidator(_password_hash)]] = Field(default_factory=dict)
+    lockout_after: Annotated[StrictInt, Field(ge=1, le=100)] = 5  # failed logins, per user and per client
+    lockout_minutes: Annotated[StrictInt, Field(ge=1, le=1440)] = 15
+    session_minutes: Annotated[StrictInt, Field(ge=1, le=1440)] = 60
+
+
+# Where a policy that does not say records decisions: relative to the proxy's working directory.
+DEFAULT_AUDIT_LOG = Path("var/audit.jsonl")
+DEFAULT_AUDIT_STORE = Path("var/audit.sqlite")
+
+
+def _is_off(value: object) -> bool:
+    """`off` in the file: YAML 1.1 reads a bare off (or no, false) as False; a quoted 'off' is text."""
+    return value is False or (isinstance(value, str) and value.strip().lower() == "off")
+
+
 class AuditConfig(_Model):
-    """Where decisions are recorded."""
+    """Where decisions are recorded, and how long the store keeps them."""
 
-    log: Path | None = None  # absolute after validation; None = the caller's default
+    # Absolute after validation, except the defaults above; None: `off`, that sink is not written.
+    log: Path | None = DEFAULT_AUDIT_LOG  # JSON Lines, appended, never pruned
+    store: Path | None = DEFAULT_AUDIT_STORE  # SQLite, what reports and the dashboard read
+    retention: float | None = 90 * 86400.0  # seconds the store keeps a record; None: `off`, forever
 
-    @field_validator("log", mode="before")
+    @field_validator("log", "store", mode="before")
     @classmethod
     def _absolute(cls, value: object, info: ValidationInfo) -> Path | None:
-        """Relative paths resolve against the policy file's directory."""
-        return _resolve_path(value, info)
+        """Relative paths resolve against the policy file's directory; `off` turns the sink off."""
+        return None if _is_off(value) else _resolve_path(value, info)
+
+    @field_validator("retention", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> float | None:
+        """A duration such as 90d; `off` keeps records forever."""
+        return None if _is_off(value) else _seconds(value)
 
 
 class Policy(_Model):
@@ -346,6 +395,7 @@ class Policy(_Model):
     email: EmailConfig = EmailConfig()
     click_links: ClickLinksConfig = ClickLinksConfig()
     audit: AuditConfig = AuditConfig()
+    admin: AdminConfig = AdminConfig()
 
     # action_for's table, including landing.<category> of every feed; built once, not per request.
     # (model_copy(update=...) skips it: derive a changed policy with model_validate instead.)

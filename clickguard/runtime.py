@@ -29,8 +29,6 @@ from clickguard.policy import FeedConfig, LoadedPolicy, Policy, load_policy
 from clickguard.resolver import Resolver
 from clickguard.tokens import load_or_create_key
 
-DEFAULT_AUDIT_LOG = Path("var/audit.jsonl")
-
 logger = logging.getLogger(__name__)
 
 
@@ -84,13 +82,15 @@ class Runtime:
         self.state: State | None = None
         self.policy_path: Path | None = None
         self.feed_specs: list[str] = []  # --feed FORMAT:PATH, added to the policy's feeds
-        self.audit_override: Path | None = None
+        self.audit_override: Path | None = None  # --audit-log, over the policy's audit.log
+        self.store_override: Path | None = None  # --audit-store, over the policy's audit.store
         self.policy_error: str | None = None
         self.resolver = Resolver()
         self.grants = Grants()
         self.trail = ClickTrail()
         self.use_state_dir(state_dir)
-        self.audit: AuditLog | None = None
+        self.audit: AuditLog | None = None  # None when the policy turns both sinks off
+        self._sinks: tuple[Path | None, Path | None] | None = None  # (log, store) the writer follows
         self._key: bytes | None = None
         self._watched: dict[Path, float | None] = {}
 
@@ -132,7 +132,7 @@ class Runtime:
         return State(loaded, feeds, judge, fingerprints)
 
     def install(self, state: State) -> None:
-        """Swap a newly built state in, and follow the audit log it names."""
+        """Swap a newly built state in, and follow the audit log and store it names."""
         watched = {self.policy_path: _mtime(self.policy_path)} if self.policy_path else {}
         for path in [*state.feeds.watched_files(), *state.loaded.policy.inspect.fingerprints]:
             watched[path] = _mtime(path)
@@ -144,13 +144,31 @@ class Runtime:
         # no garbage cycle alive right now is frozen with it (reloads are rare).
         gc.collect()
         gc.freeze()
-        audit_path = self.audit_override or state.loaded.policy.audit.log or DEFAULT_AUDIT_LOG
-        if self.audit is None or self.audit.path != Path(audit_path):
-            old, self.audit = self.audit, AuditLog(Path(audit_path))
-            self.audit.start()
-            if old is not None:
-                old.close()
+        audit = state.loaded.policy.audit
+        self._follow_audit(self.audit_override or audit.log, self.store_override or audit.store,
+                           audit.retention)
         self.publish_status()
+
+    def _follow_audit(self, log: Path | None, store: Path | None, retention: float | None) -> None:
+        """Write decisions where the policy says; new paths get a new writer, the old one is flushed."""
+        sinks = (log.absolute() if log else None, store.absolute() if store else None)
+        if sinks == self._sinks:
+            if self.audit is not None:
+                self.audit.retention = retention  # the writer reads it at its next prune
+            return
+        new = AuditLog(*sinks, retention=retention) if log or store else None
+        if new is not None:
+            new.start()  # OSError for a file that cannot be opened: the old writer keeps writing
+        else:
+            logger.warning("audit: log and store are both off; decisions are not recorded")
+        old, self.audit, self._sinks = self.audit, new, sinks
+        if old is not None:
+            old.close()
+
+    @property
+    def store_path(self) -> Path | None:
+        """The audit store in force, None if off; readers use store.connect(path, readonly=True)."""
+        return self.audit.store_path if self.audit is not None else None
 
     def changed(self) -> bool:
         """True when the policy file or a feed file changed since the state was built."""
@@ -189,6 +207,7 @@ class Runtime:
         if self.audit is not None:
             self.audit.close()
             self.audit = None
+        self._sinks = None
 
 
 def feed_from_spec(spec: str, base_dir: Path) -> FeedConfig:

@@ -14,6 +14,8 @@ from clickguard.errors import PolicyError, Problem
 from clickguard.feeds import Kind
 from clickguard.policy import (
     DEFAULT_ACTIONS,
+    DEFAULT_AUDIT_LOG,
+    DEFAULT_AUDIT_STORE,
     FeedConfig,
     Policy,
     check_policy,
@@ -75,7 +77,7 @@ BROKEN = [
     ("allow:\n  host: [example.com]\n", "2: allow.host: unknown key; did you mean 'hosts'?"),
     ("never_judge:\n  servers: []\n",
      "2: never_judge.servers: unknown key (allowed here: clients, destinations)"),
-    ("audit:\n  path: x.jsonl\n", "2: audit.path: unknown key (allowed here: log)"),
+    ("audit:\n  path: x.jsonl\n", "2: audit.path: unknown key (allowed here: log, store, retention)"),
     ("bogus:\n", "1: bogus: unknown key (allowed here: version, click_host, feeds,"),
     # feeds
     ("feeds:\n  - name: a\n    format: csv\n    path: a.txt\n",
@@ -137,6 +139,9 @@ BROKEN = [
     ("on_check_error: shut\n", "1: on_check_error: must be one of open, closed (got 'shut')"),
     ("version: 2\n", "1: version: must be 1 (got 2)"),
     ("audit:\n  log: 5\n", "2: audit.log: must be a file path (got 5)"),
+    ("audit:\n  store: true\n", "2: audit.store: must be a file path (got true)"),
+    ("audit:\n  retention: 0\n", "2: audit.retention: must be at least 1 second (got 0)"),
+    ("audit:\n  retention: 3 months\n", "2: audit.retention: must be whole seconds or a duration"),
     ("allow: [example.com]\n", "1: allow: must be a mapping of keys to values (got a list)"),
     ("feeds:\n  name: a\n", "1: feeds: must be a list (got a mapping)"),
     # the file itself
@@ -361,7 +366,9 @@ def test_defaults_for_a_minimal_policy() -> None:
     assert policy.warn.allow_continue is True
     assert (policy.warn.continue_minutes, policy.warn.token_minutes) == (30, 10)
     assert policy.on_check_error == "open"
-    assert policy.audit.log is None
+    assert policy.audit.log == DEFAULT_AUDIT_LOG  # relative: the proxy's working directory
+    assert policy.audit.store == DEFAULT_AUDIT_STORE
+    assert policy.audit.retention == 90 * 86400
     assert policy.feeds == ()
 
 
@@ -395,3 +402,17 @@ def test_problem_renders_as_file_line_field_message() -> None:
         "policies/x.yaml", 2, "feeds[0].format",
         "must be one of ip, ipsum, urlhaus_csv, spamhaus_drop, maltrail, domains, urls (got 'csv')",
     )]
+
+
+@pytest.mark.parametrize(("text", "log", "store", "retention"), [
+    ("version: 1\n", DEFAULT_AUDIT_LOG, DEFAULT_AUDIT_STORE, 90 * 86400),
+    ("audit:\n  log:\n  store:\n  retention:\n", DEFAULT_AUDIT_LOG, DEFAULT_AUDIT_STORE, 90 * 86400),
+    ("audit:\n  log: a.jsonl\n  store: db/a.sqlite\n  retention: 30d\n",
+     Path("/etc/cg/a.jsonl"), Path("/etc/cg/db/a.sqlite"), 30 * 86400),
+    ("audit:\n  log: off\n  store: off\n  retention: off\n", None, None, None),
+    ("audit:\n  log: 'OFF'\n  store: false\n", None, None, 90 * 86400),  # quoted off, YAML false
+])
+def test_audit_sinks_and_retention(text: str, log: Path | None, store: Path | None,
+                                   retention: float | None) -> None:
+    audit = parse_policy(text, filename="p.yaml", base_dir=Path("/etc/cg")).audit
+    assert (audit.log, audit.store, audit.retention) == (log, store, retention)

@@ -42,7 +42,10 @@ class Config:
             "Extra reputation feeds as FORMAT:PATH or FORMAT:URL (formats: ip, ipsum, urlhaus_csv, "
             "spamhaus_drop, maltrail, domains, urls), added to the policy's feeds.")
         add("clickguard_audit_log", str, "",
-            "Audit log (JSON Lines); overrides the policy's audit.log. Default var/audit.jsonl.")
+            "Audit log (JSON Lines); overrides the policy's audit.log (default var/audit.jsonl).")
+        add("clickguard_audit_store", str, "",
+            "Audit store (SQLite) the reports read; overrides the policy's audit.store "
+            "(default var/audit.sqlite).")
         add("clickguard_state_dir", str, "var",
             "Directory for feed caches and the feeds status file.")
         add("clickguard_reload_ms", int, 1000,
@@ -58,13 +61,17 @@ class Config:
         if "clickguard_audit_log" in updated:
             rt.audit_override = Path(ctx.options.clickguard_audit_log) \
                 if ctx.options.clickguard_audit_log else None
+        if "clickguard_audit_store" in updated:
+            rt.store_override = Path(ctx.options.clickguard_audit_store) \
+                if ctx.options.clickguard_audit_store else None
         if "clickguard_feeds" in updated:
             try:
                 feeds_from_specs(ctx.options.clickguard_feeds, Path.cwd())
             except ValueError as e:
                 raise exceptions.OptionsError(f"clickguard_feeds: {e}") from e
             rt.feed_specs = list(ctx.options.clickguard_feeds)
-        keys = {"clickguard_policy", "clickguard_feeds", "clickguard_audit_log", "clickguard_state_dir"}
+        keys = {"clickguard_policy", "clickguard_feeds", "clickguard_audit_log", "clickguard_audit_store",
+                "clickguard_state_dir"}
         if updated & keys:
             rt.policy_path = Path(ctx.options.clickguard_policy)
             try:

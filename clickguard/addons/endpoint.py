@@ -1,4 +1,4 @@
-"""The proxy's own pages on the click host: the warn page's "continue" (later: click links)."""
+"""The proxy's own pages on the click host: click links, the warn page's "continue", the dashboard."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Coroutine
 
 from mitmproxy import http
 
-from clickguard import audit
+from clickguard import audit, dashboard
 from clickguard.addons.guard import Guard, client_of, respond
 from clickguard.check import check, with_origin
 from clickguard.clicks import ClickMark
@@ -27,6 +27,7 @@ class Endpoint:
     def __init__(self, runtime: Runtime, guard: Guard) -> None:
         self.runtime = runtime
         self.guard = guard  # judges clicks the way it judges requests
+        self.dashboard = dashboard.Dashboard(runtime)  # /admin; its login state lives as long as the proxy
 
     def request(self, flow: http.HTTPFlow) -> Coroutine[None, None, None] | None:
         """Answer requests addressed to the click host (a coroutine for mitmproxy to await)."""
@@ -45,12 +46,26 @@ class Endpoint:
             await self._click(flow)
         elif path == "/continue" and flow.request.method in ("GET", "HEAD"):
             await self._continue(flow, urllib.parse.parse_qs(query).get("t", [""])[0])
+        elif path == "/admin" or path.startswith("/admin/"):
+            await self._admin(flow, path, query)
         elif path == "/":
             respond(flow, _info_page())
         else:
             respond(flow, message_page("Not found", "clickguard has no page at this address.",
                                        audit.new_ref()))
             flow.response.status_code = 404  # type: ignore[union-attr]
+
+    async def _admin(self, flow: http.HTTPFlow, path: str, query: str) -> None:
+        """The admin dashboard (clickguard/dashboard.py) answers; this only translates the flow."""
+        headers = flow.request.headers
+        # HTTP/2 may split Cookie into several fields; they join with "; ", every other with ", ".
+        joined = {name.lower(): ("; " if name.lower() == "cookie" else ", ").join(headers.get_all(name))
+                  for name in headers}
+        answer = await self.dashboard.handle(dashboard.Request(
+            flow.request.method, path, query, joined, flow.request.raw_content or b"",
+            client_of(flow)[0], flow.request.scheme))
+        flow.response = http.Response.make(answer.status, answer.body,
+                                           [(k.encode(), v.encode()) for k, v in answer.headers])
 
     async def _click(self, flow: http.HTTPFlow) -> None:
         """A click link: verify it, judge its target with the mail's origin, redirect or stop.

@@ -1,0 +1,760 @@
+"""The admin dashboard on the click host: read-only views of the audit store, feeds and policy.
+
+The proxy serves it under ``/admin`` on the click host (`addons/endpoint.py`
+hands those requests to `Dashboard.handle`; nothing here imports mitmproxy):
+
+    GET  /admin                 overview: the report's sections, ?since=24h (default), 7d or 30d
+    GET  /admin/feeds           per feed: entries, age of data, source, last error; learned hosts
+    GET  /admin/policy          the policy in force: file, sha256, loaded at, last reload error
+    GET  /admin/host?h=HOST     every decision about one host
+    GET  /admin/click?id=REF    one click and the navigation that followed it
+    GET  /admin/login           the login form (?next=/admin/… to come back to)
+    POST /admin/login           user, password, csrf, next
+    POST /admin/logout          csrf
+
+Nothing but logging in and out changes state. Users and password hashes come
+from the policy (``admin.users``; no users, no dashboard). Password checks run
+in a worker thread, for unknown users too (against a decoy hash, at the same
+cost), and stop after ``admin.lockout_after`` failures per user and per client
+address for ``admin.lockout_minutes``. A session is a cookie holding a token
+signed with the proxy's key (`tokens`); it ends at ``admin.session_minutes``,
+at logout, when the user's password hash changes in the policy, and when the
+proxy restarts (ended sessions are remembered in memory only). Every POST
+carries a CSRF token bound to the session (for the login: to a pre-session
+cookie), and a POST whose ``Origin`` or ``Sec-Fetch-Site`` says another site
+sent it is refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import ipaddress
+import logging
+import secrets
+import sqlite3
+import time
+import urllib.parse
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from html import escape
+from pathlib import Path
+from typing import NamedTuple
+
+from clickguard import audit, report, store
+from clickguard.errors import TokenError
+from clickguard.pages import document
+from clickguard.passwords import DEFAULT_PARAMS, decoy, parse_hash, verify_password
+from clickguard.policy import AdminConfig
+from clickguard.runtime import Runtime
+from clickguard.tokens import b64url_encode, sign, verify
+
+logger = logging.getLogger(__name__)
+
+SESSION_COOKIE = "clickguard_admin"
+LOGIN_COOKIE = "clickguard_login"  # the pre-session cookie the login form's CSRF token is bound to
+RANGES: Mapping[str, int] = {"24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
+MAX_BODY = 16 * 1024  # a login form is a few hundred bytes
+REPORT_LIMIT = 10  # rows in each "top" table of the overview
+LEARNED_SHOWN = 500
+CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'self'; "
+       "frame-ancestors 'none'")
+_PURPOSE = "admin-session"  # tells a session token from the proxy's other tokens signed with the same key
+_LOGIN_NONCE_MAX_AGE = 3600
+_PASSWORD_CHECKS = 2  # scrypt checks at once: each takes 16 MiB and a CPU for ~50 ms
+
+
+class Request(NamedTuple):
+    """One request for the dashboard, as the endpoint hands it over."""
+
+    method: str
+    path: str  # without the query
+    query: str
+    headers: Mapping[str, str]  # lower-case names; Cookie values joined with "; "
+    body: bytes
+    client: str  # the client's address
+    scheme: str  # "http" or "https": how the browser reached the click host
+
+
+class Answer(NamedTuple):
+    """The response: status, headers (a list, for several Set-Cookie), body."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+# -- lock-out ------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Failures:
+    """Failed logins of one user or one client address."""
+
+    times: list[float] = field(default_factory=list)  # within the lock-out window
+    in_flight: int = 0  # password checks running now
+    locked_until: float = 0.0
+
+
+class Attempt(NamedTuple):
+    """A login attempt let through to the password check; report how it ended to `LockOut`."""
+
+    keys: tuple[str, str]  # its user's and its client's
+
+
+class LockOut:
+    """Failed logins counted per user and per client address; too many lock either out for a while.
+
+    An attempt counts against the limit from the moment it is let through, so parallel
+    attempts cannot run more password checks than the limit allows before the first fails.
+    """
+
+    def __init__(self, max_keys: int = 10_000) -> None:
+        self._entries: dict[str, _Failures] = {}
+        self.max_keys = max_keys
+
+    @staticmethod
+    def client_key(client: str) -> str:
+        """An IPv4 client counts alone; an IPv6 client with its /64, which one host can walk through."""
+        try:
+            address = ipaddress.ip_address(client)
+        except ValueError:
+            return f"client:{client}"
+        if isinstance(address, ipaddress.IPv6Address):
+            if address.ipv4_mapped is not None:
+                return f"client:{address.ipv4_mapped}"
+            return f"client:{ipaddress.IPv6Network((address, 64), strict=False)}"
+        return f"client:{address}"
+
+    def _entry(self, key: str, now: float, window: float) -> _Failures:
+        """The record of a key, created (making room if the table is full)."""
+        entry = self._entries.get(key)
+        if entry is None:
+            if len(self._entries) >= self.max_keys:
+                self._make_room(now, window)
+            entry = self._entries[key] = _Failures()
+        entry.times = [t for t in entry.times if t > now - window]
+        return entry
+
+    def _make_room(self, now: float, window: float) -> None:
+        """Forget keys with nothing left to hold against them, else the oldest idle ones."""
+        for key, entry in list(self._entries.items()):
+            if not entry.in_flight and entry.locked_until <= now and all(t <= now - window
+                                                                         for t in entry.times):
+                del self._entries[key]
+        for key in list(self._entries)[: max(0, len(self._entries) - self.max_keys + 1)]:
+            if not self._entries[key].in_flight:
+                del self._entries[key]
+
+    def attempt(self, user: str, client: str, *, limit: int, window: float,
+                now: float) -> Attempt | float:
+        """Let an attempt through (an `Attempt`), or the Unix time until which it is locked out."""
+        keys = (f"user:{user[:128]}", self.client_key(client))
+        entries = [self._entry(key, now, window) for key in keys]
+        until = max(e.locked_until for e in entries)
+        if until > now:
+            return until
+        if any(len(e.times) + e.in_flight >= limit for e in entries):
+            # Checks still running would reach the limit: refuse until one of them ends.
+            return now + 1
+        for entry in entries:
+            entry.in_flight += 1
+        return Attempt(keys)
+
+    def failed(self, attempt: Attempt, *, limit: int, window: float, now: float) -> bool:
+        """Count a failed attempt; True if it locked its user or its client out."""
+        locked = False
+        for key in attempt.keys:
+            entry = self._entry(key, now, window)
+            entry.in_flight = max(0, entry.in_flight - 1)
+            entry.times.append(now)
+            if len(entry.times) >= limit:
+                entry.locked_until, entry.times = now + window, []
+                locked = True
+        return locked
+
+    def succeeded(self, attempt: Attempt, *, window: float, now: float) -> None:
+        """A right password clears its user's failures; its client's stay (it may be trying others)."""
+        self._entry(attempt.keys[0], now, window).times.clear()
+        for key in attempt.keys:
+            entry = self._entry(key, now, window)
+            entry.in_flight = max(0, entry.in_flight - 1)
+
+
+# -- sessions and CSRF ---------------------------------------------------------------------------
+
+
+class Session(NamedTuple):
+    """A logged-in user."""
+
+    user: str
+    sid: str
+    expires: float
+
+
+def _hash_fingerprint(password_hash: str) -> str:
+    """A short digest of the user's password hash: a changed password ends the sessions made with the old."""
+    return hashlib.sha256(password_hash.encode()).hexdigest()[:16]
+
+
+class Sessions:
+    """Issues and checks session tokens; remembers ended ones until they would have expired."""
+
+    def __init__(self) -> None:
+        # Bound into every token: sessions end when the proxy restarts, since the list of
+        # ended sessions lives in memory and would otherwise be forgotten.
+        self.boot = secrets.token_hex(8)
+        self._ended: dict[str, float] = {}
+
+    def issue(self, user: str, password_hash: str, key: bytes, *, minutes: int,
+              now: float) -> tuple[str, Session]:
+        """A new session token for a user who just logged in."""
+        session = Session(user, secrets.token_urlsafe(16), now + minutes * 60)
+        payload = {"p": _PURPOSE, "usr": user, "sid": session.sid, "b": self.boot,
+                   "h": _hash_fingerprint(password_hash)}
+        return sign(payload, key, expires=session.expires), session
+
+    def check(self, token: str, users: Mapping[str, str], key: bytes, *, now: float) -> Session:
+        """The session a token stands for; TokenError saying why it does not."""
+        payload = verify(token, key, now=now)
+        user, sid = payload.get("usr"), payload.get("sid")
+        if payload.get("p") != _PURPOSE or not isinstance(user, str) or not isinstance(sid, str):
+            raise TokenError("not a dashboard session")
+        if payload.get("b") != self.boot:
+            raise TokenError("session from before the proxy restarted")
+        if sid in self._ended:
+            raise TokenError("session has been logged out")
+        if user not in users or payload.get("h") != _hash_fingerprint(users[user]):
+            raise TokenError("user removed or password changed since the login")
+        return Session(user, sid, float(payload["exp"]))
+
+    def end(self, session: Session, *, now: float) -> None:
+        """Log a session out (it stays refused until it would have expired)."""
+        self._ended = {sid: exp for sid, exp in self._ended.items() if exp > now}
+        self._ended[session.sid] = session.expires
+
+
+def csrf_token(key: bytes, binding: str) -> str:
+    """The CSRF token for a session id or a login nonce: an HMAC only the proxy can make."""
+    # The prefix keeps these MACs apart from the signed tokens made with the same key.
+    return b64url_encode(hmac.new(key, b"clickguard admin csrf\0" + binding.encode(),
+                                  hashlib.sha256).digest()[:16])
+
+
+def csrf_ok(key: bytes, binding: str, given: str) -> bool:
+    """Whether a form's CSRF token is the one bound to this session or nonce (constant time)."""
+    return hmac.compare_digest(csrf_token(key, binding).encode(), given.encode("ascii", "replace"))
+
+
+def same_origin(headers: Mapping[str, str], scheme: str, click_host: str) -> bool:
+    """False when Origin or Sec-Fetch-Site says another site sent the request; absent headers pass."""
+    site = headers.get("sec-fetch-site")
+    if site is not None and site not in ("same-origin", "none"):
+        return False
+    origin = headers.get("origin")
+    if origin is None:
+        return True
+    try:
+        parts = urllib.parse.urlsplit(origin)
+        return parts.scheme == scheme and parts.hostname == click_host
+    except ValueError:
+        return False
+
+
+def safe_next(value: str | None) -> str:
+    """Where to go after logging in: a path under /admin on this host, else /admin (no open redirect)."""
+    if not value or len(value) > 2000 or not value.isascii() or not value.isprintable():
+        return "/admin"
+    if value.startswith("//") or "\\" in value:
+        return "/admin"
+    try:
+        parts = urllib.parse.urlsplit(value)
+    except ValueError:
+        return "/admin"
+    path = parts.path
+    if parts.scheme or parts.netloc or not (path == "/admin" or path.startswith("/admin/")):
+        return "/admin"
+    # Dot segments and escapes could climb out of /admin once the browser resolves them.
+    if "%" in path or "/." in path:
+        return "/admin"
+    return value
+
+
+def cookie_values(header: str, name: str) -> list[str]:
+    """Every value a Cookie header gives a name (a browser may send more than one)."""
+    out = []
+    for part in header.split(";"):
+        key, sep, value = part.strip().partition("=")
+        if sep and key == name:
+            out.append(value.strip().strip('"'))
+    return out
+
+
+def set_cookie(name: str, value: str, *, secure: bool, max_age: int) -> str:
+    """A Set-Cookie value: only for /admin, never readable by script, never sent from another site."""
+    cookie = f"{name}={value}; Path=/admin; Max-Age={max_age}; HttpOnly; SameSite=Strict"
+    return cookie + "; Secure" if secure else cookie
+
+
+# -- pages ---------------------------------------------------------------------------------------
+
+_STYLE = """
+main{max-width:76rem;margin:1.5rem auto;padding:1.5rem 2rem}
+nav{display:flex;flex-wrap:wrap;gap:1rem;align-items:center;border-bottom:1px solid #dde;
+padding-bottom:.6rem;margin-bottom:1rem}
+nav a{color:#1d4e89;text-decoration:none}nav a.here{font-weight:600;color:#1d2330}
+nav form{margin-left:auto}nav .who{color:#4a5263;font-size:.9rem}
+button{font:inherit;padding:.35rem .9rem;border:1px solid #8792a8;border-radius:4px;background:#fff;
+cursor:pointer}
+table{border-collapse:collapse;width:100%;margin:.5rem 0 1.2rem;font-size:.92rem}
+th,td{text-align:left;padding:.3rem .5rem;border-bottom:1px solid #e6e8ee;vertical-align:top}
+th{background:#f0f1f4}td code,dd code{word-break:break-all}
+dl{display:grid;grid-template-columns:max-content 1fr;gap:.3rem 1rem}dt{font-weight:600}dd{margin:0}
+pre.error{white-space:pre-wrap;background:#fdecea;padding:.6rem;border-radius:4px}
+.ranges a{margin-right:.8rem}.ranges a.here{font-weight:600}.muted{color:#4a5263}
+form.login label{display:block;margin:.6rem 0 .2rem}
+form.login input[type=text],form.login input[type=password]{font:inherit;padding:.35rem;width:18rem}
+form.login button{margin-top:1rem}.notice{background:#fff8e1;padding:.6rem;border-radius:4px}
+"""
+_ACCENT = "#1d4e89"
+_VIEWS = (("/admin", "Overview"), ("/admin/feeds", "Feeds"), ("/admin/policy", "Policy"))
+
+
+def page_headers() -> list[tuple[str, str]]:
+    """The headers of every dashboard page (content type, CSP, no caching, no framing)."""
+    # same-origin, not no-referrer: under no-referrer Chromium sends `Origin: null` with the
+    # page's own forms, which the CSRF check must refuse; nothing leaks to other sites either way.
+    return [("Content-Type", "text/html; charset=utf-8"), ("Content-Security-Policy", CSP),
+            ("Cache-Control", "no-store"), ("X-Content-Type-Options", "nosniff"),
+            ("Referrer-Policy", "same-origin"), ("X-Frame-Options", "DENY")]
+
+
+def _html(status: int, title: str, inner: str, *, extra: Iterable[tuple[str, str]] = ()) -> Answer:
+    """A dashboard page."""
+    body = document(f"{title} · clickguard", _ACCENT, inner, style=_STYLE + report.REPORT_CSS).encode("utf-8")
+    return Answer(status, [*page_headers(), *extra], body)
+
+
+def _redirect(location: str, *, extra: Iterable[tuple[str, str]] = ()) -> Answer:
+    """303 to a path on this host (every caller passes a fixed path or `safe_next`'s)."""
+    return Answer(303, [("Location", location), ("Cache-Control", "no-store"),
+                        ("Content-Length", "0"), *extra], b"")
+
+
+def _message(status: int, title: str, text: str, *, extra: Iterable[tuple[str, str]] = ()) -> Answer:
+    """A short page with a title and a sentence."""
+    return _html(status, title, f"<h1>{escape(title)}</h1><p>{escape(text)}</p>"
+                 '<p><a href="/admin">Dashboard</a></p>', extra=extra)
+
+
+def _when(ts: float | None, now: float) -> str:
+    """A Unix time as UTC text with its age."""
+    if ts is None:
+        return "–"
+    stamp = datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    return f"{stamp} ({_age(now - ts)} ago)" if ts <= now else f"{stamp} (in {_age(ts - now)})"
+
+
+def _age(seconds: float) -> str:
+    """A duration for people."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f} {unit}"
+    return f"{max(seconds, 0):.0f} s"
+
+
+def _table(columns: Sequence[str], rows: Iterable[Sequence[str]], *, empty: str = "None.") -> str:
+    """A table of already-escaped cells."""
+    body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
+    if not body:
+        return f'<p class="muted">{escape(empty)}</p>'
+    head = "".join(f"<th>{escape(c)}</th>" for c in columns)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _code(text: object) -> str:
+    """A value (a URL, a path) as escaped text, never as a link."""
+    return f"<code>{escape(str(text))}</code>"
+
+
+def _host_link(host: str) -> str:
+    """A host name linking to its drill-down on the dashboard."""
+    return f'<a href="{escape(str(drilldown_link("host", host)))}">{escape(host)}</a>'
+
+
+def drilldown_link(kind: str, value: str) -> str | None:
+    """The dashboard's page for a host or a click id in the report (report.Link)."""
+    if kind == "host":
+        return "/admin/host?h=" + urllib.parse.quote(value, safe="")
+    if kind == "click":
+        return "/admin/click?id=" + urllib.parse.quote(value, safe="")
+    return None
+
+
+# -- the dashboard -------------------------------------------------------------------------------
+
+
+class Dashboard:
+    """The dashboard's pages and its login state (lock-out, sessions) for one proxy process."""
+
+    def __init__(self, runtime: Runtime, *, clock: Callable[[], float] = time.time) -> None:
+        self.runtime = runtime
+        self.clock = clock
+        self.lockout = LockOut()
+        self.sessions = Sessions()
+        self._checks: asyncio.Semaphore | None = None  # made on the event loop, at first use
+
+    async def handle(self, request: Request) -> Answer:
+        """Answer one request for /admin or below."""
+        answer = await self._route(request)
+        if request.method == "HEAD":
+            return answer._replace(body=b"")
+        return answer
+
+    async def _route(self, request: Request) -> Answer:
+        """Dispatch by path and method."""
+        policy = self.runtime.judge.policy
+        admin = policy.admin
+        if not admin.users:
+            return _off_page()
+        if len(request.body) > MAX_BODY:
+            return _message(413, "Request too large", "The dashboard takes only small forms.")
+        method = "GET" if request.method == "HEAD" else request.method
+        if request.path == "/admin/login":
+            if method == "GET":
+                return self._login_form(request, admin)
+            if method == "POST":
+                return await self._login(request, admin, policy.click_host)
+            return _not_allowed("GET, HEAD, POST")
+        if request.path == "/admin/logout":
+            if method == "POST":
+                return self._logout(request, admin, policy.click_host)
+            return _not_allowed("POST")
+        session = self._session(request, admin)
+        if session is None:
+            if method != "GET":
+                return _message(403, "Not logged in", "Log in to the dashboard first.")
+            target = request.path + (f"?{request.query}" if request.query else "")
+            return _redirect("/admin/login?next=" + urllib.parse.quote(safe_next(target), safe=""))
+        if method != "GET":
+            return _not_allowed("GET, HEAD")
+        query = urllib.parse.parse_qs(request.query, max_num_fields=10)
+        views: dict[str, Callable[[], Awaitable[Answer]]] = {
+            "/admin": lambda: self._overview(session, query),
+            "/admin/": lambda: self._overview(session, query),
+            "/admin/feeds": lambda: self._feeds(session),
+            "/admin/policy": lambda: self._policy(session),
+            "/admin/host": lambda: self._host(session, query),
+            "/admin/click": lambda: self._click(session, query),
+        }
+        view = views.get(request.path)
+        if view is None:
+            return self._frame(404, session, "/admin", "Not found",
+                               "<h1>Not found</h1><p>The dashboard has no page at this address.</p>")
+        return await view()
+
+    # -- login and logout
+
+    def _session(self, request: Request, admin: AdminConfig) -> Session | None:
+        """The session the request's cookie holds, if it is valid now."""
+        for token in cookie_values(request.headers.get("cookie", ""), SESSION_COOKIE):
+            try:
+                return self.sessions.check(token, admin.users, self.runtime.key, now=self.clock())
+            except TokenError:
+                continue
+        return None
+
+    def _login_form(self, request: Request, admin: AdminConfig, *, status: int = 200,
+                    error: str = "", user: str = "", next_path: str | None = None) -> Answer:
+        """The login form, with a CSRF token bound to a pre-session cookie."""
+        target = safe_next(next_path if next_path is not None else _first(
+            urllib.parse.parse_qs(request.query, max_num_fields=10), "next"))
+        if status == 200 and self._session(request, admin) is not None:
+            return _redirect(target)
+        nonces = [n for n in cookie_values(request.headers.get("cookie", ""), LOGIN_COOKIE)
+                  if _is_nonce(n)]
+        # Keep a nonce the browser already has, so two open login tabs both work.
+        nonce = nonces[0] if nonces else secrets.token_urlsafe(16)
+        cookie = set_cookie(LOGIN_COOKIE, nonce, secure=request.scheme == "https",
+                            max_age=_LOGIN_NONCE_MAX_AGE)
+        notice = f'<p class="notice" id="error">{escape(error)}</p>' if error else ""
+        csrf = csrf_token(self.runtime.key, "login:" + nonce)
+        inner = (
+            "<h1>clickguard dashboard</h1>" + notice +
+            '<form class="login" id="login" method="post" action="/admin/login">'
+            f'<input type="hidden" name="csrf" value="{escape(csrf)}">'
+            f'<input type="hidden" name="next" value="{escape(target)}">'
+            f'<label for="user">User</label><input type="text" id="user" name="user" value="{escape(user)}" '
+            'autocomplete="username" required autofocus>'
+            '<label for="password">Password</label><input type="password" id="password" name="password" '
+            'autocomplete="current-password" required>'
+            '<div><button type="submit">Log in</button></div></form>'
+        )
+        return _html(status, "Log in", inner, extra=[("Set-Cookie", cookie)])
+
+    async def _login(self, request: Request, admin: AdminConfig, click_host: str) -> Answer:
+        """Check a login form: origin, CSRF, lock-out, then the password (in a thread)."""
+        form = _form(request.body)
+        user, password = _first(form, "user")[:256], _first(form, "password")
+        if not same_origin(request.headers, request.scheme, click_host):
+            await self._audit_login(request, click_host, user, "block", "sent_from_another_site")
+            return _message(403, "Refused", "This form was sent from another site.")
+        nonces = cookie_values(request.headers.get("cookie", ""), LOGIN_COOKIE)
+        if not any(csrf_ok(self.runtime.key, "login:" + n, _first(form, "csrf")) for n in nonces):
+            await self._audit_login(request, click_host, user, "block", "bad_csrf_token")
+            return _message(403, "Refused", "The login form has expired; load it again.")
+        now = self.clock()
+        window = admin.lockout_minutes * 60.0
+        attempt = self.lockout.attempt(user, request.client, limit=admin.lockout_after, window=window,
+                                       now=now)
+        if not isinstance(attempt, Attempt):
+            await self._audit_login(request, click_host, user, "block", "locked_out")
+            minutes = max(1, round((attempt - now) / 60))
+            return self._login_form(
+                request, admin, status=429, user=user, next_path=_first(form, "next"),
+                error=f"Too many failed logins. Try again in {minutes} minute{'s' * (minutes != 1)}.")
+        stored = admin.users.get(user)
+        try:
+            ok = await self._check_password(password, stored, admin)
+        except BaseException:
+            self.lockout.failed(attempt, limit=admin.lockout_after, window=window, now=self.clock())
+            raise
+        now = self.clock()
+        if not ok:
+            locked = self.lockout.failed(attempt, limit=admin.lockout_after, window=window, now=now)
+            result = "bad_password" if stored is not None else "unknown_user"
+            await self._audit_login(request, click_host, user, "block",
+                                    result + ("; now locked out" if locked else ""))
+            return self._login_form(request, admin, status=403, user=user, next_path=_first(form, "next"),
+                                    error="Wrong user name or password.")
+        assert stored is not None
+        self.lockout.succeeded(attempt, window=window, now=now)
+        token, _session = self.sessions.issue(user, stored, self.runtime.key,
+                                              minutes=admin.session_minutes, now=now)
+        await self._audit_login(request, click_host, user, "allow", "ok")
+        secure = request.scheme == "https"
+        return _redirect(safe_next(_first(form, "next")), extra=[
+            ("Set-Cookie", set_cookie(SESSION_COOKIE, token, secure=secure,
+                                      max_age=admin.session_minutes * 60)),
+            ("Set-Cookie", set_cookie(LOGIN_COOKIE, "", secure=secure, max_age=0))])
+
+    async def _check_password(self, password: str, stored: str | None, admin: AdminConfig) -> bool:
+        """scrypt in a worker thread, a few at a time; an unknown user costs a known one's work."""
+        if stored is not None:
+            target = parse_hash(stored)
+        else:
+            params = parse_hash(next(iter(admin.users.values()))).params if admin.users else DEFAULT_PARAMS
+            target = decoy(params)
+        if self._checks is None:
+            self._checks = asyncio.Semaphore(_PASSWORD_CHECKS)
+        async with self._checks:
+            ok = await asyncio.to_thread(verify_password, password, target)
+        return ok and stored is not None
+
+    async def _audit_login(self, request: Request, click_host: str, user: str, action: str,
+                           result: str) -> None:
+        """Log and audit one login attempt (never the password)."""
+        logger.info("dashboard login %s: user %r from %s", result, user, request.client)
+        await self.runtime.record(audit.record(
+            ref=audit.new_ref(), event="admin_login", client=request.client, user=None,
+            url=f"{request.scheme}://{click_host}/admin/login", action=action, findings=[],
+            admin_user=user[:64], result=result))
+
+    def _logout(self, request: Request, admin: AdminConfig, click_host: str) -> Answer:
+        """End the session (POST with its CSRF token), then back to the login form."""
+        clear = ("Set-Cookie", set_cookie(SESSION_COOKIE, "", secure=request.scheme == "https", max_age=0))
+        if not same_origin(request.headers, request.scheme, click_host):
+            return _message(403, "Refused", "This form was sent from another site.")
+        session = self._session(request, admin)
+        if session is None:
+            return _redirect("/admin/login", extra=[clear])
+        if not csrf_ok(self.runtime.key, "session:" + session.sid, _first(_form(request.body), "csrf")):
+            logger.warning("dashboard logout from %s refused: missing or wrong CSRF token", request.client)
+            return _message(403, "Refused", "The logout form is not valid; load the page again.")
+        self.sessions.end(session, now=self.clock())
+        logger.info("dashboard logout: user %r from %s", session.user, request.client)
+        return _redirect("/admin/login", extra=[clear])
+
+    # -- views
+
+    def _frame(self, status: int, session: Session, here: str, title: str, inner: str) -> Answer:
+        """A logged-in page: the navigation, the logout button, the content."""
+        links = "".join(f'<a href="{path}"{" class=here" if path == here else ""}>{name}</a>'
+                        for path, name in _VIEWS)
+        csrf = escape(csrf_token(self.runtime.key, "session:" + session.sid))
+        nav = (f"<nav>{links}<form method=post action=/admin/logout id=logout>"
+               f'<span class="who">{escape(session.user)}</span> '
+               f'<input type="hidden" name="csrf" value="{csrf}"><button type="submit">Log out</button>'
+               "</form></nav>")
+        return _html(status, title, nav + inner)
+
+    async def _overview(self, session: Session, query: Mapping[str, list[str]]) -> Answer:
+        """The report's sections for the chosen range, read from the store now."""
+        since = _first(query, "since") or "24h"
+        if since not in RANGES:
+            return self._frame(400, session, "/admin", "Overview",
+                               f"<h1>Overview</h1><p>since must be one of {', '.join(RANGES)}.</p>")
+        now = self.clock()
+        ranges = "".join(f'<a href="/admin?since={name}"{" class=here" if name == since else ""}>'
+                         f"last {name}</a>" for name in RANGES)
+        try:
+            sections = await asyncio.to_thread(self._report_sections, now - RANGES[since], now)
+        except sqlite3.Error as e:
+            sections = _store_unavailable(self.runtime.store_path, e)
+        inner = (f'<h1>Overview</h1><p class="ranges">{ranges}</p>'
+                 f'<p class="muted">As of {escape(_when(now, now))}.</p>{sections}')
+        return self._frame(200, session, "/admin", "Overview", inner)
+
+    def _report_sections(self, since: float, until: float) -> str:
+        """Every section of the report over a time range (in a worker thread)."""
+        with _readonly(self.runtime.store_path) as connection:
+            built = report.build_report(connection, since=since, until=until, limit=REPORT_LIMIT)
+        return "".join(report.section_html(built, name, link=drilldown_link) for name in report.SECTIONS)
+
+    async def _feeds(self, session: Session) -> Answer:
+        """Each feed's status and the hosts learned as Thingbots."""
+        state = self.runtime.state
+        now = self.clock()
+        rows = []
+        for feed in state.feeds.snapshot() if state is not None else []:
+            rows.append([escape(feed["name"]), escape(feed["format"]), escape(feed["category"]),
+                         f'{feed["entries"]:,}', f'{feed["skipped"]:,}',
+                         escape(_age(now - feed["data_time"])) if feed.get("data_time") else "–",
+                         escape(_when(feed.get("loaded_at"), now)), _code(feed["source"]),
+                         escape(feed.get("last_error") or "")])
+        learned = sorted(self.runtime.learned, key=lambda h: h.learned_at, reverse=True)
+        learned_rows = [[_host_link(h.host), escape(h.evidence), _code(h.url), escape(", ".join(h.codes)),
+                         escape(_when(h.learned_at, now)), escape(_when(h.expires, now))]
+                        for h in learned[:LEARNED_SHOWN]]
+        more = (f'<p class="muted">The newest {LEARNED_SHOWN} of {len(learned)} are shown.</p>'
+                if len(learned) > LEARNED_SHOWN else "")
+        error = (f'<pre class="error">{escape(self.runtime.learned.error)}</pre>'
+                 if self.runtime.learned.error else "")
+        inner = (
+            "<h1>Feeds</h1>" + _table(
+                ["feed", "format", "category", "entries", "skipped", "age of data", "loaded", "source",
+                 "last error"], rows, empty="The policy names no feeds.") +
+            f"<h2>Learned Thingbots ({len(learned)})</h2>"
+            '<p class="muted">Hosts that served an appliance redirect or payload, refused until they '
+            "expire.</p>" + error +
+            _table(["host", "evidence", "url", "codes", "learned", "expires"], learned_rows,
+                   empty="No host learned.") + more)
+        return self._frame(200, session, "/admin/feeds", "Feeds", inner)
+
+    async def _policy(self, session: Session) -> Answer:
+        """The policy in force and the last reload's error."""
+        state = self.runtime.state
+        now = self.clock()
+        error = self.runtime.policy_error
+        error_html = (f'<h2>Last reload failed</h2><p>The policy below keeps serving.</p>'
+                      f'<pre class="error" id="policy-error">{escape(error)}</pre>' if error else "")
+        if state is None:
+            return self._frame(200, session, "/admin/policy", "Policy",
+                               "<h1>Policy</h1><p>No policy loaded.</p>" + error_html)
+        loaded = state.loaded
+        policy = loaded.policy
+        admin = policy.admin
+        facts = [("file", _code(loaded.path)), ("sha256", _code(loaded.sha256)),
+                 ("loaded", escape(_when(loaded.loaded_at, now))), ("click host", _code(policy.click_host)),
+                 ("audit store", _code(self.runtime.store_path or "off (audit.store)")),
+                 ("dashboard users", escape(", ".join(sorted(admin.users)))),
+                 ("lock-out", escape(f"after {admin.lockout_after} failed logins, "
+                                     f"for {admin.lockout_minutes} minutes")),
+                 ("sessions", escape(f"{admin.session_minutes} minutes"))]
+        actions = [[_code(code), escape(action)] for code, action in sorted(policy.actions.items())]
+        feeds = [[escape(f.name), escape(f.format), escape(f.category),
+                  _code(f.path if f.path is not None else f.url)] for f in policy.feeds]
+        inner = (
+            "<h1>Policy in force</h1>" + error_html +
+            "<dl>" + "".join(f"<dt>{escape(k)}</dt><dd>{v}</dd>" for k, v in facts) + "</dl>"
+            "<h2>Actions</h2>" + _table(["reason code", "action"], actions) +
+            "<h2>Feeds</h2>" + _table(["feed", "format", "category", "source"], feeds,
+                                      empty="The policy names no feeds."))
+        return self._frame(200, session, "/admin/policy", "Policy", inner)
+
+    async def _host(self, session: Session, query: Mapping[str, list[str]]) -> Answer:
+        """Every decision about one host."""
+        host = _first(query, "h").strip().lower()[:300]
+        if not host:
+            return self._frame(400, session, "/admin", "Host", "<h1>Host</h1><p>Name a host: ?h=…</p>")
+        return await self._drilldown(session, f"Host {host}", host=host)
+
+    async def _click(self, session: Session, query: Mapping[str, list[str]]) -> Answer:
+        """One click and the navigation that followed it."""
+        click_id = _first(query, "id").strip()[:64]
+        if not click_id:
+            return self._frame(400, session, "/admin", "Click", "<h1>Click</h1><p>Name a click: ?id=…</p>")
+        return await self._drilldown(session, f"Click {click_id}", click_id=click_id)
+
+    async def _drilldown(self, session: Session, title: str, *, host: str | None = None,
+                         click_id: str | None = None) -> Answer:
+        """A drill-down from the store, read now in a worker thread."""
+        def read() -> str:
+            with _readonly(self.runtime.store_path) as connection:
+                records = report.drilldown(connection, host=host, click_id=click_id)
+            return report.drilldown_html(records, link=drilldown_link)
+        try:
+            body = await asyncio.to_thread(read)
+        except sqlite3.Error as e:
+            body = _store_unavailable(self.runtime.store_path, e)
+        return self._frame(200, session, "/admin", title, f"<h1>{escape(title)}</h1>{body}")
+
+
+@contextlib.contextmanager
+def _readonly(path: Path | None) -> Iterator[sqlite3.Connection]:
+    """A read-only connection to the store for one request, closed after it."""
+    if path is None:
+        raise sqlite3.OperationalError("the policy turns the audit store off (audit.store)")
+    if not path.exists():
+        # mode=ro would fail too, but less clearly; the writer creates the file at its first record.
+        raise sqlite3.OperationalError("no audit store yet (nothing recorded)")
+    connection = store.connect(path, readonly=True)
+    try:
+        yield connection
+    finally:
+        connection.close()
+
+
+def _store_unavailable(path: Path | None, error: sqlite3.Error) -> str:
+    """What a view shows when the store cannot be read."""
+    where = f" {_code(path)}" if path is not None else ""
+    return f'<p class="notice">The audit store{where} cannot be read: {escape(str(error))}.</p>'
+
+
+def _first(values: Mapping[str, list[str]], name: str) -> str:
+    """The first value of a form or query field, '' when absent."""
+    found = values.get(name)
+    return found[0] if found else ""
+
+
+def _form(body: bytes) -> dict[str, list[str]]:
+    """A urlencoded form body; a body that is not one reads as empty."""
+    try:
+        return urllib.parse.parse_qs(body.decode("utf-8"), max_num_fields=10)
+    except (UnicodeDecodeError, ValueError):
+        return {}
+
+
+def _is_nonce(value: str) -> bool:
+    """Whether a login cookie looks like a nonce we set (token_urlsafe(16))."""
+    return 16 <= len(value) <= 64 and all(c.isalnum() or c in "-_" for c in value) and value.isascii()
+
+
+def _not_allowed(allow: str) -> Answer:
+    """405 with the methods the path takes."""
+    return _message(405, "Method not allowed", f"This page takes {allow}.", extra=[("Allow", allow)])
+
+
+def _off_page() -> Answer:
+    """/admin when the policy names no user: the dashboard is off, and how to turn it on."""
+    inner = (
+        "<h1>The dashboard is off</h1>"
+        "<p>The policy in force names no dashboard user, so there is nothing to log in to.</p>"
+        "<p>To turn it on, make a password hash and add a user to the policy:</p>"
+        "<pre>clickguard admin hash-password &gt; hash.txt    # asks for the password</pre>"
+        "<pre>admin:\n  users:\n    alice: scrypt$n=16384,r=8,p=1$…    # the line from hash.txt</pre>"
+        "<p>The proxy reloads the policy by itself.</p>")
+    return _html(404, "Dashboard off", inner)
