@@ -455,10 +455,14 @@ def test_campaign_report_json(campaign: tuple[Path, dict[str, Any]]) -> None:
 
 
 def test_campaign_html(campaign: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
-    path, _figures = campaign
+    """The HTML report shows the Thingbot share the generator put in, within one point."""
+    path, figures = campaign
     out = tmp_path / "report.html"
     result = _run("--store", str(path), "--html", str(out))
     assert result.returncode == 0, result.stderr
     assert [p.name for p in tmp_path.iterdir()] == ["report.html"]  # one file, nothing beside it
-    page = _assert_self_contained(out.read_text(encoding="utf-8"))
+    text = out.read_text(encoding="utf-8")
+    shown = re.search(r"<b>([\d.]+)%</b> of clicked mail was handed over by a", text)
+    assert shown is not None and abs(float(shown.group(1)) - figures["thingbot_share"]) < 1.0
+    page = _assert_self_contained(text)
     assert page.tags.count("svg") >= 5
