@@ -25,7 +25,6 @@ actions (block by default) instead of the plain ``response.*`` ones.
 from __future__ import annotations
 
 import re
-import urllib.parse
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -166,8 +165,7 @@ def inspect_response(judge: Judge, fingerprints: FingerprintDB, *, url: Normaliz
     ``thingbot``: the request already matched a feed (the user continued past a warning).
     """
     content_type = _content_type(headers)
-    path = urllib.parse.urlsplit(url.url).path
-    drive_by = find_drive_by(url_path=path, headers=headers, head=body)
+    drive_by = find_drive_by(url_path=url.path, headers=headers, head=body)
     text = decode_html(body, content_type) if body and _is_text(content_type, drive_by) else ""
     device = fingerprints.match(traits_from(headers, text))
     on_address, on_port = address_hint(url), port_hint(url)
