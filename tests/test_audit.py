@@ -189,12 +189,12 @@ def _read_acks(proc: subprocess.Popen[bytes], wanted: int, deadline: float) -> l
     return acked
 
 
-def test_acknowledged_records_survive_sigkill(tmp_path: Path) -> None:
-    path = tmp_path / "audit.jsonl"
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(path)], cwd=REPO,
+def kill_after_acks(script: str, args: list[str], wanted: int) -> list[str]:
+    """Run a writer child, read `wanted` acknowledged refs, SIGKILL it while it still writes."""
+    proc = subprocess.Popen([sys.executable, "-c", script, *args], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     try:
-        acked = _read_acks(proc, 200, time.monotonic() + 120)
+        acked = _read_acks(proc, wanted, time.monotonic() + 120)
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.kill()
@@ -202,6 +202,12 @@ def test_acknowledged_records_survive_sigkill(tmp_path: Path) -> None:
         assert proc.stdout is not None
         proc.stdout.close()
     assert proc.returncode == -signal.SIGKILL
+    return acked
+
+
+def test_acknowledged_records_survive_sigkill(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    acked = kill_after_acks(CHILD, [str(path)], 200)
     written = {r["ref"] for r in read_records(path)}
     missing = [ref for ref in acked if ref not in written]
     assert missing == []

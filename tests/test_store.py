@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -22,8 +21,8 @@ from clickguard.audit import AuditLog, read_records
 from clickguard.errors import AuditError
 from clickguard.runtime import Runtime
 from clickguard.verdict import Finding
-from tests.harness import REPO, Proxy, start_proxy, upstream, wait_until
-from tests.test_audit import _read_acks
+from tests.harness import Proxy, start_proxy, upstream, wait_until
+from tests.test_audit import kill_after_acks
 
 WAIT = 30.0  # seconds before a write counts as hung
 DAY = 86400.0
@@ -377,17 +376,7 @@ asyncio.run(main())
 
 def test_acknowledged_records_survive_sigkill_in_both_sinks(tmp_path: Path) -> None:
     log_path, store_path = tmp_path / "audit.jsonl", tmp_path / "audit.sqlite"
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(log_path), str(store_path)], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    try:
-        acked = _read_acks(proc, 300, time.monotonic() + 120)
-        proc.send_signal(signal.SIGKILL)  # while its writers are still writing
-    finally:
-        proc.kill()
-        proc.wait()
-        assert proc.stdout is not None
-        proc.stdout.close()
-    assert proc.returncode == -signal.SIGKILL
+    acked = kill_after_acks(CHILD, [str(log_path), str(store_path)], 300)  # while still writing
     assert len(acked) >= 300
     # Read-only, as the dashboard opens it: the WAL the dead writer left is recovered for reading.
     reader = store.connect(store_path, readonly=True)
