@@ -39,7 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as a script (bench/run.py) as well as imported from tests
     sys.path.insert(0, str(REPO))
 
-from clickguard.feeds import Kind, parse_feed  # noqa: E402
+from clickguard.intel.parsers import Kind, parse_feed  # noqa: E402
 
 DEFAULT_FEEDS = Path(os.environ.get("CLICKGUARD_SHARED_DATA", REPO.parent / "shared" / "data")) / "feeds"
 

@@ -112,7 +112,7 @@ def bench_rewrite(count: int = 2000) -> None:
     """Messages/s of rewrite_message on typical HTML mail (12 KB, 20 distinct links each)."""
     from email.message import EmailMessage
 
-    from clickguard.rewrite import RewriteSettings, rewrite_message
+    from clickguard.mail.rewrite import RewriteSettings, rewrite_message
 
     settings = RewriteSettings("clickguard.local", b"k" * 32)
     messages = []
@@ -292,7 +292,7 @@ def latencies(port: int, urls: list[str], status: int) -> tuple[float, float]:
 
 def bench_clicks(port: int, bare_port: int, certs: Path, target: str, count: int = 2000) -> None:
     """Click -> redirect latency through clickguard; a plain request through bare mitmdump for scale."""
-    from clickguard.links import ClickContext, make_click_link
+    from clickguard.mail.links import ClickContext, make_click_link
     from clickguard.tokens import load_or_create_key
 
     key = load_or_create_key(certs / "clickguard.key")
@@ -311,7 +311,7 @@ def bench_report(workdir: Path, records: int = 1_000_000) -> None:
     import itertools
 
     from bench.campaign import Campaign
-    from clickguard import report, store
+    from clickguard.audit import report, store
 
     # Its own directory, removed afterwards: the proxy benchmark keeps its audit store in workdir.
     path = workdir / "report" / "audit.sqlite"

@@ -15,23 +15,22 @@ from typing import Any, TextIO
 
 from pydantic import ValidationError
 
-from clickguard import report, store
-from clickguard.check import Decision, check, check_offline, with_origin
+from clickguard.audit import report, store
+from clickguard.decision.check import Decision, check, check_offline, with_origin
+from clickguard.decision.judge import Judge
 from clickguard.errors import PolicyError, TokenError, URLError
-from clickguard.feedsource import FeedSet
-from clickguard.judge import Judge
-from clickguard.learned import FEED_NAME as LEARNED_FEED
-from clickguard.learned import LearnedHosts
-from clickguard.links import decode, is_click_link
-from clickguard.origin import origin_of_message
-from clickguard.policy import AuditConfig, Policy, check_policy, load_policy, parse_policy
-from clickguard.resolver import Resolver
-from clickguard.rewrite import RewriteSettings, rewrite_message
-from clickguard.runtime import feeds_from_specs
+from clickguard.intel.learned import FEED_NAME as LEARNED_FEED
+from clickguard.intel.learned import LearnedHosts
+from clickguard.intel.resolver import Resolver
+from clickguard.intel.sources import FeedSet
+from clickguard.mail.links import decode, is_click_link
+from clickguard.mail.origin import origin_of_message
+from clickguard.mail.rewrite import RewriteSettings, rewrite_message
+from clickguard.policy.model import AuditConfig, Policy, check_policy, load_policy
+from clickguard.proxy.runtime import feeds_from_specs
+from clickguard.shipped import DEFAULT_POLICY
 from clickguard.tokens import load_or_create_key
 from clickguard.urls import normalize_url, registered_domain
-
-DEFAULT_POLICY = Path("policies/default.yaml")
 
 
 def _listen(value: str) -> tuple[str, int]:
@@ -70,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="start the proxy (mitmproxy) with clickguard's addons")
     run.add_argument("--listen", type=_listen, default=("127.0.0.1", 8080), metavar="HOST:PORT",
                      help="address to listen on (default 127.0.0.1:8080)")
-    run.add_argument("--policy", type=Path, default=DEFAULT_POLICY, help="policy file (YAML)")
+    run.add_argument("--policy", type=Path, default=DEFAULT_POLICY,
+                     help="policy file (YAML; default: the shipped default policy)")
     run.add_argument("--feed", action="append", default=[], metavar="FORMAT:PATH",
                      help="extra feed (repeatable), FORMAT:PATH or FORMAT:URL")
     run.add_argument("--audit-log", type=Path, help="audit log (JSON Lines); overrides the policy")
@@ -86,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     chk.add_argument("url", help="URL to check, or - to read URLs one per line from stdin")
     chk.add_argument("--origin", help="IP address of the e-mail's origin, judged against the feeds")
     chk.add_argument("--feed", action="append", default=[], metavar="FORMAT:PATH")
-    chk.add_argument("--policy", type=Path, help=f"policy file (default {DEFAULT_POLICY} if present)")
+    chk.add_argument("--policy", type=Path, help="policy file (default: the shipped default policy)")
     chk.add_argument("--json", action="store_true", help="one JSON object per URL")
     chk.add_argument("--resolve", action="store_true",
                      help="also resolve host names and judge their addresses (off by default)")
@@ -108,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     rw.add_argument("input", type=Path, help="an .eml file, a directory of them, or an mbox file")
     rw.add_argument("-o", "--output", type=Path,
                     help="where to write (a file, or a directory for a directory; default: stdout)")
-    rw.add_argument("--policy", type=Path, help=f"policy (click host, relays; default {DEFAULT_POLICY})")
+    rw.add_argument("--policy", type=Path, help="policy (click host, relays; default: the shipped one)")
     rw.add_argument("--certs", type=Path, default=Path("certs"), help="where clickguard.key is (or goes)")
     rw.add_argument("--recipient", help="the recipient, when the To: header does not say it")
 
@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     dec.add_argument("url")
     dec.add_argument("--json", action="store_true", help="also the click context and the wrappers peeled")
     dec.add_argument("--certs", type=Path, default=Path("certs"), help="where clickguard.key is")
-    dec.add_argument("--policy", type=Path, help=f"policy naming the click host (default {DEFAULT_POLICY})")
+    dec.add_argument("--policy", type=Path, help="policy naming the click host (default: the shipped one)")
 
     aud = sub.add_parser("audit", help="audit store tools")
     aud_sub = aud.add_subparsers(dest="audit_command", required=True)
@@ -127,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
                            help="age to delete from, e.g. 30d (default: the policy's audit.retention)")
     for command in (aud_import, aud_prune):
         command.add_argument("--store", type=Path, help="the store (default: the policy's audit.store)")
-        command.add_argument("--policy", type=Path, help=f"policy (default {DEFAULT_POLICY} if present)")
+        command.add_argument("--policy", type=Path, help="policy (default: the shipped default policy)")
 
     adm = sub.add_parser("admin", help="dashboard tools")
     adm_sub = adm.add_subparsers(dest="admin_command", required=True)
@@ -138,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="what was clicked, blocked and why, who is targeted, the Thingbot "
                                         "share; or every decision about one host or click")
     rep.add_argument("--store", type=Path, help="the audit store (default: the policy's audit.store)")
-    rep.add_argument("--policy", type=Path, help=f"policy (default {DEFAULT_POLICY} if present)")
+    rep.add_argument("--policy", type=Path, help="policy (default: the shipped default policy)")
     rep.add_argument("--since", type=_when, metavar="WHEN",
                      help="from when: ISO 8601 (UTC unless it says) or back from now, e.g. 24h, 7d")
     rep.add_argument("--until", type=_when, metavar="WHEN", help="until when (exclusive), as --since")
@@ -191,7 +191,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from mitmproxy.tools import cmdline, dump
     from mitmproxy.tools import main as mitmproxy_main
 
-    from clickguard.addon import make_addons
+    from clickguard.proxy.addon import make_addons
 
     class ClickguardMaster(dump.DumpMaster):
         """mitmdump with clickguard's addons registered directly (no script wrapper to traverse)."""
@@ -223,12 +223,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def policy_or_default(policy_path: Path | None) -> Policy:
-    """The named policy, else policies/default.yaml if present, else the built-in defaults."""
-    if policy_path is None and DEFAULT_POLICY.exists():
-        policy_path = DEFAULT_POLICY
-    if policy_path is not None:
-        return load_policy(policy_path).policy
-    return parse_policy("version: 1\n", filename="<built-in>", base_dir=Path.cwd())
+    """The named policy, else the shipped default policy."""
+    return load_policy(policy_path or DEFAULT_POLICY).policy
 
 
 def load_judge(policy_path: Path | None, feed_specs: Sequence[str], state_dir: Path) -> tuple[Judge, FeedSet]:
@@ -569,7 +565,7 @@ def cmd_hash_password() -> int:
     """Print a scrypt hash of a password read from stdin (first line) or asked for twice on a terminal."""
     import getpass
 
-    from clickguard.passwords import hash_password
+    from clickguard.web.passwords import hash_password
 
     # Never from argv: arguments show in `ps` and in shell history.
     if sys.stdin.isatty():

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from clickguard import audit
-from clickguard.audit import AuditLog, read_records
-from clickguard.verdict import Finding
+from clickguard.audit import writer as audit
+from clickguard.audit.writer import AuditLog, read_records
+from clickguard.decision.verdict import Finding
 
 REPO = Path(__file__).resolve().parents[1]
 DESIGN_FIELDS = {"ts", "client", "user", "url", "action", "reasons", "origin_ip"}
@@ -153,7 +153,7 @@ async def test_unencodable_record_does_not_wedge_the_log(log: AuditLog) -> None:
 CHILD = """
 import asyncio, sys
 from pathlib import Path
-from clickguard import audit
+from clickguard.audit import writer as audit
 
 async def main() -> None:
     log = audit.AuditLog(Path(sys.argv[1]))

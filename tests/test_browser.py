@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from clickguard.pages import reason_text
+from clickguard.web.pages import reason_text
 from tests.browser import chromium, proxy_ca, screenshot, through, trusting_home
 from tests.harness import REPO, Proxy, start_proxy, upstream
 from tests.test_clicks import THINGBOT_ORIGIN, click_link

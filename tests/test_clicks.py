@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from clickguard.links import ClickContext, make_click_link, verify_click_link
+from clickguard.mail.links import ClickContext, make_click_link, verify_click_link
 from clickguard.tokens import load_or_create_key
 from tests.harness import REPO, Proxy, start_proxy, upstream
 from tests.test_proxy import HTML, continue_link, write_policy

@@ -15,8 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from clickguard import dashboard
-from clickguard.dashboard import (
+from clickguard.errors import PolicyError, TokenError
+from clickguard.policy.model import check_policy, parse_policy
+from clickguard.proxy.runtime import Runtime
+from clickguard.tokens import sign
+from clickguard.web import dashboard
+from clickguard.web.dashboard import (
     Attempt,
     Dashboard,
     LockOut,
@@ -27,11 +31,7 @@ from clickguard.dashboard import (
     safe_next,
     same_origin,
 )
-from clickguard.errors import PolicyError, TokenError
-from clickguard.passwords import decoy, hash_password, parse_hash, verify_password
-from clickguard.policy import check_policy, parse_policy
-from clickguard.runtime import Runtime
-from clickguard.tokens import sign
+from clickguard.web.passwords import decoy, hash_password, parse_hash, verify_password
 from tests.harness import REPO, Proxy, start_proxy, upstream, wait_until
 from tests.test_clicks import THINGBOT_ORIGIN, click_link
 from tests.test_proxy import HTML, write_policy

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from clickguard.errors import FeedError
-from clickguard.feeds import (
+from clickguard.intel.parsers import (
     DEFAULT_KINDS,
     FORMATS,
     Indicator,

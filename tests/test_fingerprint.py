@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from clickguard.errors import InputError
-from clickguard.fingerprint import (
+from clickguard.inspection.fingerprints import (
     BODY_LIMIT,
     SHIPPED_FINGERPRINTS,
     DeviceClass,

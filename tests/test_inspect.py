@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from clickguard.feeds import Indicator, Kind
-from clickguard.fingerprint import FingerprintDB
-from clickguard.inspect import address_hint, inspect_response, port_hint
-from clickguard.judge import Judge
-from clickguard.learned import LearnedHosts
-from clickguard.policy import parse_policy
-from clickguard.reputation import FeedInput, ReputationIndex
+from clickguard.decision.judge import Judge
+from clickguard.inspection.fingerprints import FingerprintDB
+from clickguard.inspection.response import address_hint, inspect_response, port_hint
+from clickguard.intel.index import FeedInput, ReputationIndex
+from clickguard.intel.learned import LearnedHosts
+from clickguard.intel.parsers import Indicator, Kind
+from clickguard.policy.model import parse_policy
 from clickguard.urls import normalize_url
 from tests.appliances import elf
 

@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from clickguard.check import check, check_offline
-from clickguard.feeds import Indicator, Kind
-from clickguard.judge import Judge
-from clickguard.policy import Policy, parse_policy
-from clickguard.reputation import FeedInput, ReputationIndex
-from clickguard.resolver import ResolveError, Resolver
+from clickguard.decision.check import check, check_offline
+from clickguard.decision.judge import Judge
+from clickguard.decision.verdict import Finding, Verdict
+from clickguard.intel.index import FeedInput, ReputationIndex
+from clickguard.intel.parsers import Indicator, Kind
+from clickguard.intel.resolver import ResolveError, Resolver
+from clickguard.policy.model import Policy, parse_policy
 from clickguard.urls import normalize_url
-from clickguard.verdict import Finding, Verdict
 
 POLICY = """\
 version: 1

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from clickguard.feeds import Indicator, Kind
-from clickguard.judge import Judge
-from clickguard.learned import LearnedHosts
-from clickguard.policy import parse_policy
-from clickguard.reputation import FeedInput, ReputationIndex
+from clickguard.decision.judge import Judge
+from clickguard.intel.index import FeedInput, ReputationIndex
+from clickguard.intel.learned import LearnedHosts
+from clickguard.intel.parsers import Indicator, Kind
+from clickguard.policy.model import parse_policy
 from clickguard.urls import normalize_url
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from clickguard.errors import TokenError, URLError
-from clickguard.links import (
+from clickguard.mail.links import (
     ClickContext,
     Decoded,
     Unwrapped,

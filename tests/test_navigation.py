@@ -9,7 +9,13 @@ from urllib.parse import urlsplit
 import pytest
 from pytest import param
 
-from clickguard.navigation import Navigation, Technique, decode_html, find_navigations, parse_refresh
+from clickguard.inspection.navigation import (
+    Navigation,
+    Technique,
+    decode_html,
+    find_navigations,
+    parse_refresh,
+)
 
 BASE = "http://page.example/dir/index.html"
 T = Technique

@@ -9,7 +9,14 @@ import time
 import pytest
 
 from clickguard.errors import InputError
-from clickguard.origin import Hop, Origin, TrustedBoundary, find_origin, origin_of_message, parse_received
+from clickguard.mail.origin import (
+    Hop,
+    Origin,
+    TrustedBoundary,
+    find_origin,
+    origin_of_message,
+    parse_received,
+)
 
 # --- one header at a time --------------------------------------------------------------------
 

@@ -7,8 +7,8 @@ from html.parser import HTMLParser
 
 import pytest
 
-from clickguard.pages import REASONS, Page, block_page, reason_text, warn_page
-from clickguard.verdict import Finding
+from clickguard.decision.verdict import Finding
+from clickguard.web.pages import REASONS, Page, block_page, reason_text, warn_page
 
 HOSTILE_URL = "http://203.0.113.9/<script>alert(1)</script>?a=\"x\"&b='y'"
 FINDINGS = (

@@ -15,7 +15,7 @@ import zipfile
 
 import pytest
 
-from clickguard.payload import (
+from clickguard.inspection.payloads import (
     DANGEROUS_EXTENSIONS,
     SNIFF_BYTES,
     USER_GESTURE_EXTENSIONS,

@@ -11,8 +11,8 @@ import pytest
 from pydantic import ValidationError
 
 from clickguard.errors import PolicyError, Problem
-from clickguard.feeds import Kind
-from clickguard.policy import (
+from clickguard.intel.parsers import Kind
+from clickguard.policy.model import (
     DEFAULT_ACTIONS,
     DEFAULT_AUDIT_LOG,
     DEFAULT_AUDIT_STORE,

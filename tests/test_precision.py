@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from clickguard.fingerprint import FingerprintDB
-from clickguard.inspect import inspect_response
-from clickguard.judge import Judge
-from clickguard.policy import parse_policy
-from clickguard.reputation import ReputationIndex
+from clickguard.decision.judge import Judge
+from clickguard.inspection.fingerprints import FingerprintDB
+from clickguard.inspection.response import inspect_response
+from clickguard.intel.index import ReputationIndex
+from clickguard.policy.model import parse_policy
 from clickguard.urls import normalize_url
 from tests.appliances import Route, serve
 from tests.harness import Proxy, start_proxy

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from bench.campaign import write_campaign
-from clickguard import report, store
+from clickguard.audit import report, store
 
 REPO = Path(__file__).resolve().parents[1]
 NOW = time.time()

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from clickguard.feeds import DEFAULT_KINDS, Indicator, Kind, parse_feed
-from clickguard.reputation import MAX_TAGS, Attribution, FeedInput, ReputationIndex, Slot
+from clickguard.intel.index import MAX_TAGS, Attribution, FeedInput, ReputationIndex, Slot
+from clickguard.intel.parsers import DEFAULT_KINDS, Indicator, Kind, parse_feed
 from clickguard.urls import normalize_url
 
 ALL_KINDS = frozenset(Kind)

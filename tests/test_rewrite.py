@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 import pytest
 
-from clickguard.links import (
+from clickguard.mail.links import (
     ClickContext,
     RecipientMode,
     click_context,
@@ -23,7 +23,7 @@ from clickguard.links import (
     hash_message_id,
     hash_recipient,
 )
-from clickguard.rewrite import RewriteSettings, rewrite_html, rewrite_message, rewrite_text, wrap_url
+from clickguard.mail.rewrite import RewriteSettings, rewrite_html, rewrite_message, rewrite_text, wrap_url
 
 KEY = bytes(range(32))
 CLICK_HOST = "click.corp.example"

@@ -16,11 +16,13 @@ from typing import Any
 
 import pytest
 
-from clickguard import audit, cli, store
-from clickguard.audit import AuditLog, read_records
+from clickguard import cli
+from clickguard.audit import store
+from clickguard.audit import writer as audit
+from clickguard.audit.writer import AuditLog, read_records
+from clickguard.decision.verdict import Finding
 from clickguard.errors import AuditError
-from clickguard.runtime import Runtime
-from clickguard.verdict import Finding
+from clickguard.proxy.runtime import Runtime
 from tests.harness import Proxy, start_proxy, upstream, wait_until
 from tests.test_audit import kill_after_acks
 
@@ -352,8 +354,8 @@ async def test_unusable_record_fails_alone(tmp_path: Path) -> None:
 CHILD = """
 import asyncio, sys
 from pathlib import Path
-from clickguard import audit
-from clickguard.verdict import Finding
+from clickguard.audit import writer as audit
+from clickguard.decision.verdict import Finding
 
 FOUND = [Finding("landing.thingbot", "listed", "bots", ("mirai",))]
 

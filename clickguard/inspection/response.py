@@ -28,13 +28,13 @@ import re
 from collections.abc import Sequence
 from typing import NamedTuple
 
+from clickguard.decision.judge import Judge
+from clickguard.decision.verdict import Finding
 from clickguard.errors import URLError
-from clickguard.fingerprint import DeviceMatch, FingerprintDB, traits_from
-from clickguard.judge import Judge
-from clickguard.navigation import Navigation, Technique, decode_html, find_navigations
-from clickguard.payload import DriveBy, find_drive_by
+from clickguard.inspection.fingerprints import DeviceMatch, FingerprintDB, traits_from
+from clickguard.inspection.navigation import Navigation, Technique, decode_html, find_navigations
+from clickguard.inspection.payloads import DriveBy, find_drive_by
 from clickguard.urls import NormalizedURL, normalize_url, registered_domain
-from clickguard.verdict import Finding
 
 MAX_REDIRECT_FINDINGS = 3  # a page with more off-site navigations is reported by its first three
 

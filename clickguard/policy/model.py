@@ -41,15 +41,12 @@ from pydantic import (
 )
 
 from clickguard.errors import PolicyError, Problem, URLError
-from clickguard.feeds import Kind
-from clickguard.passwords import parse_hash
+from clickguard.policy.yamlfile import FieldProblems, Loc, Validated, describe, line_of, render, validate
 from clickguard.urls import normalize_host
-from clickguard.yamlfile import FieldProblems, Loc, Validated, describe, line_of, render, validate
+from clickguard.vocab import FeedFormat, Kind
+from clickguard.web.passwords import parse_hash
 
 type Action = Literal["allow", "warn", "block"]
-type FeedFormat = Literal[
-    "ip", "ipsum", "urlhaus_csv", "spamhaus_drop", "maltrail", "domains", "urls"
-]
 type Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # What a reason code gets when the policy does not say; see DESIGN.md for the codes.

@@ -14,7 +14,8 @@ import aiohttp
 from mitmproxy import ctx, exceptions
 
 from clickguard.errors import PolicyError
-from clickguard.runtime import Runtime, feeds_from_specs
+from clickguard.proxy.runtime import Runtime, feeds_from_specs
+from clickguard.shipped import DEFAULT_POLICY
 
 logger = logging.getLogger(__name__)
 
@@ -36,8 +37,8 @@ class Config:
     def load(self, loader: object) -> None:
         """Register clickguard's options."""
         add = loader.add_option  # type: ignore[attr-defined]
-        add("clickguard_policy", str, "policies/default.yaml",
-            "Policy file (YAML) of clickguard; reloaded when it changes.")
+        add("clickguard_policy", str, str(DEFAULT_POLICY),
+            "Policy file (YAML) of clickguard, by default the shipped one; reloaded when it changes.")
         add("clickguard_feeds", Sequence[str], [],
             "Extra reputation feeds as FORMAT:PATH or FORMAT:URL (formats: ip, ipsum, urlhaus_csv, "
             "spamhaus_drop, maltrail, domains, urls), added to the policy's feeds.")

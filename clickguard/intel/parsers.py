@@ -15,7 +15,6 @@ import json
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from enum import StrEnum
 from itertools import repeat
 from operator import length_hint
 from socket import AF_INET, inet_pton
@@ -24,17 +23,7 @@ from typing import NamedTuple, cast
 
 from clickguard.errors import FeedError, Problem, URLError
 from clickguard.urls import DEFAULT_PORTS, normalize_host, normalize_url
-
-
-class Kind(StrEnum):
-    """What an indicator names, and so how it is matched."""
-
-    IP = "ip"  # one address, IPv4 or IPv6; value canonical (`ipaddress` str form)
-    CIDR = "cidr"  # a network; value canonical "net/prefixlen", host bits cleared
-    DOMAIN = "domain"  # a domain and all its subdomains; value lower-case punycode, no trailing dot
-    HOST = "host"  # exactly this host name, not its subdomains
-    URL = "url"  # exactly this URL, as `urls.normalize_url(...).url` renders it
-    PATH = "path"  # a request path on any host (maltrail payload names such as /Mozi.m)
+from clickguard.vocab import Kind as Kind
 
 
 class Indicator(NamedTuple):

@@ -15,7 +15,7 @@ import socket
 from collections.abc import Iterable, Iterator, Sequence
 from typing import ClassVar, NamedTuple
 
-from clickguard.feeds import Indicator, Kind
+from clickguard.intel.parsers import Indicator, Kind
 from clickguard.urls import NormalizedURL, parent_domains
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from clickguard.judge import Judge
-from clickguard.resolver import ResolveError, Resolver
+from clickguard.decision.judge import Judge
+from clickguard.decision.verdict import Finding, Verdict
+from clickguard.intel.resolver import ResolveError, Resolver
 from clickguard.urls import NormalizedURL
-from clickguard.verdict import Finding, Verdict
 
 
 class Decision(NamedTuple):

@@ -23,9 +23,9 @@ from typing import Any
 
 import aiohttp
 
-from clickguard.feeds import DEFAULT_KINDS, Kind, ParsedFeed, parse_feed
-from clickguard.policy import FeedConfig
-from clickguard.reputation import FeedInput, ReputationIndex
+from clickguard.intel.index import FeedInput, ReputationIndex
+from clickguard.intel.parsers import DEFAULT_KINDS, Kind, ParsedFeed, parse_feed
+from clickguard.policy.model import FeedConfig
 
 logger = logging.getLogger(__name__)
 

@@ -44,13 +44,14 @@ from html import escape
 from pathlib import Path
 from typing import NamedTuple
 
-from clickguard import audit, report, store
+from clickguard.audit import report, store
+from clickguard.audit import writer as audit
 from clickguard.errors import TokenError
-from clickguard.pages import document
-from clickguard.passwords import DEFAULT_PARAMS, decoy, parse_hash, verify_password
-from clickguard.policy import AdminConfig
-from clickguard.runtime import Runtime
+from clickguard.policy.model import AdminConfig
+from clickguard.proxy.runtime import Runtime
 from clickguard.tokens import b64url_encode, sign, verify
+from clickguard.web.pages import document
+from clickguard.web.passwords import DEFAULT_PARAMS, decoy, parse_hash, verify_password
 
 logger = logging.getLogger(__name__)
 

@@ -34,7 +34,7 @@ from html.entities import html5 as _HTML5_ENTITIES
 from typing import Literal, NamedTuple
 
 from clickguard.errors import URLError
-from clickguard.links import ClickContext, click_context, is_click_link, make_click_link, unwrap
+from clickguard.mail.links import ClickContext, click_context, is_click_link, make_click_link, unwrap
 from clickguard.urls import normalize_host, normalize_url, parent_domains
 
 __all__ = [

@@ -7,11 +7,11 @@ import time
 from cachetools import LRUCache
 from mitmproxy import http
 
-from clickguard.addons.guard import client_of
-from clickguard.links import ClickContext, click_context
-from clickguard.policy import Policy
-from clickguard.rewrite import RewriteSettings, rewrite_html
-from clickguard.runtime import Runtime
+from clickguard.mail.links import ClickContext, click_context
+from clickguard.mail.rewrite import RewriteSettings, rewrite_html
+from clickguard.policy.model import Policy
+from clickguard.proxy.guard import client_of
+from clickguard.proxy.runtime import Runtime
 from clickguard.urls import parent_domains
 
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 
-from clickguard.learned import FEED_NAME, LearnedHost, LearnedHosts
-from clickguard.policy import Policy
-from clickguard.reputation import Attribution, NetworkMap, ReputationIndex, _Merger
+from clickguard.decision.verdict import SEVERITY, Action, Finding, Verdict, finding_from_match
+from clickguard.intel.index import Attribution, NetworkMap, ReputationIndex, _Merger
+from clickguard.intel.learned import FEED_NAME, LearnedHost, LearnedHosts
+from clickguard.policy.model import Policy
 from clickguard.urls import NormalizedURL, parent_domains
-from clickguard.verdict import SEVERITY, Action, Finding, Verdict, finding_from_match
 
 _LISTED = Attribution("policy", "policy", ())
 

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from html import escape
 from typing import NamedTuple
 
-from clickguard.verdict import Finding
+from clickguard.decision.verdict import Finding
 
 REASONS: dict[str, str] = {
     "landing.thingbot": "The site is on a list of infected devices (Thingbots: routers, cameras, "

@@ -13,18 +13,18 @@ from collections.abc import Coroutine
 from mitmproxy import connection, http, tcp
 from mitmproxy.proxy import server_hooks
 
-from clickguard import audit
-from clickguard.check import Decision, check, with_origin
-from clickguard.clicks import ClickMark
+from clickguard.audit import writer as audit
+from clickguard.decision.check import Decision, check, with_origin
+from clickguard.decision.verdict import Finding, Verdict
 from clickguard.errors import URLError
-from clickguard.inspect import Inspection, inspect_response
-from clickguard.pages import Page, block_page, warn_page
-from clickguard.payload import SNIFF_BYTES
-from clickguard.resolver import ResolveError
-from clickguard.runtime import Runtime
+from clickguard.inspection.payloads import SNIFF_BYTES
+from clickguard.inspection.response import Inspection, inspect_response
+from clickguard.intel.resolver import ResolveError
+from clickguard.mail.clicks import ClickMark
+from clickguard.proxy.runtime import Runtime
 from clickguard.tokens import sign
 from clickguard.urls import NormalizedURL, normalize_url, parent_domains
-from clickguard.verdict import Finding, Verdict
+from clickguard.web.pages import Page, block_page, warn_page
 
 METADATA_KEY = "clickguard"
 logger = logging.getLogger(__name__)

@@ -31,9 +31,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from clickguard import store
+from clickguard.audit import store
+from clickguard.decision.verdict import Finding
 from clickguard.errors import AuditError
-from clickguard.verdict import Finding
 
 logger = logging.getLogger(__name__)
 

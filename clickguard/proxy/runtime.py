@@ -18,15 +18,15 @@ from typing import NamedTuple
 
 from cachetools import TLRUCache
 
-from clickguard.audit import AuditLog
-from clickguard.clicks import ClickTrail
+from clickguard.audit.writer import AuditLog
+from clickguard.decision.judge import Judge
 from clickguard.errors import InputError, PolicyError
-from clickguard.feedsource import FeedSet, write_status
-from clickguard.fingerprint import SHIPPED_FINGERPRINTS, FingerprintDB
-from clickguard.judge import Judge
-from clickguard.learned import LearnedHosts
-from clickguard.policy import FeedConfig, LoadedPolicy, Policy, load_policy
-from clickguard.resolver import Resolver
+from clickguard.inspection.fingerprints import SHIPPED_FINGERPRINTS, FingerprintDB
+from clickguard.intel.learned import LearnedHosts
+from clickguard.intel.resolver import Resolver
+from clickguard.intel.sources import FeedSet, write_status
+from clickguard.mail.clicks import ClickTrail
+from clickguard.policy.model import FeedConfig, LoadedPolicy, Policy, load_policy
 from clickguard.tokens import load_or_create_key
 
 logger = logging.getLogger(__name__)

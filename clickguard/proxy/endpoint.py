@@ -8,17 +8,18 @@ from collections.abc import Coroutine
 
 from mitmproxy import http
 
-from clickguard import audit, dashboard
-from clickguard.addons.guard import Guard, client_of, respond
-from clickguard.check import check, with_origin
-from clickguard.clicks import ClickMark
+from clickguard.audit import writer as audit
+from clickguard.decision.check import check, with_origin
+from clickguard.decision.verdict import Finding
 from clickguard.errors import TokenError, URLError
-from clickguard.links import verify_click_link
-from clickguard.pages import Page, block_page, message_page
-from clickguard.runtime import Runtime
+from clickguard.mail.clicks import ClickMark
+from clickguard.mail.links import verify_click_link
+from clickguard.proxy.guard import Guard, client_of, respond
+from clickguard.proxy.runtime import Runtime
 from clickguard.tokens import verify
 from clickguard.urls import normalize_url
-from clickguard.verdict import Finding
+from clickguard.web import dashboard
+from clickguard.web.pages import Page, block_page, message_page
 
 
 class Endpoint:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Literal, NamedTuple
 
-from clickguard.feeds import Kind
-from clickguard.reputation import Match
+from clickguard.intel.index import Match
+from clickguard.intel.parsers import Kind
 
 type Action = Literal["allow", "warn", "block"]
 

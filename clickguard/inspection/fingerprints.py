@@ -29,7 +29,6 @@ import html
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 from types import MappingProxyType
 from typing import Annotated, Literal, NamedTuple, Self
@@ -45,44 +44,16 @@ from pydantic import (
 )
 
 from clickguard.errors import InputError, Problem
-from clickguard.yamlfile import FieldProblems, Loc, describe, line_of, render, validate
+from clickguard.policy.yamlfile import FieldProblems, Loc, describe, line_of, render, validate
+from clickguard.shipped import FINGERPRINTS
+from clickguard.vocab import DeviceClass as DeviceClass
 
 type Strength = Literal["device", "software"]
 
 # The fingerprint files shipped with clickguard; IT's own files load after them.
-SHIPPED_FINGERPRINTS = Path(__file__).resolve().parent.parent / "policies" / "fingerprints"
+SHIPPED_FINGERPRINTS = FINGERPRINTS
 BODY_LIMIT = 4096  # characters of body text the body trait (and the title search) looks at
 EVIDENCE_LIMIT = 120  # characters of matched value kept as evidence
-
-
-class DeviceClass(StrEnum):
-    """What kind of appliance a fingerprint names."""
-
-    ROUTER = "router"
-    CAMERA = "camera"
-    DVR = "dvr"
-    NAS = "nas"
-    TV = "tv"
-    PRINTER = "printer"
-    SMART_APPLIANCE = "smart_appliance"
-    EMBEDDED = "embedded"
-
-    @property
-    def label(self) -> str:
-        """A human name for the class, for pages and reports."""
-        return _LABELS[self]
-
-
-_LABELS: Mapping[DeviceClass, str] = MappingProxyType({
-    DeviceClass.ROUTER: "router or gateway",
-    DeviceClass.CAMERA: "IP camera",
-    DeviceClass.DVR: "DVR/NVR",
-    DeviceClass.NAS: "NAS",
-    DeviceClass.TV: "TV or media device",
-    DeviceClass.PRINTER: "printer",
-    DeviceClass.SMART_APPLIANCE: "smart appliance",
-    DeviceClass.EMBEDDED: "embedded web server",
-})
 
 
 class ResponseTraits(NamedTuple):

@@ -52,9 +52,9 @@ from datetime import UTC, datetime
 from html import escape
 from typing import Any
 
-from clickguard.fingerprint import DeviceClass
-from clickguard.pages import reason_text
-from clickguard.store import timestamp
+from clickguard.audit.store import timestamp
+from clickguard.inspection.fingerprints import DeviceClass
+from clickguard.web.pages import reason_text
 
 FORMAT_VERSION = 1
 SECTIONS = ("totals", "reasons", "users", "thingbots", "continues")

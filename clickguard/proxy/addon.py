@@ -1,0 +1,95 @@
+"""clickguard as a mitmproxy script: `mitmdump -s clickguard/addon.py --set clickguard_policy=FILE`.
+
+mitmproxy offers every event to every registered addon object, whether it
+handles it or not, so each object costs something on every request. clickguard
+keeps one class per concern (`Config`, `Endpoint`, `Guard`, `Webmail`) and registers a
+single object that hands each event to the part that owns it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Coroutine
+from pathlib import Path
+
+from mitmproxy import http, tcp
+from mitmproxy.proxy import server_hooks
+
+from clickguard.proxy.config import Config
+from clickguard.proxy.endpoint import Endpoint
+from clickguard.proxy.guard import Guard
+from clickguard.proxy.runtime import Runtime
+from clickguard.proxy.webmail import Webmail
+
+type Pending = Coroutine[None, None, None] | None
+
+
+class Clickguard:
+    """The addon mitmproxy sees: policy and feeds (Config), the click host (Endpoint), judging (Guard)."""
+
+    def __init__(self) -> None:
+        self.runtime = Runtime(state_dir=Path("var"), certs_dir=Path("~/.mitmproxy").expanduser())
+        self.config = Config(self.runtime)
+        self.guard = Guard(self.runtime)
+        self.endpoint = Endpoint(self.runtime, self.guard)
+        self.webmail = Webmail(self.runtime)
+
+    def load(self, loader: object) -> None:
+        """Register clickguard's options."""
+        self.config.load(loader)
+
+    def configure(self, updated: set[str]) -> None:
+        """Apply changed options (loads the policy)."""
+        self.config.configure(updated)
+
+    def running(self) -> None:
+        """Start background work."""
+        self.config.running()
+
+    async def done(self) -> None:
+        """Stop background work and flush the audit log."""
+        await self.config.done()
+
+    def request(self, flow: http.HTTPFlow) -> Pending:
+        """The click host's pages, or judging every other request."""
+        return self.endpoint.request(flow) or self.guard.request(flow)
+
+    def http_connect(self, flow: http.HTTPFlow) -> Pending:
+        """Judge tunnels that are not intercepted."""
+        return self.guard.http_connect(flow)
+
+    def server_connect(self, data: server_hooks.ServerConnectionHookData) -> Pending:
+        """Judge the addresses about to be connected to."""
+        return self.guard.server_connect(data)
+
+    def server_connected(self, data: server_hooks.ServerConnectionHookData) -> Pending:
+        """Judge the address actually connected to."""
+        return self.guard.server_connected(data)
+
+    def responseheaders(self, flow: http.HTTPFlow) -> Pending:
+        """Bodies too large to hold are judged by their headers and sniffed as they stream."""
+        return self.guard.responseheaders(flow)
+
+    def response(self, flow: http.HTTPFlow) -> Pending:
+        """Inspection, the audit record and tainted connections first; then webmail pages get click links."""
+        pending = self.guard.response(flow)
+        if pending is None:
+            self.webmail.response(flow)
+            return None
+        return self._then_webmail(pending, flow)
+
+    async def _then_webmail(self, pending: Coroutine[None, None, None], flow: http.HTTPFlow) -> None:
+        """Finish the guard's work on a response, then rewrite it if it is (still) a webmail page."""
+        await pending
+        self.webmail.response(flow)
+
+    def tcp_start(self, flow: tcp.TCPFlow) -> None:
+        """Kill passed-through tunnels to tainted connections."""
+        self.guard.tcp_start(flow)
+
+
+def make_addons() -> list[object]:
+    """The addon list mitmproxy loads."""
+    return [Clickguard()]
+
+
+addons = make_addons()
