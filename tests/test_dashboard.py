@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import re
 import ssl
@@ -12,9 +13,11 @@ import urllib.parse
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import pytest
 
+from clickguard.audit import report, store
 from clickguard.errors import PolicyError, TokenError
 from clickguard.policy.model import check_policy, parse_policy
 from clickguard.proxy.runtime import Runtime
@@ -31,12 +34,15 @@ from clickguard.web.dashboard import (
     safe_next,
     same_origin,
 )
-from clickguard.web.passwords import decoy, hash_password, parse_hash, verify_password
+from clickguard.web.passwords import ScryptParams, decoy, hash_password, parse_hash, verify_password
 from tests.harness import REPO, Proxy, start_proxy, upstream, wait_until
 from tests.test_clicks import THINGBOT_ORIGIN, click_link
 from tests.test_proxy import HTML, write_policy
 
 PASSWORD = "correct horse battery"
+# What every dashboard page must send, spelled out: no script, no frames, forms only to itself.
+CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'self'; "
+       "frame-ancestors 'none'")
 HASH = hash_password(PASSWORD)  # one scrypt for the module: each costs ~50 ms
 KEY = b"k" * 32
 
@@ -327,17 +333,29 @@ def test_return_target_stays_under_admin(value: str | None, expected: str) -> No
 # -- the handler, without a proxy -----------------------------------------------------------------
 
 
-@pytest.fixture
-def board(tmp_path: Path) -> Iterator[Dashboard]:
-    """A dashboard over a runtime with one user (alice), its audit log in tmp_path."""
-    policy = tmp_path / "policy.yaml"
-    policy.write_text(f"audit: {{log: audit.jsonl}}\nadmin:\n  users:\n    alice: {HASH}\n"
-                      "  lockout_after: 2\n")
-    runtime = Runtime(state_dir=tmp_path / "var", certs_dir=tmp_path / "certs")
+def start_runtime(directory: Path, admin: str) -> Runtime:
+    """The proxy's runtime on a policy with this `admin` section, its audit log and store in the directory."""
+    policy = directory / "policy.yaml"
+    # Both sinks named: the defaults are relative to the working directory, the checkout.
+    policy.write_text(f"audit: {{log: audit.jsonl, store: audit.sqlite}}\nadmin:\n{admin}")
+    runtime = Runtime(state_dir=directory / "var", certs_dir=directory / "certs")
     runtime.policy_path = policy
     runtime.install(runtime.build())
-    yield Dashboard(runtime)
+    return runtime
+
+
+@pytest.fixture
+def runtime(tmp_path: Path) -> Iterator[Runtime]:
+    """A runtime with one dashboard user (alice) locked out after two failures."""
+    runtime = start_runtime(tmp_path, f"  users:\n    alice: {HASH}\n  lockout_after: 2\n")
+    yield runtime
     runtime.close()
+
+
+@pytest.fixture
+def board(runtime: Runtime) -> Dashboard:
+    """A dashboard over that runtime, as the proxy's endpoint makes it."""
+    return Dashboard(runtime)
 
 
 def request(method: str, path: str, *, query: str = "", body: str = "", cookie: str = "",
@@ -357,13 +375,13 @@ def cookies_of(answer: dashboard.Answer) -> dict[str, str]:
     return out
 
 
-async def log_in(board: Dashboard, password: str = PASSWORD) -> dashboard.Answer:
+async def log_in(board: Dashboard, password: str = PASSWORD, user: str = "alice") -> dashboard.Answer:
     """Fetch the form, post it; the answer to the POST."""
     form = await board.handle(request("GET", "/admin/login"))
     nonce = cookies_of(form)["clickguard_login"]
     token = re.search(r'name="csrf" value="([^"]+)"', form.body.decode())
     assert token
-    body = urllib.parse.urlencode({"user": "alice", "password": password, "csrf": token[1]})
+    body = urllib.parse.urlencode({"user": user, "password": password, "csrf": token[1]})
     return await board.handle(request("POST", "/admin/login", body=body, cookie=f"clickguard_login={nonce}"))
 
 
@@ -397,7 +415,7 @@ async def test_login_logout_and_the_views(board: Dashboard) -> None:
         page = await board.handle(request("GET", path, cookie=cookie))
         assert page.status == 200, page.body
         headers = dict(page.headers)
-        assert headers["Content-Security-Policy"] == dashboard.CSP
+        assert headers["Content-Security-Policy"] == CSP
         assert headers["Cache-Control"] == "no-store"
     page = await board.handle(request("GET", "/admin/policy", cookie=cookie))
     assert board.runtime.state is not None and board.runtime.state.loaded.sha256 in page.body.decode()
@@ -424,16 +442,68 @@ async def test_unauthenticated_views_redirect_to_login_with_a_safe_return(board:
     assert 'name="next" value="/admin"' in form.body.decode()
 
 
-async def test_lockout_refuses_without_checking_and_audits(board: Dashboard) -> None:
+async def test_lockout_refuses_without_checking_and_audits(board: Dashboard, runtime: Runtime) -> None:
     assert (await log_in(board, "wrong")).status == 403
     assert (await log_in(board, "wrong")).status == 403
     answer = await log_in(board, PASSWORD)  # lockout_after: 2
     assert answer.status == 429 and "clickguard_admin" not in cookies_of(answer)
     assert "Too many failed logins" in answer.body.decode()
-    board.runtime.close()  # flush the audit log
-    records = (board.runtime.state_dir.parent / "audit.jsonl").read_text()
+    runtime.close()  # flush the audit log
+    records = (runtime.state_dir.parent / "audit.jsonl").read_text()
     assert records.count('"event":"admin_login"') == 3
     assert PASSWORD not in records and "wrong" not in records.replace("wrong_", "")
+
+
+class Scrypt(NamedTuple):
+    """One call of hashlib.scrypt: what was derived, and at what cost."""
+
+    password: bytes
+    salt: bytes
+    n: int
+    r: int
+    p: int
+    maxmem: int
+    dklen: int
+
+
+async def test_an_unknown_user_costs_what_a_known_one_does(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    # alice's hash is stronger than the default, so a decoy made with the default would show.
+    params = ScryptParams(n=2**15, r=8, p=1)
+    stored = hash_password(PASSWORD, params=params)
+    runtime = start_runtime(tmp_path, f"  users:\n    alice: {stored}\n")
+    board = Dashboard(runtime)
+    calls: list[Scrypt] = []
+    real_scrypt = hashlib.scrypt
+
+    def counting_scrypt(password: bytes, *, salt: bytes, n: int, r: int, p: int, maxmem: int = 0,
+                        dklen: int = 64) -> bytes:
+        calls.append(Scrypt(password, salt, n, r, p, maxmem, dklen))
+        return real_scrypt(password, salt=salt, n=n, r=r, p=p, maxmem=maxmem, dklen=dklen)
+
+    monkeypatch.setattr(hashlib, "scrypt", counting_scrypt)
+    try:
+        work: dict[str, list[Scrypt]] = {}
+        for case, user, password in [("known, wrong password", "alice", "not the password"),
+                                     ("unknown", "mallory", "not the password"),
+                                     ("known, right password", "alice", PASSWORD)]:
+            calls.clear()
+            answer = await log_in(board, password, user=user)
+            assert answer.status == (303 if password == PASSWORD else 403), case
+            work[case] = list(calls)
+    finally:
+        runtime.close()
+    salt = parse_hash(stored).salt
+    cost = (params.n, params.r, params.p)
+    for case, done in work.items():
+        # One derivation each, at the stored hash's cost, of the password as typed.
+        assert len(done) == 1, (case, done)
+        (call,) = done
+        assert (call.n, call.r, call.p, call.dklen) == (*cost, 32), case
+        assert len(call.salt) == len(salt), case
+    known, unknown = work["known, wrong password"][0], work["unknown"][0]
+    assert unknown._replace(salt=known.salt) == known  # the same work but for the salt...
+    assert known.salt == salt and unknown.salt != salt  # ...a decoy's, for the user who is not there
 
 
 # -- through the real proxy -----------------------------------------------------------------------
@@ -514,6 +584,41 @@ def admin_proxy(tmp_path: Path, certs: Path) -> Iterator[Proxy]:
     p.stop()
 
 
+def test_logins_stay_out_of_the_store_reports_read(admin_proxy: Proxy) -> None:
+    """The README: logins are audited in the JSON Lines log only, so reports count browsing."""
+    store_path = admin_proxy.workdir / "var" / "audit.sqlite"  # the policy's default store
+
+    def stored() -> dict[str, Any]:
+        connection = store.connect(store_path, readonly=True)
+        try:
+            logins = connection.execute("SELECT count(*) FROM decisions WHERE event = 'admin_login'")
+            assert logins.fetchone() == (0,)
+            data = report.report_dict(report.build_report(connection))
+        finally:
+            connection.close()
+        del data["generated_at"]
+        return data
+
+    # One decision to report: a request to a listed Thingbot, blocked.
+    assert admin_proxy.get("http://127.0.0.3:8080/Mozi.m", HTML).status == 403
+    wait_until(lambda: store_path.exists() and stored()["totals"]["decisions"] == 1,
+               what="the blocked request in the store")
+    before = stored()
+    client = Client(admin_proxy)
+    assert client.log_in("admin", "not the password")[0] == 403
+    assert client.log_in("nobody", "not the password")[0] == 403
+    assert client.log_in("admin", PASSWORD)[0] == 303
+    status, _, page = client.send("GET", "http://clickguard.local/admin?since=24h")
+    assert status == 200 and "<b>1</b>decisions" in page  # the overview counts the one request
+    # The proxy answers once a record is written: the logins are in the log by now...
+    logins = [(r["admin_user"], r["action"], r["result"]) for r in admin_proxy.audit()
+              if r["event"] == "admin_login"]
+    assert logins == [("admin", "block", "bad_password"), ("nobody", "block", "unknown_user"),
+                      ("admin", "allow", "ok")]
+    # ...and not in the store: every figure of the report is what it was before them.
+    assert stored() == before
+
+
 def test_dashboard_is_off_without_users(tmp_path: Path, certs: Path) -> None:
     proxy = start_proxy(tmp_path, write_policy(tmp_path, "version: 1\n"), certs)
     try:
@@ -568,7 +673,7 @@ def test_login_shows_the_click_just_made_and_logout_ends_the_session(admin_proxy
     assert status == 200 and f"{site.base}/invoice" in page and "origin.thingbot" in page
     status, headers, page = client.send("GET", "http://clickguard.local/admin")
     assert "<svg" in page
-    assert dict(headers)["Content-Security-Policy"] == dashboard.CSP
+    assert dict(headers)["Content-Security-Policy"] == CSP
     assert dict(headers)["Cache-Control"] == "no-store"
     assert "<script" not in page
     # Logout is a POST carrying the session's CSRF token.

@@ -1,7 +1,8 @@
 """The admin dashboard on the click host: read-only views of the audit store, feeds and policy.
 
-The proxy serves it under ``/admin`` on the click host (`addons/endpoint.py`
-hands those requests to `Dashboard.handle`; nothing here imports mitmproxy):
+The proxy serves it under ``/admin`` on the click host (`clickguard/proxy/endpoint.py`
+hands those requests to `Dashboard.handle`; nothing here imports mitmproxy or the proxy,
+whose runtime the dashboard reads through the `ProxyView` protocol):
 
     GET  /admin                 overview: the report's sections, ?since=24h (default), 7d or 30d
     GET  /admin/feeds           per feed: entries, age of data, source, last error; learned hosts
@@ -42,13 +43,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple, Protocol
 
-from clickguard.audit import report, store
+from clickguard.audit import queries, report_html, store
 from clickguard.audit import writer as audit
 from clickguard.errors import TokenError
-from clickguard.policy.model import AdminConfig
-from clickguard.proxy.runtime import Runtime
+from clickguard.intel.learned import LearnedHost
+from clickguard.policy.model import AdminConfig, LoadedPolicy, Policy
 from clickguard.tokens import b64url_encode, sign, verify
 from clickguard.web.pages import document
 from clickguard.web.passwords import DEFAULT_PARAMS, decoy, parse_hash, verify_password
@@ -335,7 +336,8 @@ def page_headers() -> list[tuple[str, str]]:
 
 def _html(status: int, title: str, inner: str, *, extra: Iterable[tuple[str, str]] = ()) -> Answer:
     """A dashboard page."""
-    body = document(f"{title} · clickguard", _ACCENT, inner, style=_STYLE + report.REPORT_CSS).encode("utf-8")
+    style = _STYLE + report_html.REPORT_CSS
+    body = document(f"{title} · clickguard", _ACCENT, inner, style=style).encode("utf-8")
     return Answer(status, [*page_headers(), *extra], body)
 
 
@@ -387,12 +389,91 @@ def _host_link(host: str) -> str:
 
 
 def drilldown_link(kind: str, value: str) -> str | None:
-    """The dashboard's page for a host or a click id in the report (report.Link)."""
+    """The dashboard's page for a host or a click id in the report (report_html.Link)."""
     if kind == "host":
         return "/admin/host?h=" + urllib.parse.quote(value, safe="")
     if kind == "click":
         return "/admin/click?id=" + urllib.parse.quote(value, safe="")
     return None
+
+
+# -- what the dashboard reads of the proxy -------------------------------------------------------
+
+
+class PolicyHolder(Protocol):
+    """Whatever holds the policy in force (the proxy's judge)."""
+
+    @property
+    def policy(self) -> Policy: ...
+
+
+class FeedsStatus(Protocol):
+    """The loaded feeds, as /admin/feeds lists them."""
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        """One dict per feed: name, format, category, entries, skipped, data_time, loaded_at, source…"""
+        ...
+
+
+class Configuration(Protocol):
+    """The configuration in force: the policy file as loaded, and its feeds."""
+
+    @property
+    def loaded(self) -> LoadedPolicy: ...
+
+    @property
+    def feeds(self) -> FeedsStatus: ...
+
+
+class LearnedThingbots(Protocol):
+    """The hosts learned as Thingbots, and why their file could not be read, if it could not."""
+
+    @property
+    def error(self) -> str | None: ...
+
+    def __iter__(self) -> Iterator[LearnedHost]: ...
+
+
+class ProxyView(Protocol):
+    """Everything the dashboard reads of the proxy it runs in; the proxy's `Runtime` is one.
+
+    Declared here, not imported: the dashboard (web/) sits below the proxy (proxy/), which
+    hands its runtime over. The dashboard reads this and records its logins, nothing more.
+    """
+
+    @property
+    def key(self) -> bytes:
+        """The key session and CSRF tokens are signed with."""
+        ...
+
+    @property
+    def judge(self) -> PolicyHolder:
+        """The policy in force: its click host and `admin` section (users, lock-out, sessions)."""
+        ...
+
+    @property
+    def state(self) -> Configuration | None:
+        """The configuration in force, None before the first policy loaded."""
+        ...
+
+    @property
+    def policy_error(self) -> str | None:
+        """Why the last reload failed, while the last good policy keeps serving."""
+        ...
+
+    @property
+    def learned(self) -> LearnedThingbots:
+        """The hosts the proxy learned as Thingbots, for /admin/feeds."""
+        ...
+
+    @property
+    def store_path(self) -> Path | None:
+        """The audit store the views read, None when the policy turns it off."""
+        ...
+
+    async def record(self, entry: dict[str, object]) -> None:
+        """Write one audit record (a login attempt)."""
+        ...
 
 
 # -- the dashboard -------------------------------------------------------------------------------
@@ -401,7 +482,7 @@ def drilldown_link(kind: str, value: str) -> str | None:
 class Dashboard:
     """The dashboard's pages and its login state (lock-out, sessions) for one proxy process."""
 
-    def __init__(self, runtime: Runtime, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, runtime: ProxyView, *, clock: Callable[[], float] = time.time) -> None:
         self.runtime = runtime
         self.clock = clock
         self.lockout = LockOut()
@@ -612,8 +693,9 @@ class Dashboard:
     def _report_sections(self, since: float, until: float) -> str:
         """Every section of the report over a time range (in a worker thread)."""
         with _readonly(self.runtime.store_path) as connection:
-            built = report.build_report(connection, since=since, until=until, limit=REPORT_LIMIT)
-        return "".join(report.section_html(built, name, link=drilldown_link) for name in report.SECTIONS)
+            built = queries.build_report(connection, since=since, until=until, limit=REPORT_LIMIT)
+        return "".join(report_html.section_html(built, name, link=drilldown_link)
+                       for name in report_html.SECTIONS)
 
     async def _feeds(self, session: Session) -> Answer:
         """Each feed's status and the hosts learned as Thingbots."""
@@ -695,8 +777,8 @@ class Dashboard:
         """A drill-down from the store, read now in a worker thread."""
         def read() -> str:
             with _readonly(self.runtime.store_path) as connection:
-                records = report.drilldown(connection, host=host, click_id=click_id)
-            return report.drilldown_html(records, link=drilldown_link)
+                records = queries.drilldown(connection, host=host, click_id=click_id)
+            return report_html.drilldown_html(records, link=drilldown_link)
         try:
             body = await asyncio.to_thread(read)
         except sqlite3.Error as e:

@@ -1,0 +1,409 @@
+"""The queries behind reports: the audit store (clickguard.audit.store) read into plain data.
+
+``build_report`` runs one GROUP BY per figure against the store, each bounded by
+the time range and served by the store's indexes, so its cost follows the rows
+in the range, never a Python loop over them; it returns one ``Report``, which
+clickguard.audit.report renders as text and JSON and clickguard.audit.report_html
+as HTML. ``drilldown`` lists every record about one host or one click link.
+
+A "user" is the proxy's authenticated user, else the click link's recipient
+(a plain address or a 16-hex keyed hash), else the client address; ``kind`` says
+which: ``user``, ``recipient`` or ``client``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import sqlite3
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from clickguard.vocab import DeviceClass
+
+HOUR, DAY = 3600, 86400
+# Hourly buckets up to this span, daily beyond: a week of hours is too fine to read.
+HOURLY_UP_TO = 3 * DAY
+
+
+def _who_sql(table: str = "") -> str:
+    """SQL for the user a decisions row is about: user, else recipient, else client."""
+    return f"coalesce({table}user, {table}recipient, {table}client)"
+
+
+def _kind_sql(table: str = "") -> str:
+    """SQL for which of the three columns _who_sql took."""
+    return (f"CASE WHEN {table}user IS NOT NULL THEN 'user' "
+            f"WHEN {table}recipient IS NOT NULL THEN 'recipient' ELSE 'client' END")
+
+
+def device_label(device_class: str) -> str:
+    """A device class as the store holds it, in plain words (a class this version does not know as is)."""
+    try:
+        return DeviceClass(device_class).label
+    except ValueError:
+        return device_class
+
+
+@dataclass(frozen=True)
+class Totals:
+    """Counts over the whole range."""
+
+    decisions: int
+    clicks: int
+    blocks: int
+    warns: int
+    continues: int
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """One hour or day of the timeline (start in Unix seconds)."""
+
+    start: float
+    decisions: int
+    clicks: int
+    blocks: int
+    warns: int
+
+
+@dataclass(frozen=True)
+class Count:
+    """A reason code, feed or tag and the decisions it appears in."""
+
+    name: str
+    decisions: int
+
+
+@dataclass(frozen=True)
+class TargetedUser:
+    """A user with blocked or warned clicks and hops."""
+
+    user: str
+    kind: str
+    blocked: int
+    warned: int
+    total: int
+
+
+@dataclass(frozen=True)
+class ThingbotTarget:
+    """A user who clicked links in mail handed over by a Thingbot."""
+
+    user: str
+    kind: str
+    clicks: int
+
+
+@dataclass(frozen=True)
+class ThingbotShare:
+    """Clicks whose mail came from a Thingbot, over all clicks."""
+
+    clicks: int
+    thingbot_clicks: int
+
+    @property
+    def percent(self) -> float | None:
+        """The share in percent, None without clicks."""
+        return 100.0 * self.thingbot_clicks / self.clicks if self.clicks else None
+
+
+@dataclass(frozen=True)
+class ThingbotOrigin:
+    """A Thingbot that handed over clicked mail, with the feeds and tags that list it."""
+
+    origin_ip: str
+    clicks: int
+    feeds: tuple[str, ...]
+    tags: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ApplianceClass:
+    """Landings on one class of appliance."""
+
+    device_class: str
+    decisions: int
+    hosts: int
+
+    @property
+    def label(self) -> str:
+        """The class in plain words."""
+        return device_label(self.device_class)
+
+
+@dataclass(frozen=True)
+class ApplianceHost:
+    """One appliance that answered, how often, and when last."""
+
+    host: str
+    device_class: str
+    decisions: int
+    last: float
+
+
+@dataclass(frozen=True)
+class ContinueUser:
+    """A user who went on past warnings."""
+
+    user: str
+    kind: str
+    continues: int
+    hosts: int
+    last: float
+
+
+@dataclass(frozen=True)
+class Continue:
+    """One "continue anyway" past a warning."""
+
+    ts: float
+    ref: str
+    user: str
+    kind: str
+    client: str | None
+    host: str | None
+    url: str
+    warn_ref: str | None
+    click_id: str | None
+
+
+@dataclass(frozen=True)
+class Report:
+    """Every figure of one report, as build_report found them."""
+
+    since: float | None
+    until: float | None
+    generated_at: float
+    first: float | None
+    last: float | None
+    bucket: int  # HOUR or DAY
+    totals: Totals
+    timeline: tuple[Bucket, ...]
+    reasons: tuple[Count, ...]
+    feeds: tuple[Count, ...]
+    tags: tuple[Count, ...]
+    targeted_users: int
+    targeted: tuple[TargetedUser, ...]
+    thingbot_users: int
+    thingbot_targets: tuple[ThingbotTarget, ...]
+    thingbot_share: ThingbotShare
+    thingbot_origin_count: int
+    thingbot_origins: tuple[ThingbotOrigin, ...]
+    appliance_classes: tuple[ApplianceClass, ...]
+    appliance_hosts: tuple[ApplianceHost, ...]
+    continue_users: int
+    continues_by_user: tuple[ContinueUser, ...]
+    continues: tuple[Continue, ...]
+
+
+# --- time -------------------------------------------------------------------------------------
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])", re.ASCII)
+_UNITS = {"s": 1, "m": 60, "h": HOUR, "d": DAY, "w": 7 * DAY}
+
+
+def parse_when(value: str, now: float | None = None) -> float:
+    """ISO 8601 (naive means UTC) or a duration back from now (``90m``, ``24h``, ``7d``) as Unix seconds."""
+    text = value.strip()
+    match = _DURATION.fullmatch(text)
+    if match:
+        return (time.time() if now is None else now) - float(match[1]) * _UNITS[match[2]]
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"expected ISO 8601 or a duration such as 24h or 7d, got {value!r}") from None
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+
+
+# --- queries ----------------------------------------------------------------------------------
+
+def _range(since: float | None, until: float | None, column: str = "ts") -> tuple[str, list[float]]:
+    """A WHERE clause bounding a ts column (the indexes lead or end with ts), and its parameters."""
+    clauses: list[str] = []
+    params: list[float] = []
+    if since is not None:
+        clauses.append(f"{column} >= ?")
+        params.append(since)
+    if until is not None:
+        clauses.append(f"{column} < ?")
+        params.append(until)
+    return " AND ".join(clauses) or "1", params
+
+
+def _rows(connection: sqlite3.Connection, sql: str, params: Sequence[object]) -> list[Any]:
+    """All rows of a query (each query returns at most a report's limit, or one per bucket)."""
+    return connection.execute(sql, params).fetchall()
+
+
+def _names(value: str | None) -> tuple[str, ...]:
+    """A JSON array of names (json_group_array) as a sorted tuple."""
+    return tuple(sorted(str(v) for v in json.loads(value or "[]") if v is not None))
+
+
+def build_report(connection: sqlite3.Connection, *, since: float | None = None, until: float | None = None,
+                 limit: int = 20) -> Report:
+    """Every figure of the report for decisions with since <= ts < until (None: unbounded)."""
+    now = time.time()
+    where, params = _range(since, until)
+    # Two single-aggregate queries: SQLite answers each from one end of the ts index.
+    first = connection.execute(f"SELECT min(ts) FROM decisions WHERE {where}", params).fetchone()[0]
+    last = connection.execute(f"SELECT max(ts) FROM decisions WHERE {where}", params).fetchone()[0]
+    low = since if since is not None else first
+    if until is not None:
+        high = until
+    elif since is not None:  # "since a week ago" runs until now, quiet hours included
+        high = max(last or now, now)
+    else:
+        high = last
+    bucket = HOUR if low is None or high is None or high - low <= HOURLY_UP_TO else DAY
+    totals, timeline = _counts(connection, since, until, first, last, low, high, bucket)
+
+    # A finding with several tags is several findings rows: count decisions, not rows.
+    fwhere, fparams = _range(since, until)
+    reasons = tuple(Count(c, n) for c, n in _rows(connection, f"""
+        SELECT code, count(DISTINCT decision_id) AS n FROM findings WHERE {fwhere}
+        GROUP BY code ORDER BY n DESC, code LIMIT ?""", [*fparams, limit]))
+    feeds = tuple(Count(f, n) for f, n in _rows(connection, f"""
+        SELECT feed, count(DISTINCT decision_id) AS n FROM findings WHERE feed IS NOT NULL AND {fwhere}
+        GROUP BY feed ORDER BY n DESC, feed LIMIT ?""", [*fparams, limit]))
+    tags = tuple(Count(t, n) for t, n in _rows(connection, f"""
+        SELECT tag, count(DISTINCT decision_id) AS n FROM findings WHERE tag IS NOT NULL AND {fwhere}
+        GROUP BY tag ORDER BY n DESC, tag LIMIT ?""", [*fparams, limit]))
+
+    # Windows over the grouped rows give the number of groups (and their sum) before LIMIT cuts.
+    # action first: decisions_action finds the blocked and warned rows without a scan.
+    rows = _rows(connection, f"""
+        SELECT {_who_sql()} AS who, {_kind_sql()}, sum(action = 'block'), sum(action = 'warn'), count(*) AS n,
+               count(*) OVER ()
+        FROM decisions WHERE action IN ('block', 'warn') AND event IN ('click', 'hop') AND {where}
+        GROUP BY who ORDER BY n DESC, who LIMIT ?""", [*params, limit])
+    targeted = tuple(TargetedUser(*row[:5]) for row in rows)
+    targeted_users = rows[0][5] if rows else 0
+
+    # From the origin.thingbot findings (findings_report) to their decisions, not the other way
+    # round: there are fewer Thingbot findings than clicks.
+    dwhere, dparams = _range(since, until, "d.ts")
+    rows = _rows(connection, f"""
+        SELECT {_who_sql("d.")} AS who, {_kind_sql("d.")}, count(*) AS n,
+               count(*) OVER (), sum(count(*)) OVER ()
+        FROM (SELECT DISTINCT decision_id FROM findings WHERE code = 'origin.thingbot' AND {fwhere}) AS t
+             CROSS JOIN decisions AS d ON d.id = t.decision_id
+        WHERE d.event = 'click' AND {dwhere}
+        GROUP BY who ORDER BY n DESC, who LIMIT ?""", [*fparams, *dparams, limit])
+    thingbot_targets = tuple(ThingbotTarget(*row[:3]) for row in rows)
+    thingbot_users, thingbot_clicks = (rows[0][3], rows[0][4]) if rows else (0, 0)
+    share = ThingbotShare(totals.clicks, thingbot_clicks)
+
+    jwhere, jparams = _range(since, until, "f.ts")
+    rows = _rows(connection, f"""
+        SELECT d.origin_ip AS ip, count(DISTINCT d.id) AS n,
+               json_group_array(DISTINCT f.feed) FILTER (WHERE f.feed IS NOT NULL),
+               json_group_array(DISTINCT f.tag) FILTER (WHERE f.tag IS NOT NULL), count(*) OVER ()
+        FROM findings AS f CROSS JOIN decisions AS d ON d.id = f.decision_id
+        WHERE f.code = 'origin.thingbot' AND {jwhere} AND d.event = 'click' AND d.origin_ip IS NOT NULL
+              AND {dwhere}
+        GROUP BY ip ORDER BY n DESC, ip LIMIT ?""", [*jparams, *dparams, limit])
+    origins = tuple(ThingbotOrigin(ip, n, _names(fs), _names(ts)) for ip, n, fs, ts, _ in rows)
+    origin_count = rows[0][4] if rows else 0
+
+    # "device_class IS NOT NULL" lets SQLite use the partial index decisions_device; host is tested
+    # after grouping, and grouped second, or SQLite would walk decisions_host for it instead.
+    classes = tuple(ApplianceClass(*row) for row in _rows(connection, f"""
+        SELECT device_class, count(*) AS n, count(DISTINCT host) FROM decisions
+        WHERE device_class IS NOT NULL AND {where} GROUP BY device_class ORDER BY n DESC, device_class""",
+        params))
+    appliance_hosts = tuple(ApplianceHost(*row) for row in _rows(connection, f"""
+        SELECT host, device_class, count(*) AS n, max(ts) FROM decisions
+        WHERE device_class IS NOT NULL AND {where} GROUP BY device_class, host
+        HAVING host IS NOT NULL ORDER BY n DESC, host LIMIT ?""", [*params, limit]))
+
+    rows = _rows(connection, f"""
+        SELECT {_who_sql()} AS who, {_kind_sql()}, count(*) AS n, count(DISTINCT host), max(ts),
+               count(*) OVER ()
+        FROM decisions WHERE event = 'continue' AND {where}
+        GROUP BY who ORDER BY n DESC, who LIMIT ?""", [*params, limit])
+    continues_by_user = tuple(ContinueUser(*row[:5]) for row in rows)
+    continue_users = rows[0][5] if rows else 0
+    continues = tuple(Continue(*row) for row in _rows(connection, f"""
+        SELECT ts, ref, {_who_sql()}, {_kind_sql()}, client, host, url, record ->> '$.warn_ref', click_id
+        FROM decisions WHERE event = 'continue' AND {where} ORDER BY ts DESC, id DESC LIMIT ?""",
+        [*params, limit]))
+
+    return Report(
+        since=since, until=until, generated_at=now, first=first, last=last, bucket=bucket,
+        totals=totals, timeline=timeline, reasons=reasons, feeds=feeds, tags=tags,
+        targeted_users=targeted_users, targeted=targeted, thingbot_users=thingbot_users,
+        thingbot_targets=thingbot_targets, thingbot_share=share, thingbot_origin_count=origin_count,
+        thingbot_origins=origins, appliance_classes=classes, appliance_hosts=appliance_hosts,
+        continue_users=continue_users, continues_by_user=continues_by_user, continues=continues)
+
+
+# Each series counted over a ts range of its own index: decisions_ts, decisions_event (event, ts)
+# and decisions_action (action, ts). A count over an index range never reads a row, where one
+# GROUP BY over computed buckets would read and sort every row of the range.
+_SERIES = ("", "event = 'click' AND ", "action = 'block' AND ", "action = 'warn' AND ",
+           "event = 'continue' AND ")
+
+
+def _counts(connection: sqlite3.Connection, since: float | None, until: float | None,
+            first: float | None, last: float | None, low: float | None, high: float | None,
+            bucket: int) -> tuple[Totals, tuple[Bucket, ...]]:
+    """The totals over [since, until) and the timeline of buckets from low to high."""
+    if first is None or last is None or low is None or high is None:
+        return Totals(0, 0, 0, 0, 0), ()
+    # The counted range, [lo, hi): the one asked for, or exactly the records there are.
+    lo = since if since is not None else first
+    hi = until if until is not None else math.nextafter(last, math.inf)
+    named = {"lo": lo, "hi": hi}
+    totals = Totals(*connection.execute(
+        "SELECT " + ", ".join(f"(SELECT count(*) FROM decisions WHERE {s}ts >= :lo AND ts < :hi)"
+                              for s in _SERIES), named).fetchone())
+    origin = (low // bucket) * bucket  # whole UTC hours or days
+    count = int((high - origin) // bucket) + 1
+    if until is not None and origin + (count - 1) * bucket >= until:
+        count -= 1  # until is exclusive: no bucket that starts there
+    # Empty buckets count as zero: a quiet day is a figure too.
+    rows = connection.execute(
+        "WITH RECURSIVE bucket(i, start) AS (SELECT 0, :origin UNION ALL "
+        "SELECT i + 1, start + :width FROM bucket WHERE i + 1 < :count) SELECT start, "
+        + ", ".join(f"(SELECT count(*) FROM decisions WHERE {s}ts >= max(start, :lo) "
+                    "AND ts < min(start + :width, :hi))" for s in _SERIES[:4])
+        + " FROM bucket", {**named, "origin": origin, "width": bucket, "count": max(1, min(count, 10_000))})
+    return totals, tuple(Bucket(*row) for row in rows)
+
+
+def drilldown(connection: sqlite3.Connection, *, host: str | None = None, click_id: str | None = None,
+              limit: int = 500) -> list[dict[str, object]]:
+    """Every record about one host, or one click link (the click, its hops, continues), newest first."""
+    if (host is None) == (click_id is None):
+        raise ValueError("drill down by host or by click id, one of them")
+    if host is not None:
+        sql = "SELECT record FROM decisions WHERE host = ? ORDER BY ts DESC, id DESC LIMIT ?"
+        key = host.strip().rstrip(".").lower()
+    else:
+        sql = "SELECT record FROM decisions WHERE click_id = ? ORDER BY ts DESC, id DESC LIMIT ?"
+        key = str(click_id).strip()
+    out: list[dict[str, object]] = []
+    for (record,) in connection.execute(sql, (key, limit)):
+        value = json.loads(record)
+        if "\\ud" in record:  # a lone surrogate (bytes mitmproxy could not decode) cannot be printed
+            value = _encodable(value)
+        if isinstance(value, dict):
+            out.append(value)
+    return out
+
+
+def _encodable(value: Any) -> Any:
+    """A JSON value with every string encodable as UTF-8 (lone surrogates backslash-escaped)."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, list):
+        return [_encodable(v) for v in value]
+    if isinstance(value, dict):
+        return {_encodable(k): _encodable(v) for k, v in value.items()}
+    return value
