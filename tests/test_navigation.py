@@ -1,4 +1,4 @@
-"""Tests for clickguard.navigation: where a response sends the browser, read as a browser would."""
+"""Tests for clickguard.inspection.navigation: where a response sends the browser, read as a browser would."""
 
 from __future__ import annotations
 
@@ -520,12 +520,18 @@ def test_every_cut_of_a_page_is_read_without_error() -> None:
     }
 
 
+PLANTED_REFRESH = "<meta http-equiv=refresh content='0;url=http://planted.example/'>"
+
+
 @pytest.mark.parametrize("seed", range(5))
 def test_binary_bodies_as_html(seed: int) -> None:
     junk = random.Random(seed).randbytes(20_000)
     junk += b"<script>" + random.Random(seed).randbytes(5000) + b"<iframe " + junk[:3000]
+    planted = Navigation(T.META_REFRESH, "http://planted.example/", PLANTED_REFRESH, True, 0.0)
     for content_type in ("text/html", "text/html; charset=shift_jis", "image/svg+xml", None):
-        assert isinstance(_find(junk, content_type), list)
+        assert _find(junk, content_type) == []
+        # "<html>" makes the body HTML even when no type is declared; the junk after it adds nothing.
+        assert _find(f"<html>{PLANTED_REFRESH}".encode() + junk, content_type) == [planted]
 
 
 _JS_WORDS = (
@@ -537,43 +543,80 @@ _JS_WORDS = (
 )
 
 
+FIRST = "<script>location.replace('http://first.example/')</script>"
+LAST = "<script>location.replace('http://last.example/')</script>"
+FIRST_FOUND = Navigation(T.SCRIPT, "http://first.example/", "location.replace('http://first.example/')", True)
+LAST_FOUND = Navigation(T.SCRIPT, "http://last.example/", "location.replace('http://last.example/')", True)
+
+
+def _assert_well_formed(navigations: list[Navigation]) -> None:
+    """Each navigation as documented: an absolute target or none, some evidence, a delay that can happen."""
+    for navigation in navigations:
+        assert isinstance(navigation, Navigation) and navigation.technique in Technique
+        assert navigation.target is None or urlsplit(navigation.target).scheme
+        assert 0 < len(navigation.raw) <= 200
+        assert navigation.delay is None or navigation.delay >= 0
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_random_token_soup_and_mutated_samples(seed: int) -> None:
     rnd = random.Random(seed)
     samples = [p.values[1] for p in POSITIVE if isinstance(p.values[1], str)]
     for _ in range(500):
         if rnd.random() < 0.5:
-            body = "<script>" + " ".join(rnd.choice(_JS_WORDS) for _ in range(rnd.randint(1, 80)))
+            soup = " ".join(rnd.choice(_JS_WORDS) for _ in range(rnd.randint(1, 80)))
+            # The soup never holds "</script" or "<script": whatever it is, the scripts around it are
+            # read on their own, so it can neither hide a navigation before it nor one after it.
+            found = _find(f"{FIRST}<script>{soup}</script>{LAST}")
+            assert found[0] == FIRST_FOUND and found[-1] == LAST_FOUND
+            _assert_well_formed(found)
+            found = _find(f"{FIRST}<script>{soup}")
         else:
             chars = list(rnd.choice(samples))
             for _ in range(rnd.randint(1, 6)):
                 chars.insert(rnd.randint(0, len(chars)), rnd.choice("(){}[]'\"`/\\<>=;,.\n"))
-            body = "".join(chars)
-        assert isinstance(_find(body), list)
+            # A damaged page may swallow what follows it (an unclosed comment), never what comes before.
+            found = _find(FIRST + "".join(chars))
+        assert found[0] == FIRST_FOUND
+        _assert_well_formed(found)
+
+
+DEEP = "http://deep.example/"
 
 
 @pytest.mark.parametrize(
-    "body",
+    ("body", "expected"),
     [
-        param("<script>" + "(" * 50_000 + "location.href='http://deep.example/'", id="deep-parens"),
-        param("<script>" + "{" * 50_000, id="deep-braces"),
-        param("<script>" + "`${" * 5000, id="deep-templates"),
-        param("<script>" + "eval(" * 200 + "'location=1'" + ")" * 200, id="nested-eval"),
-        param("<script>x=" + "'a'+" * 20_000 + "'b'", id="long-concatenation"),
-        param("<" * 100_000, id="many-lt"),
-        param("<a " + "b='c' " * 20_000, id="many-attributes"),
-        param("<script>var s = '" + "\\" * 10_001, id="backslashes"),
-        param("<script>`location.href = next\\</script>", id="template-ending-in-backslash"),
-        param("<script>x; Function ( if return</script>", id="call-cut-after-its-paren"),
+        param("<script>" + "(" * 50_000 + "location.href='http://deep.example/'", [(T.SCRIPT, DEEP, True)],
+              id="deep-parens"),
+        param("<script>" + "{" * 50_000, [], id="deep-braces"),
+        param("<script>" + "`${" * 5000, [], id="deep-templates"),
+        param("<script>" + "eval(" * 200 + "'location=1'" + ")" * 200,
+              [(T.OBFUSCATED_SCRIPT, "http://page.example/dir/1", True)], id="nested-eval"),
+        param("<script>x=" + "'a'+" * 20_000 + "'b'", [], id="long-concatenation"),
+        param("<" * 100_000, [], id="many-lt"),
+        param("<a " + "b='c' " * 20_000, [], id="many-attributes"),
+        param("<script>var s = '" + "\\" * 10_001, [], id="backslashes"),
+        param("<script>`location.href = next\\</script>", [], id="template-ending-in-backslash"),
+        param("<script>x; Function ( if return</script>", [], id="call-cut-after-its-paren"),
+        # Past the bound on looking values up, the target is unknown rather than wrong.
         param("<script>var a0 = 'http://x.example/';"
               + "".join(f"var a{i} = a{i - 1} + 'x';" for i in range(1, 3000))
-              + "location.href = a2999;", id="values-built-from-values"),
-        param("<script>" + "".join(f"function f{i}(){{ f{i + 1}() }}" for i in range(500))
-              + "function f500(){ location.href = 'http://deep.example/' } f0()", id="long-call-chain"),
+              + "location.href = a2999;", [(T.SCRIPT, None, True)], id="values-built-from-values"),
     ],
 )
-def test_pathological_input(body: str) -> None:
-    assert isinstance(_find(body), list)
+def test_pathological_input(body: str, expected: list[tuple[Technique, str | None, bool]]) -> None:
+    assert _summary(_find(body)) == expected
+
+
+def test_long_call_chain_is_read_to_its_end() -> None:
+    body = ("<script>" + "".join(f"function f{i}(){{ f{i + 1}() }}" for i in range(500))
+            + "function f500(){ location.href = 'http://deep.example/' } f0()")
+    # Whether it is automatic is not pinned: the search for callers stops after 64 functions and
+    # answers no, where a browser, running f0(), navigates.
+    assert [(n.technique, n.target, n.raw) for n in _find(body)] == [
+        (T.SCRIPT, DEEP, "location.href = 'http://deep.example/'")
+    ]
 
 
 # ---------------------------------------------------------------------------

@@ -9,9 +9,11 @@ import gzip
 import io
 import json
 import random
+import re
 import struct
 import uuid
 import zipfile
+from typing import NamedTuple
 
 import pytest
 
@@ -373,25 +375,49 @@ def test_sniff_never_raises_on_random_bytes() -> None:
     rng = random.Random(20140116)
     for _ in range(2000):
         length = rng.choice((rng.randrange(0, 16), rng.randrange(0, 600), rng.randrange(0, 9000)))
-        result = sniff(rng.randbytes(length))
-        assert result is None or isinstance(result, Payload)
+        # No signature in these bytes, and too many control bytes (or too few bytes) for a script.
+        assert sniff(rng.randbytes(length)) is None
 
 
-SEEDS = [
-    elf(1, MSB, EM_MIPS), pe(0x8664, 0x20B), zip_bytes([("META-INF/MANIFEST.MF", MANIFEST)], deflate=True),
-    ole(MSI_CLSID), LNK, FAT, CLASS_FILE, DEX, GAFGYT_BINS_SH, POWERSHELL_CRADLE, b"\xff\xfe" + b"I\0E\0X\0",
+class Seed(NamedTuple):
+    """A sample to damage: the bytes its kind is told by, how many bytes that needs, what it may become."""
+
+    sample: bytes
+    signature: int  # the leading bytes that say what it is (0: none, it is told by its text)
+    needs: int  # bytes without which the signature alone says nothing
+    kinds: frozenset[str]
+
+
+ANY_ZIP = frozenset({"zip", "jar", "apk", "appx"})
+DAMAGED = [
+    Seed(elf(1, MSB, EM_MIPS), 4, 4, frozenset({"elf"})),
+    Seed(pe(0x8664, 0x20B), 2, 64, frozenset({"pe"})),  # "MZ" in text is no program: 64 bytes tell
+    Seed(zip_bytes([("META-INF/MANIFEST.MF", MANIFEST)], deflate=True), 4, 4, ANY_ZIP),
+    Seed(ole(MSI_CLSID), 8, 8, frozenset({"ole", "msi"})),
+    Seed(LNK, 20, 20, frozenset({"lnk"})),
+    Seed(FAT, 4, 4, frozenset({"mach-o", "class"})),
+    Seed(CLASS_FILE, 4, 4, frozenset({"mach-o", "class"})),
+    Seed(DEX, 5, 5, frozenset({"dex"})),
+    Seed(GAFGYT_BINS_SH, 0, 0, frozenset({"shell"})),
+    Seed(POWERSHELL_CRADLE, 0, 0, frozenset({"powershell"})),
+    Seed(b"\xff\xfe" + b"I\0E\0X\0", 0, 0, frozenset()),  # "IEX" alone fetches nothing
 ]
+SEEDS = [seed.sample for seed in DAMAGED]
 
 
 def test_sniff_never_raises_on_damaged_headers() -> None:
     rng = random.Random(7547)
     for _ in range(2000):
-        sample = bytearray(rng.choice(SEEDS))
+        seed = rng.choice(DAMAGED)
+        sample = bytearray(seed.sample)
         for _ in range(rng.randrange(1, 8)):
             sample[rng.randrange(len(sample))] = rng.randrange(256)
         cut = rng.randrange(len(sample) + 1)
         result = sniff(bytes(sample[:cut]))
-        assert result is None or isinstance(result, Payload)
+        # Damage turns no sample here into another kind of payload; an intact signature is always recognised.
+        assert result is None or result.kind in seed.kinds
+        if seed.signature and cut >= seed.needs and sample[: seed.signature] == seed.sample[: seed.signature]:
+            assert result is not None
 
 
 # --- file names ---------------------------------------------------------------------------------
@@ -549,6 +575,9 @@ def test_filename_from(url_path: str, disposition: str | None, expected: tuple[s
     assert filename_from(url_path, disposition) == expected
 
 
+RFC_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 5.6.2
+
+
 def test_filename_from_never_raises() -> None:
     rng = random.Random(6266)
     alphabet = "aZ09 ;=\"'*%\\/.-_\t€\u00e9\ud800\x00?=BQ"
@@ -557,8 +586,15 @@ def test_filename_from_never_raises() -> None:
         prefix = rng.choice(("", "attachment; filename=", "inline; filename*=",
                              "attachment; filename*=UTF-8''"))
         name, attachment = filename_from("/" + header, prefix + header)
-        assert name is None or isinstance(name, str)
-        assert isinstance(attachment, bool)
+        # A name a browser can save under: one path component, no control characters, no trailing dots.
+        if name is not None:
+            assert name == name.strip() and not name.endswith(".")
+            assert "/" not in name and "\\" not in name
+            assert not any(char < " " or char == "\x7f" for char in name)
+        # RFC 6266 4.2: any disposition type but "inline" is an attachment; a malformed one is not a type.
+        disposition_type = (prefix + header).split(";", 1)[0].strip()
+        assert attachment == (RFC_TOKEN.fullmatch(disposition_type) is not None
+                              and disposition_type.lower() != "inline")
 
 
 # --- find_drive_by ------------------------------------------------------------------------------
@@ -736,6 +772,11 @@ def test_find_drive_by_header_handling() -> None:
     assert bogus is not None and bogus.declared_type is None
 
 
+EVIDENCE_ORDER = ("content", "disposition", "extension", "bot-name", "type-mismatch")
+DECLARED_TYPES = {"text/html": "text/html", "": None, ";": None, "application/zip": "application/zip",
+                  "image/png": "image/png", "\x00/\x00": None}
+
+
 def test_find_drive_by_never_raises() -> None:
     rng = random.Random(8080)
     names = ["/Mozi.m", "/a.exe", "/x.js", "/", "/%ff%fe.sh", "/i"]
@@ -744,5 +785,19 @@ def test_find_drive_by_never_raises() -> None:
         head = rng.choice([*SEEDS, b"", HTML_404, PNG])[: rng.randrange(0, 5000)]
         headers = [ctype(rng.choice(types)),
                    ("Content-Disposition", rng.choice(["", "attachment", ";=\"", "x"]))]
-        found = find_drive_by(url_path=rng.choice(names), headers=headers, head=head)
-        assert found is None or isinstance(found, DriveBy)
+        url_path = rng.choice(names)
+        found = find_drive_by(url_path=url_path, headers=headers, head=head)
+        payload = sniff(head)
+        if payload is not None and payload.executable:
+            assert found is not None and "content" in found.evidence
+        if found is None:
+            continue
+        filename, attachment = filename_from(url_path, headers[1][1])
+        assert (found.payload, found.filename) == (payload, filename)
+        assert found.declared_type == DECLARED_TYPES[headers[0][1]]
+        assert list(found.evidence) == [code for code in EVIDENCE_ORDER if code in found.evidence]
+        # An attachment is evidence next to something else, never alone.
+        assert ("disposition" in found.evidence) == attachment and set(found.evidence) != {"disposition"}
+        assert "extension" not in found.evidence or dangerous_extension(filename or "") is not None
+        assert "bot-name" not in found.evidence or bot_binary_name(filename or "")
+        assert found.detail

@@ -1,0 +1,363 @@
+"""The page reader: what one response's markup and scripts do, collected, then judged once.
+
+`Page.scan_markup` reads the document (and markup that scripts write) tag by tag: meta
+refreshes, ``<base href>``, hidden and data:/javascript: frames, forms, inline scripts and
+the event attributes that fire by themselves. Scripts are handed to the script reader;
+those without a navigation sink are only kept, in case a later question (a variable's
+value, a call of a named function) needs them. At the end, `Page.navigations` decides for
+each navigation found whether it happens without a user, and which form a script submits.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import NamedTuple
+from urllib.parse import unquote, urlsplit
+
+from clickguard.inspection.navigation.markup_scan import (
+    ASCII_WS,
+    AUTO_EVENTS,
+    DOCUMENT,
+    END_TAGS,
+    INNER,
+    JS_TYPES,
+    MARKUP_SCAN,
+    RAW_TEXT,
+    WRITTEN,
+    is_hidden,
+    tag_attributes,
+)
+from clickguard.inspection.navigation.refresh import parse_refresh
+from clickguard.inspection.navigation.results import RAW_MAX, Navigation, Technique, with_scheme
+from clickguard.inspection.navigation.script_reader import Script, may_navigate
+from clickguard.inspection.navigation.script_scopes import ALWAYS, INHERIT, NAMED, NEVER, Ctx
+from clickguard.inspection.navigation.script_values import FRAGMENT, PH, Val
+from clickguard.inspection.navigation.url_resolution import C0_AND_SPACE, prefix_target, resolve, scheme_of
+
+_MAX_FOUND = 64  # navigations kept from one page; more add nothing to the verdict
+_TRIVIAL_JS = re.compile(r"[\s;]*(?:void[\s(]*0[\s)]*|false|true|null|undefined|0|''|\"\"|)[\s;]*\Z")
+_NOT_LOADED_SCHEMES = frozenset({"", "about"})
+
+
+@dataclass(slots=True)
+class _Found:
+    """A navigation seen, before the page as a whole decides whether it is automatic."""
+
+    technique: Technique
+    target: str | None
+    raw: str
+    ctx: Ctx
+    obfuscated: bool
+    delay: float | None = None
+    form_ref: tuple[str, str] | None = None  # FORM_AUTOSUBMIT whose form is looked up at the end
+
+
+class _Form(NamedTuple):
+    """A <form> of the document, for script that submits it."""
+
+    id: str
+    name: str
+    action: str | None
+    base: str
+
+
+class Page:
+    """Everything one response's markup and scripts showed."""
+
+    def __init__(self, doc_url: str, budget: int) -> None:
+        self.doc_url = doc_url
+        self.base = doc_url
+        self.base_set = False
+        self.budget = budget
+        self.root = Ctx(ALWAYS, None)
+        self.never = Ctx(NEVER, None)
+        self.found: list[_Found] = []
+        self.forms: list[_Form] = []
+        # Every script in document order; one without sinks is tokenized only if a
+        # later question (a variable, a call of a function) needs it.
+        self.sources: list[tuple[str, Ctx]] = []
+        self.scripts: list[Script | None] = []
+        self.called: dict[Ctx, bool] = {}  # named function -> whether automatic code calls it
+        self.lookups = 0
+        self.lookup_depth = 0
+        try:
+            parts = urlsplit(doc_url)
+            host = parts.netloc.rpartition("@")[2]
+            self.self_parts = {
+                "href": doc_url, "origin": f"{parts.scheme}://{host}", "protocol": f"{parts.scheme}:",
+                "host": host, "hostname": parts.hostname or "", "port": str(parts.port or ""),
+                "pathname": parts.path or "/", "search": f"?{parts.query}" if parts.query else "",
+            }
+        except ValueError:
+            self.self_parts = {"href": doc_url}
+
+    def add(self, technique: Technique, target: str | None, raw: str, ctx: Ctx, obfuscated: bool,
+            depth: int, delay: float | None = None, form_ref: tuple[str, str] | None = None) -> None:
+        """Record a navigation; a javascript: target is also read as the script it is."""
+        if len(self.found) >= _MAX_FOUND:
+            return
+        raw = raw.strip()[:RAW_MAX]
+        if scheme_of(target) == "javascript" and target is not None:
+            code = unquote(target[len("javascript:"):])
+            if _TRIVIAL_JS.match(code):
+                return
+            self.found.append(_Found(technique, target, raw, ctx, obfuscated, delay, form_ref))
+            self.analyze_script(code, ctx, depth + 1, obfuscated, raw, prefilter=False)
+            return
+        self.found.append(_Found(technique, target, raw, ctx, obfuscated, delay, form_ref))
+
+    def target_of(self, value: Val) -> str | None:
+        """The absolute URL a script value names, or the part of it a known prefix fixes."""
+        return self._url(value.text)
+
+    def _url(self, url: str) -> str | None:
+        """A URL resolved against the base; one built by script may hold unknown parts."""
+        if FRAGMENT in url:
+            url = url.split(FRAGMENT, 1)[0]  # location.hash: "#..." or nothing, the rest is fragment too
+        if PH in url:
+            return prefix_target(url.split(PH, 1)[0], self.base)
+        return resolve(url, self.base)
+
+    def analyze_script(self, code: str, ctx: Ctx, depth: int, obfuscated: bool, raw: str | None,
+                       prefilter: bool) -> None:
+        """Read one script for navigations; one with no navigation sink in it is only kept for later."""
+        if depth > 4 or self.budget <= 0 or not code:
+            return
+        self.sources.append((code, ctx))
+        self.scripts.append(None)
+        if prefilter and not may_navigate(code):
+            return
+        self.budget -= len(code)
+        script = Script(self, code, ctx, depth, obfuscated, raw)
+        self.scripts[-1] = script
+        script.run()
+
+    def script(self, index: int) -> Script:
+        """The script at index, tokenized now if it was passed over."""
+        script = self.scripts[index]
+        if script is None:
+            code, ctx = self.sources[index]
+            script = self.scripts[index] = Script(self, code, ctx, 0, False, None)
+        return script
+
+    def global_sites(self, name: str, before: Script) -> list[tuple[Script, int]]:
+        """The top-level assignments that may set a global, in the nearest earlier script that sets it."""
+        try:
+            index = self.scripts.index(before)
+        except ValueError:
+            index = len(self.scripts)
+        assigned = re.compile(rf"(?<![\w$.]){re.escape(name)}\s*=(?![=>])")
+        for k in range(index - 1, -1, -1):
+            code, ctx = self.sources[k]
+            if ctx is not self.root or not assigned.search(code):
+                continue
+            script = self.script(k)
+            sites = script.values.reaching_assignments(name, 0, script.n, self.root, script.n)
+            if sites:
+                return [(script, site) for site in sites]
+        return []
+
+    def called_automatically(self, function: Ctx, seen: set[Ctx]) -> bool:
+        """Whether code that runs by itself calls this named function, directly or through others."""
+        known = self.called.get(function)
+        if known is not None:
+            return known
+        if function in seen or len(seen) > 64:
+            return False
+        outermost = not seen
+        seen.add(function)
+        result = False
+        for script, site in self._references(function):
+            ctx = script.scopes.call_site(site, function)
+            if ctx is None:
+                continue
+            anchor = ctx.anchor()
+            if anchor.mode == ALWAYS or (anchor.mode == NAMED and self.called_automatically(anchor, seen)):
+                result = True
+                break
+        seen.discard(function)
+        if result or outermost:  # a "no" found while a call cycle was cut short may be wrong later
+            self.called[function] = result
+        return result
+
+    def _references(self, function: Ctx) -> Iterator[tuple[Script, int]]:
+        """Every token that names the function where it can be seen: its scope, or the whole page."""
+        scope = function.parent
+        if not function.member and scope is not None and scope.script is not None and scope.span is not None:
+            script = scope.script
+            low, high = scope.span
+            yield from ((script, k) for k in script.tokens.name_sites(function.name) if low <= k <= high)
+            return
+        named = re.compile(rf"(?<![\w$]){re.escape(function.name)}(?![\w$])")
+        for k, (code, _) in enumerate(self.sources):
+            if named.search(code):
+                script = self.script(k)
+                yield from ((script, site) for site in script.tokens.name_sites(function.name))
+
+    def scan_markup(self, text: str, ctx: Ctx, depth: int, mode: int, obfuscated: bool,
+                    raw: str | None) -> None:
+        """Read HTML (a document, or markup a script writes) for the tags that navigate or load."""
+        if depth > 4 or "<" not in text:
+            return
+        in_noscript = False
+        written = mode != DOCUMENT
+        pos = 0
+        end = len(text)
+        scan = MARKUP_SCAN.match
+        while pos < end:
+            match = scan(text, pos)
+            if match is None or match.start("name") < 0:
+                break
+            pos = match.end()
+            name = match.group("name").lower()
+            if match.group("end"):
+                in_noscript = False  # only </noscript> stops the scan as an end tag
+                continue
+            complete = match.start("close") >= 0
+            attrs = tag_attributes(match.group("attrs"), complete)
+            tag_raw = raw if raw is not None else text[match.start("name") - 1:pos]
+            tag_ctx = self.never if in_noscript else ctx
+            if name == "meta":
+                self._meta(attrs, tag_raw, ctx, depth, mode, obfuscated)
+            elif name == "base":
+                href = attrs.get("href")
+                if href is not None and not self.base_set:
+                    self.base_set = True
+                    resolved = resolve(href, self.doc_url)
+                    if resolved is not None and scheme_of(resolved) not in ("data", "javascript"):
+                        self.base = resolved
+            elif name == "script":
+                if not complete:
+                    break
+                close = END_TAGS["script"].search(text, pos)
+                content = text[pos:close.start() if close else end]
+                pos = close.end() if close else end
+                if not in_noscript and mode != INNER:
+                    self._script(attrs, content, ctx, depth, written, obfuscated, raw)
+            elif name in ("iframe", "frame"):
+                self._frame(attrs, tag_raw, tag_ctx, depth, mode, obfuscated)
+            elif name == "form":
+                if not in_noscript:
+                    self.forms.append(_Form(attrs.get("id", ""), attrs.get("name", ""), attrs.get("action"),
+                                            self.base))
+            elif name == "noscript":
+                in_noscript = True
+            elif name == "plaintext":
+                break
+            if not in_noscript and mode != INNER:
+                self._event_attributes(attrs, tag_raw, ctx, depth, obfuscated)
+            if name in RAW_TEXT and complete:
+                close = END_TAGS[name].search(text, pos)
+                pos = close.end() if close else end
+
+    def _meta(self, attrs: dict[str, str], raw: str, ctx: Ctx, depth: int, mode: int,
+              obfuscated: bool) -> None:
+        """A <meta http-equiv=refresh> (in <noscript> too: a browser without script obeys it)."""
+        if attrs.get("http-equiv", "").strip(ASCII_WS).lower() != "refresh" or "content" not in attrs:
+            return
+        parsed = parse_refresh(attrs["content"])
+        if parsed is None:
+            return
+        seconds, url = parsed
+        if url is None:
+            target: str | None = self.doc_url
+        elif PH in url or FRAGMENT in url:
+            target = self._url(url)
+        else:
+            target = resolve(url, self.base)
+            if target is None:
+                return  # a URL that does not parse: the browser ignores the refresh
+        technique = Technique.META_REFRESH if mode == DOCUMENT else Technique.DOCUMENT_WRITE
+        self.add(technique, target, raw, ctx, obfuscated, depth, seconds)
+
+    def _script(self, attrs: dict[str, str], content: str, ctx: Ctx, depth: int, written: bool,
+                obfuscated: bool, raw: str | None) -> None:
+        """An inline script, read for navigations; a written <script src> is a load by itself."""
+        kind = attrs.get("type")
+        if kind is not None:
+            if kind.strip(ASCII_WS).lower() not in JS_TYPES:
+                return
+        elif not attrs.get("language", "javascript").lower().startswith(
+                ("javascript", "jscript", "ecmascript", "livescript")):
+            return
+        src = attrs.get("src")
+        if src is not None:
+            if written and src.strip(C0_AND_SPACE):
+                target = self._url(src)
+                if target is not None:
+                    self.add(Technique.DOCUMENT_WRITE, target, raw or f"<script src={src}>", ctx, obfuscated,
+                             depth)
+            return
+        if content.startswith("<![CDATA[") or "<![CDATA[" in content[:64]:
+            content = content.replace("<![CDATA[", "", 1).replace("]]>", "")
+        self.analyze_script(content, ctx, depth, obfuscated, raw, prefilter=not written)
+
+    def _frame(self, attrs: dict[str, str], raw: str, ctx: Ctx, depth: int, mode: int,
+               obfuscated: bool) -> None:
+        """An <iframe>/<frame>: reported when hidden, when its source is data: or javascript:, or written."""
+        src = attrs.get("src", "")
+        if not src.strip(C0_AND_SPACE):
+            return
+        target = self._url(src)
+        if scheme_of(target) in _NOT_LOADED_SCHEMES and target is not None:
+            return
+        hidden = is_hidden(attrs)
+        if mode == WRITTEN or (mode == INNER and hidden):
+            self.add(Technique.DOCUMENT_WRITE, target, raw, ctx, obfuscated, depth)
+        elif mode == DOCUMENT and (hidden or scheme_of(target) in ("data", "javascript")):
+            self.add(Technique.HIDDEN_IFRAME, target, raw, ctx, obfuscated, depth)
+
+    def _event_attributes(self, attrs: dict[str, str], raw: str, ctx: Ctx, depth: int,
+                          obfuscated: bool) -> None:
+        """Event attributes that fire by themselves, read as scripts run at load."""
+        for name, code in attrs.items():
+            if not name.startswith("on") or name[2:] not in AUTO_EVENTS:
+                continue
+            if name in ("onfocus", "onfocusin") and "autofocus" not in attrs:
+                continue
+            if name == "ontoggle" and "open" not in attrs:
+                continue
+            self.analyze_script(code, Ctx(INHERIT, ctx), depth, obfuscated, None, prefilter=False)
+
+    # -- the end: decide what was automatic ---------------------------------
+
+    def navigations(self) -> list[Navigation]:
+        """The navigations found, judged as a whole: named functions and forms resolved."""
+        result = []
+        for found in self.found:
+            target = found.target
+            if found.form_ref is not None:
+                target = self._form_target(found.form_ref)
+            anchor = found.ctx.anchor()
+            automatic = anchor.mode == ALWAYS or (
+                anchor.mode == NAMED and self.called_automatically(anchor, set()))
+            timer = found.ctx.timer_ctx()
+            technique = found.technique
+            scheme = scheme_of(target)
+            if scheme in ("data", "javascript"):
+                technique = with_scheme(technique, target)
+            elif found.obfuscated:
+                technique = Technique.OBFUSCATED_SCRIPT
+            elif timer is not None and technique is Technique.SCRIPT:
+                technique = Technique.SCRIPT_TIMER
+            delay = found.delay if found.delay is not None else (timer.delay if timer is not None else None)
+            result.append(Navigation(technique, target, found.raw, automatic, delay))
+        return result
+
+    def _form_target(self, ref: tuple[str, str]) -> str | None:
+        """Where the form a script submits goes: its action, resolved, or the document itself."""
+        kind, key = ref
+        form: _Form | None = None
+        if kind == "index" and key.isdigit() and int(key) < len(self.forms):
+            form = self.forms[int(key)]
+        elif kind in ("id", "name"):
+            form = next((f for f in self.forms if key in (f.id, f.name)), None)
+        elif kind == "" and len(self.forms) == 1:
+            form = self.forms[0]
+        if form is None:
+            return None
+        if not form.action or not form.action.strip(C0_AND_SPACE):
+            return self.doc_url
+        return resolve(form.action, form.base)

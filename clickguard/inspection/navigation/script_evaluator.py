@@ -1,0 +1,334 @@
+"""The value of a script expression from its tokens: concatenations, decoders, variables, URLs.
+
+Strings, templates and numbers are read from their literals; `+` concatenates; decoding
+globals, string and array methods are applied by `deobfuscation`; `new URL(...)` and the
+page's own `location` parts are known from the page's address. A variable is looked up
+where it may have been set (`Evaluator.lookup`). Whatever cannot be known becomes an
+unknown part (`PH`), so a target that only starts with a literal keeps that part.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from typing import TYPE_CHECKING
+
+from clickguard.inspection.navigation.deobfuscation import DECODERS, decode_call, string_method
+from clickguard.inspection.navigation.script_lexer import (
+    NAME,
+    NUM,
+    PUNCT,
+    STR,
+    TPL,
+    TPL_HEAD,
+    TPL_MID,
+    TPL_TAIL,
+    js_number,
+    string_literal,
+    template_chunk,
+)
+from clickguard.inspection.navigation.script_scopes import KEYWORDS, Ctx, ScriptPart
+from clickguard.inspection.navigation.script_values import (
+    FRAGMENT,
+    NUMBER,
+    PH,
+    UNKNOWN,
+    URL_PARTS,
+    Val,
+    concat,
+    unknown,
+    url_part,
+)
+from clickguard.inspection.navigation.url_resolution import resolve
+
+if TYPE_CHECKING:
+    from clickguard.inspection.navigation.script_reader import Script
+
+# The names of the global object: `window.location` is `location`.
+WINDOWS = frozenset({"window", "self", "globalThis", "top", "parent", "opener", "content"})
+
+_CONTINUES = frozenset({
+    "?", "||", "&&", "??", "-", "*", "/", "%", "**", "==", "!=", "===", "!==", "<", ">", "<=", ">=", "&", "|",
+    "^", "<<", ">>", ">>>", ".", "?.", "[", "(",
+})  # after an expression: it goes on, so its value is not the literal's alone
+_MAX_EVAL_DEPTH = 24
+
+
+class Evaluator(ScriptPart):
+    """The values of one script's expressions, as far as literals tell, answered on demand.
+
+    A variable's value comes from the assignments that may reach the use, in the nearest
+    scope that sets it (an earlier script's top level included); branches that disagree
+    make it unknown. The work is bounded per page, and so is the recursion of values
+    defined from other values.
+    """
+
+    def __init__(self, script: Script) -> None:
+        super().__init__(script)
+        self.page = script.page
+        self.scopes = script.scopes
+        self.evaluating: set[int] = set()  # assignments being evaluated, so a cycle stays unknown
+
+    def reaching_assignments(self, name: str, low: int, high: int, scope: Ctx, at: int) -> list[int]:
+        """The `name = ...` with low <= index < high, directly in scope, that may set the value used at `at`.
+
+        That is the last one sure to have run (its block is still open at `at`) and the later
+        ones inside blocks closed before `at` (an if, a loop): any of them may have won.
+        """
+        sites = self.tokens.name_sites(name)
+        texts, close_of = self.texts, self.tokens.close_of
+        reaching: list[int] = []
+        for k in reversed(sites[bisect_left(sites, low):bisect_left(sites, high)]):
+            if k + 1 >= self.n or texts[k + 1] != "=" or (k and texts[k - 1] in (".", "?.")) \
+                    or self.scopes.ctx_at(k) is not scope:
+                continue
+            reaching.append(k)
+            block = self.scopes.enclosing(k, False)
+            if block < 0 or close_of.get(block, self.n) >= at or len(reaching) >= 4:
+                break
+        return reaching
+
+    def _assignment_sites(self, name: str, at: int) -> list[tuple[Script, int]]:
+        """Where the variable used at token `at` may have got its value, in the nearest scope that sets it."""
+        scope: Ctx | None = self.scopes.ctx_at(at) if at < self.n else self.root
+        while scope is not None:
+            sites: list[int] = []
+            if scope.script is self.script and scope.span is not None:
+                sites = self.reaching_assignments(name, scope.span[0], min(scope.span[1] + 1, at), scope, at)
+            elif scope is self.root:
+                sites = self.reaching_assignments(name, 0, at, scope, at)
+            if sites:
+                return [(self.script, k) for k in sites]
+            other = scope.script
+            if other is not None and other is not self.script and scope.span is not None:
+                end = scope.span[1] + 1
+                sites = other.values.reaching_assignments(name, scope.span[0], end, scope, end)
+                if sites:
+                    return [(other, k) for k in sites]
+            if name in scope.params:
+                return []
+            if scope is self.page.root:
+                return self.page.global_sites(name, self.script)
+            scope = scope.parent
+        return []
+
+    def assignment_site(self, name: str, at: int) -> tuple[Script, int] | None:
+        """The last assignment that may have set the variable used at token `at`."""
+        sites = self._assignment_sites(name, at)
+        return sites[0] if sites else None
+
+    def lookup(self, name: str, at: int) -> Val | None:
+        """A variable's value at token `at`, as far as literals tell; unknown when branches disagree."""
+        page = self.page
+        if page.lookups > 2000 or page.lookup_depth > 12:
+            return None  # bounds the work, and the recursion of values defined from other values
+        page.lookups += 1
+        values = []
+        for script, k in self._assignment_sites(name, at):
+            if k in script.values.evaluating:
+                return None
+            script.values.evaluating.add(k)
+            page.lookup_depth += 1
+            try:
+                values.append(script.values.value_from(k + 2))
+            finally:
+                page.lookup_depth -= 1
+                script.values.evaluating.discard(k)
+        if not values:
+            return None
+        if any(value != values[0] for value in values[1:]):
+            return unknown(*values)
+        return values[0]
+
+    def expression_end(self, i: int) -> int:
+        """Where the expression from i stops (for element references)."""
+        _, stop = self._expr(i, _MAX_EVAL_DEPTH - 4)
+        return stop
+
+    def value_from(self, i: int) -> Val:
+        """The value of the expression from i to wherever it ends."""
+        value, stop = self._expr(i, 0)
+        if stop < self.n and self.texts[stop] in _CONTINUES and self.kinds[stop] == PUNCT:
+            return unknown(value)
+        return value
+
+    def value_of(self, start: int, stop: int, depth: int = 0) -> Val:
+        """The value of exactly the tokens start..stop, unknown unless all of them are understood."""
+        if start >= stop:
+            return UNKNOWN
+        value, end = self._expr(start, depth)
+        return value if end == stop else unknown(value)
+
+    def _expr(self, i: int, depth: int) -> tuple[Val, int]:
+        """A concatenation of operands from i; where it stopped."""
+        value, i = self._operand(i, depth)
+        texts, n = self.texts, self.n
+        while i < n and texts[i] == "+" and self.kinds[i] == PUNCT:
+            right, i = self._operand(i + 1, depth)
+            value = concat(value, right)
+        return value, i
+
+    def _operand(self, i: int, depth: int) -> tuple[Val, int]:
+        """One operand and what follows it (.method(), [index])."""
+        if i >= self.n:
+            return UNKNOWN, self.n
+        if depth > _MAX_EVAL_DEPTH:
+            return UNKNOWN, i + 1
+        kind, text = self.kinds[i], self.texts[i]
+        close_of = self.tokens.close_of
+        value: Val
+        if kind == STR:
+            value = Val(*string_literal(text))
+            i += 1
+        elif kind == TPL:
+            value = Val(*template_chunk(text))
+            i += 1
+        elif kind == TPL_HEAD:
+            value, i = self._template(i, depth)
+        elif kind == NUM:
+            value = Val(js_number(text))
+            i += 1
+        elif kind == NAME:
+            value, i = self._name_value(i, depth)
+        elif text == "(" and kind == PUNCT:
+            closer = close_of.get(i)
+            inner, end = self._expr(i + 1, depth + 1)
+            if closer is None:
+                return unknown(inner), self.n
+            value = inner if end == closer else unknown(inner)
+            i = closer + 1
+        elif text == "[" and kind == PUNCT:
+            closer = close_of.get(i)
+            if closer is None:
+                return UNKNOWN, self.n
+            items = [self.value_of(a, b, depth + 1) for a, b in self.tokens.args(i)]
+            if any(PH in item.text for item in items):
+                value = unknown(*items)
+            else:
+                value = Val(PH, any(item.obfuscated for item in items), tuple(item.text for item in items))
+            i = closer + 1
+        else:
+            return UNKNOWN, i + 1
+        return self._postfix(value, i, depth)
+
+    def _template(self, i: int, depth: int) -> tuple[Val, int]:
+        """A template literal with substitutions."""
+        kinds = self.kinds
+        value = Val(*template_chunk(self.texts[i]))
+        j = i + 1
+        while True:
+            inner, j = self._expr(j, depth + 1)
+            value = concat(value, inner)
+            if j < self.n and kinds[j] in (TPL_MID, TPL_TAIL):
+                value = concat(value, Val(*template_chunk(self.texts[j])))
+                if kinds[j] == TPL_TAIL:
+                    return value, j + 1
+                j += 1
+                continue
+            end = i
+            while end in self.tokens.close_of:
+                end = self.tokens.close_of[end]
+            return unknown(value), (end + 1 if end != i else self.n)
+
+    def _name_value(self, i: int, depth: int) -> tuple[Val, int]:
+        """The value of a name: a decoder call, the page's own location, or a variable."""
+        texts, kinds, n = self.texts, self.kinds, self.n
+        name = texts[i]
+        if name == "new" and i + 2 < n and texts[i + 1] == "URL" and texts[i + 2] == "(":
+            closer = self.tokens.close_of.get(i + 2)
+            if closer is None:
+                return UNKNOWN, n
+            args = [self.value_of(a, b, depth + 1) for a, b in self.tokens.args(i + 2)]
+            return self._new_url(args), closer + 1
+        while name in WINDOWS and i + 2 < n and texts[i + 1] == "." and kinds[i + 2] == NAME \
+                and name not in ("top", "parent", "opener"):
+            i += 2
+            name = texts[i]
+        following = texts[i + 1] if i + 1 < n else ""
+        if following == "(" and name in DECODERS:
+            return self._decoder(name, i + 1, depth)
+        if name == "String" and following == "." and i + 3 < n and texts[i + 2] == "fromCharCode" \
+                and texts[i + 3] == "(":
+            return self._decoder("fromCharCode", i + 3, depth)
+        if name == "document" and following == "." and i + 2 < n:
+            member = texts[i + 2]
+            if member in ("URL", "documentURI"):
+                return Val(self.page.doc_url), i + 3
+            if member == "domain":
+                return Val(self.page.self_parts.get("hostname", PH)), i + 3
+            if member == "location":
+                i += 2
+                name = "location"
+                following = texts[i + 1] if i + 1 < n else ""
+        if name == "location":
+            if following == "." and i + 2 < n and texts[i + 2] in URL_PARTS:
+                return Val(self.page.self_parts.get(texts[i + 2], PH)), i + 3
+            if following == "." and i + 2 < n and texts[i + 2] == "hash":
+                return Val(FRAGMENT), i + 3
+            if following == "." and i + 2 < n and texts[i + 2] in ("reload", "assign", "replace"):
+                return UNKNOWN, i + 3
+            return Val(self.page.doc_url, location=True), i + 1
+        if name in KEYWORDS or name in WINDOWS:
+            return UNKNOWN, i + 1
+        known = self.lookup(name, i)
+        return (known if known is not None else UNKNOWN), i + 1
+
+    def _new_url(self, args: list[Val]) -> Val:
+        """new URL(url, base): url resolved against base (or the page's base when relative)."""
+        if not args or any(PH in a.text for a in args[:2]):
+            return unknown(*args)
+        base: str | None = self.page.base
+        if len(args) > 1:
+            base = resolve(args[1].text.split(FRAGMENT, 1)[0], self.page.base)
+        url = resolve(args[0].text.split(FRAGMENT, 1)[0], base) if base is not None else None
+        return Val(url, any(a.obfuscated for a in args), url=True) if url is not None else unknown(*args)
+
+    def _decoder(self, name: str, opener: int, depth: int) -> tuple[Val, int]:
+        """atob(..), unescape(..), String.fromCharCode(..) and the like, applied to known arguments."""
+        closer = self.tokens.close_of.get(opener)
+        if closer is None:
+            return Val(PH, name in ("atob", "fromCharCode")), self.n
+        args = [self.value_of(a, b, depth + 1) for a, b in self.tokens.args(opener)]
+        return decode_call(name, args), closer + 1
+
+    def _postfix(self, value: Val, i: int, depth: int) -> tuple[Val, int]:
+        """Method calls, property reads and indexing applied to value."""
+        texts, kinds, n = self.texts, self.kinds, self.n
+        close_of = self.tokens.close_of
+        while i < n:
+            text = texts[i]
+            if (text == "." or text == "?.") and i + 1 < n and kinds[i + 1] == NAME:
+                member = texts[i + 1]
+                if i + 2 < n and texts[i + 2] == "(":
+                    closer = close_of.get(i + 2)
+                    if closer is None:
+                        return unknown(value), n
+                    args = [self.value_of(a, b, depth + 1) for a, b in self.tokens.args(i + 2)]
+                    value = string_method(value, member, args)
+                    i = closer + 1
+                else:
+                    if member == "length" and PH not in value.text and FRAGMENT not in value.text:
+                        value = Val(str(len(value.items if value.items is not None else value.text)),
+                                    value.obfuscated)
+                    elif value.url and member in URL_PARTS:
+                        value = Val(url_part(value.text, member), value.obfuscated)
+                    else:
+                        value = unknown(value)
+                    i += 2
+            elif text == "[" and kinds[i] == PUNCT:
+                closer = close_of.get(i)
+                if closer is None:
+                    return unknown(value), n
+                index = self.value_of(i + 1, closer, depth + 1)
+                sequence = value.items if value.items is not None else value.text
+                if NUMBER.fullmatch(index.text) and (
+                        value.items is not None or (PH not in value.text and FRAGMENT not in value.text)):
+                    try:
+                        value = Val(sequence[int(float(index.text))], value.obfuscated or index.obfuscated)
+                    except (ValueError, IndexError):
+                        value = unknown(value, index)
+                else:
+                    value = unknown(value, index)
+                i = closer + 1
+            else:
+                break
+        return value, i

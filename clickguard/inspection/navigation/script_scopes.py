@@ -1,0 +1,410 @@
+"""Where a piece of script runs: the function around it, and whether that runs without a user.
+
+A `Ctx` is one such function (or the top level); `Scopes` finds the `Ctx` of any token of
+one script on demand. Top-level code, immediately invoked functions, load handlers, timers
+and promise callbacks run by themselves; click handlers and functions that are only
+defined do not, unless a named function is seen being called from code that does.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from clickguard.inspection.navigation.script_lexer import (
+    NAME,
+    NUM,
+    PUNCT,
+    STR,
+    TPL_HEAD,
+    TPL_MID,
+    TPL_TAIL,
+    Tokens,
+    js_number,
+    string_literal,
+)
+from clickguard.inspection.navigation.script_values import NUMBER
+
+if TYPE_CHECKING:
+    from clickguard.inspection.navigation.script_reader import Script
+
+
+# How a function's body runs: by itself (the top level), as its caller does (an
+# immediately invoked function, a load handler, a timer), never by itself (a click
+# handler, an unknown callback), or when its name is seen called from automatic code.
+ALWAYS, INHERIT, NEVER, NAMED = range(4)
+
+
+class Ctx:
+    """The function a piece of script runs in: how it gets run, its parameters, where its body is."""
+
+    __slots__ = ("delay", "member", "mode", "name", "params", "parent", "script", "span", "timer")
+
+    def __init__(self, mode: int, parent: Ctx | None, name: str = "", *, timer: bool = False,
+                 delay: float | None = None, script: Script | None = None,
+                 span: tuple[int, int] | None = None, member: bool = False) -> None:
+        self.mode = mode
+        self.parent = parent
+        self.name = name  # of a NAMED function
+        self.member = member  # a NAMED function defined as an object member, called as `x.name()`
+        self.timer = timer
+        self.delay = delay
+        self.script = script  # the script and token span of the body, when known
+        self.span = span
+        self.params: set[str] = set()
+
+    def anchor(self) -> Ctx:
+        """The nearest enclosing context that decides by itself whether code runs."""
+        ctx = self
+        while ctx.mode == INHERIT and ctx.parent is not None:
+            ctx = ctx.parent
+        return ctx
+
+    def timer_ctx(self) -> Ctx | None:
+        """The timer callback this code runs in, if any."""
+        ctx: Ctx | None = self
+        while ctx is not None:
+            if ctx.timer:
+                return ctx
+            if ctx.mode != INHERIT:
+                return None
+            ctx = ctx.parent
+        return None
+
+
+KEYWORDS = frozenset({
+    "break", "case", "catch", "class", "const", "continue", "debugger", "default", "delete", "do", "else",
+    "export", "extends", "finally", "for", "function", "if", "import", "in", "instanceof", "let", "new",
+    "return", "super", "switch", "this", "throw", "try", "typeof", "var", "void", "while", "with", "yield",
+    "await", "async", "of", "static", "get", "set", "true", "false", "null", "undefined",
+})
+EXPRESSION_KEYWORDS = frozenset({
+    "return", "typeof", "void", "new", "yield", "await", "delete", "in", "of", "instanceof", "case", "throw",
+})
+# Callbacks that run when their caller runs, without a user.
+_RUN_CALLBACKS = frozenset({
+    "requestAnimationFrame", "setImmediate", "queueMicrotask", "requestIdleCallback", "then", "catch",
+    "finally", "done", "always", "ready", "forEach", "map", "filter", "some", "every", "find", "findIndex",
+    "reduce", "reduceRight", "each", "flatMap", "sort", "Promise",
+})
+_LISTENERS = frozenset({"addEventListener", "attachEvent", "on", "one", "bind"})
+_LOAD_EVENTS = frozenset({"load", "domcontentloaded", "pageshow", "readystatechange"})
+LOAD_HANDLERS = frozenset({"onload", "onpageshow", "onreadystatechange", "onerror"})
+
+
+def timer_delay(tokens: Tokens, opener: int) -> float | None:
+    """The delay in seconds of a timer call, when its second argument is a number."""
+    args = tokens.args(opener)
+    if len(args) < 2:
+        return 0.0
+    start, stop = args[1]
+    if stop - start == 1 and tokens.kinds[start] == NUM:
+        text = js_number(tokens.texts[start])
+        if NUMBER.fullmatch(text):
+            return max(float(text), 0.0) / 1000
+    return None
+
+
+class ScriptPart:
+    """One part of reading a script, with the script's tokens at hand."""
+
+    def __init__(self, script: Script) -> None:
+        self.script = script
+        self.tokens = script.tokens
+        self.kinds = script.tokens.kinds
+        self.texts = script.tokens.texts
+        self.n = script.tokens.n
+        self.root = script.root  # the context the script's top level runs in
+
+
+class Scopes(ScriptPart):
+    """Which function each token of one script runs in, and how that function gets run.
+
+    The function a token runs in is found by walking back over balanced brackets to the
+    ones around it, each classified once (a function body, an arrow body, a plain block)
+    and remembered. A function is classified by what it is handed to: a timer or a load
+    listener runs it as its caller runs, a click handler never by itself, a named function
+    when automatic code is seen calling it (`call_site`).
+    """
+
+    def __init__(self, script: Script) -> None:
+        super().__init__(script)
+        self.inside: dict[int, Ctx] = {}  # opener (or -2 - arrow) -> context of the code within
+        self.level: dict[int, int] = {}  # token -> the bracket around it (-1: none), arrows aside
+
+    def ctx_at(self, i: int) -> Ctx:
+        """The context token i runs in."""
+        pending: list[int] = []
+        j = i
+        while True:
+            key = self.enclosing(j, True)
+            if key == -1:
+                ctx = self.root
+                break
+            known = self.inside.get(key)
+            if known is not None:
+                ctx = known
+                break
+            pending.append(key)
+            j = self._arrow_start(-2 - key) if key < -1 else key
+        for key in reversed(pending):
+            ctx = self._inside(key, ctx)
+            self.inside[key] = ctx
+        return ctx
+
+    def enclosing(self, i: int, arrows: bool) -> int:
+        """The innermost open bracket around token i; -2 - arrow for an arrow function's bare body; or -1."""
+        texts, kinds, open_of, close_of = self.texts, self.kinds, self.tokens.open_of, self.tokens.close_of
+        level = self.level
+        separated = not arrows
+        visited: list[int] = []
+        result = -1
+        j = i - 1
+        while j >= 0:
+            if separated:
+                # Tokens at one level share the bracket around them: remember it for later walks.
+                known = level.get(j)
+                if known is not None:
+                    result = known
+                    break
+                visited.append(j)
+            kind = kinds[j]
+            if not separated and kinds[j + 1] == NAME and self._line_break_after(j):
+                separated = True  # a new statement by automatic semicolon insertion
+            if kind == PUNCT:
+                text = texts[j]
+                if text == ")" or text == "]" or text == "}":
+                    opener = open_of.get(j)
+                    if opener is not None:
+                        j = opener - 1
+                        continue
+                elif text == "(" or text == "[" or text == "{":
+                    result = j
+                    break
+                elif text == "=>":
+                    if not separated and j + 1 < self.n and texts[j + 1] != "{":
+                        return -2 - j
+                elif text == "," or text == ";":
+                    separated = True
+            elif kind in (TPL_HEAD, TPL_MID):
+                closer = close_of.get(j)
+                if closer is None or closer >= i:
+                    result = j
+                    break
+                j = open_of.get(j, j) - 1 if kind == TPL_MID else j - 1
+                continue
+            elif kind == TPL_TAIL:
+                j = open_of.get(j, j - 1)
+                continue
+            j -= 1
+        for k in visited:
+            level[k] = result
+        return result
+
+    def _line_break_after(self, j: int) -> bool:
+        """Whether token j ends an expression and a line break follows it (so a new statement may start)."""
+        kind, text = self.kinds[j], self.texts[j]
+        if kind == PUNCT:
+            if text not in (")", "]", "}", "++", "--"):
+                return False
+        elif kind == NAME and text in EXPRESSION_KEYWORDS:
+            return False
+        start = self.tokens.starts[j] + len(text)
+        return "\n" in self.tokens.code[start:self.tokens.starts[j + 1]]
+
+    def _inside(self, key: int, outer: Ctx) -> Ctx:
+        """The context of the code within a bracket (or arrow body) that runs in outer."""
+        if key < -1:
+            arrow = -2 - key
+            opener = self.enclosing(arrow, False)
+            end = self.tokens.close_of.get(opener, self.n - 1) if opener >= 0 else self.n - 1
+            ctx = self._function(self._arrow_start(arrow), outer, (arrow + 1, end))
+            self._arrow_params(arrow, ctx)
+            return ctx
+        if self.texts[key] == "{" and self.kinds[key] == PUNCT:
+            return self._block(key, outer)
+        return outer
+
+    def _block(self, i: int, ctx: Ctx) -> Ctx:
+        """The context of the block a "{" opens: a new one for a function body, else the current."""
+        texts, kinds = self.texts, self.kinds
+        if i == 0:
+            return ctx
+        span = (i, self.tokens.close_of.get(i, self.n - 1))
+        before = texts[i - 1]
+        if before == "=>":
+            new = self._function(self._arrow_start(i - 1), ctx, span)
+            self._arrow_params(i - 1, new)
+            return new
+        if before != ")" or kinds[i - 1] != PUNCT:
+            return ctx
+        opener = self.tokens.open_of.get(i - 1)
+        if opener is None or opener == 0:
+            return ctx
+        head = opener - 1
+        head_text = texts[head]
+        if kinds[head] != NAME:
+            return ctx
+        if head_text == "function":
+            new = self._function(head, ctx, span)
+        elif head and (texts[head - 1] == "function" or (texts[head - 1] == "*" and head > 1
+                                                          and texts[head - 2] == "function")):
+            keyword = head - 1 if texts[head - 1] == "function" else head - 2
+            if self.in_expression(keyword):
+                new = self._function(keyword, ctx, span)
+            else:
+                new = self._named(head_text, ctx, span, member=False)
+        elif head_text in KEYWORDS or (head and texts[head - 1] in (".", "?.")):
+            return ctx
+        else:
+            new = self._named(head_text, ctx, span, member=True)  # a method: `go(u) { ... }`
+        self._declare_params(opener, i - 1, new)
+        return new
+
+    def in_expression(self, keyword: int) -> bool:
+        """Whether the `function` at keyword starts an expression (not a declaration)."""
+        before = keyword - 1
+        if before >= 0 and self.texts[before] == "async":
+            before -= 1
+        if before < 0:
+            return False
+        kind, text = self.kinds[before], self.texts[before]
+        if kind == PUNCT:
+            return text not in (";", "{", "}", ")", "]")
+        return (kind == NAME and text in EXPRESSION_KEYWORDS) or kind in (TPL_HEAD, TPL_MID)
+
+    def _named(self, name: str, ctx: Ctx, span: tuple[int, int], member: bool) -> Ctx:
+        """A function that runs when something calls it by name (as `name()`, or `x.name()` for a member)."""
+        return Ctx(NAMED, ctx, name, script=self.script, span=span, member=member)
+
+    def _arrow_start(self, arrow: int) -> int:
+        """The first token of the arrow function whose "=>" is at arrow."""
+        start = arrow - 1
+        if start >= 0 and self.texts[start] == ")":
+            start = self.tokens.open_of.get(start, start)
+        if start > 0 and self.texts[start - 1] == "async":
+            start -= 1
+        return start
+
+    def _arrow_params(self, arrow: int, ctx: Ctx) -> None:
+        """An arrow function's parameters shadow outer variables of the same name."""
+        before = arrow - 1
+        if before < 0:
+            return
+        if self.texts[before] == ")":
+            opener = self.tokens.open_of.get(before)
+            if opener is not None:
+                self._declare_params(opener, before, ctx)
+        elif self.kinds[before] == NAME:
+            ctx.params.add(self.texts[before])
+
+    def _declare_params(self, opener: int, closer: int, ctx: Ctx) -> None:
+        """Parameters shadow outer variables of the same name."""
+        texts, kinds = self.texts, self.kinds
+        for k in range(opener + 1, closer):
+            if kinds[k] == NAME and texts[k - 1] in ("(", ",", "...") and texts[k] not in KEYWORDS:
+                ctx.params.add(texts[k])
+
+    def _function(self, start: int, ctx: Ctx, span: tuple[int, int]) -> Ctx:
+        """The context of a function expression starting at start, judged by what it is handed to."""
+        texts, kinds = self.texts, self.kinds
+        if start > 0 and texts[start - 1] == "async" and texts[start] != "async":
+            start -= 1
+        before = start - 1
+        if before < 0:
+            return Ctx(NEVER, ctx, script=self.script, span=span)
+        prev = texts[before]
+        if prev in ("!", "~", "+", "-", "void", "new"):  # !function(){...}(): invoked where it stands
+            return Ctx(INHERIT, ctx, script=self.script, span=span)
+        if prev in ("(", ","):
+            opener = self.enclosing(start, False)
+            if opener < 0 or texts[opener] != "(":
+                return Ctx(NEVER, ctx, script=self.script, span=span)
+            callee = opener - 1
+            if callee < 0 or kinds[callee] != NAME or texts[callee] in KEYWORDS:
+                # a grouping paren: (function(){...})() runs where it stands
+                return Ctx(INHERIT if prev == "(" else NEVER, ctx, script=self.script, span=span)
+            callback = self._callback(callee, opener, start == opener + 1, ctx)
+            callback.script, callback.span = self.script, span
+            return callback
+        if prev == "=" and before > 0 and kinds[before - 1] == NAME:
+            target = texts[before - 1]
+            if target in LOAD_HANDLERS:
+                return Ctx(INHERIT, ctx, script=self.script, span=span)
+            member = before > 1 and texts[before - 2] in (".", "?.")
+            if target.startswith("on") and member:
+                return Ctx(NEVER, ctx, script=self.script, span=span)
+            return self._named(target, ctx, span, member)
+        if prev == ":" and before > 0 and kinds[before - 1] in (NAME, STR):
+            key = texts[before - 1]
+            return self._named(string_literal(key)[0] if kinds[before - 1] == STR else key, ctx, span, True)
+        return Ctx(NEVER, ctx, script=self.script, span=span)
+
+    def _callback(self, callee: int, opener: int, first: bool, ctx: Ctx) -> Ctx:
+        """The context of a function passed to the call whose name is at callee."""
+        texts = self.texts
+        name = texts[callee]
+        member = callee > 0 and texts[callee - 1] in (".", "?.")
+        if name in ("setTimeout", "setInterval"):
+            return Ctx(INHERIT, ctx, timer=True, delay=timer_delay(self.tokens, opener))
+        if name in _RUN_CALLBACKS or (name in ("$", "jQuery") and first and not member) \
+                or (name == "load" and member):
+            return Ctx(INHERIT, ctx)
+        if name in _LISTENERS and opener + 1 < self.n and self.kinds[opener + 1] == STR:
+            event = string_literal(texts[opener + 1])[0].lower()
+            event = event[2:] if name == "attachEvent" and event.startswith("on") else event
+            return Ctx(INHERIT if event in _LOAD_EVENTS else NEVER, ctx)
+        return Ctx(NEVER, ctx)
+
+    def call_site(self, k: int, function: Ctx) -> Ctx | None:
+        """The context in which the function named at token k gets called there, or None if it is not."""
+        texts, n = self.texts, self.n
+        prev = texts[k - 1] if k else ""
+        following = texts[k + 1] if k + 1 < n else ""
+        member = prev in (".", "?.")
+        if following == "(" and prev != "function":
+            if member != function.member:
+                return None
+            ctx = self.ctx_at(k)
+            return ctx if member or self._sees(ctx, function) else None
+        if member or function.member:
+            return None
+        if prev in ("(", ",") and following in (",", ")"):  # passed as a callback: setTimeout(go, 9)
+            opener = k - 1 if prev == "(" else self.enclosing(k, False)
+            callee = opener - 1
+            if opener < 0 or texts[opener] != "(" or callee < 0 or self.kinds[callee] != NAME \
+                    or texts[callee] in KEYWORDS:
+                return None
+            ctx = self.ctx_at(k)
+            if not self._sees(ctx, function):
+                return None
+            callback = self._callback(callee, opener, k == opener + 1, ctx)
+            return callback if callback.mode != NEVER else None
+        if prev == "=" and k > 1 and texts[k - 2] in LOAD_HANDLERS:  # window.onload = go
+            ctx = self.ctx_at(k)
+            return Ctx(INHERIT, ctx) if self._sees(ctx, function) else None
+        return None
+
+    def _sees(self, ctx: Ctx, function: Ctx) -> bool:
+        """Whether code in ctx reaches the function by its name: nothing of that name declared in between."""
+        scope: Ctx | None = ctx
+        while scope is not None:
+            if scope is function.parent:
+                return True
+            if function.name in scope.params or self._declares(scope, function.name):
+                return False
+            scope = scope.parent
+        return False
+
+    def _declares(self, scope: Ctx, name: str) -> bool:
+        """Whether a function body declares name itself (`function name`, `var name`, `let`, `const`)."""
+        script, span = scope.script, scope.span
+        if script is None or span is None:
+            return False
+        texts = script.texts
+        for k in script.tokens.name_sites(name):
+            if span[0] <= k <= span[1] and k and texts[k - 1] in ("function", "var", "let", "const"):
+                if texts[k - 1] == "function" and script.scopes.in_expression(k - 1):
+                    continue  # a named function expression's name is only seen inside it
+                if script.scopes.ctx_at(k) is scope:
+                    return True
+        return False
