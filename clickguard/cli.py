@@ -4,30 +4,37 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
 import sqlite3
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
 from pydantic import ValidationError
 
 from clickguard.audit import report, store
+from clickguard.decision.build import Built, build_judge, learned_hosts
 from clickguard.decision.check import Decision, check, check_offline, with_origin
 from clickguard.decision.judge import Judge
-from clickguard.errors import PolicyError, TokenError, URLError
+from clickguard.errors import (
+    ClickguardError,
+    FileAccessError,
+    InputError,
+    Problem,
+    TokenError,
+    URLError,
+    UsageError,
+)
 from clickguard.intel.learned import FEED_NAME as LEARNED_FEED
-from clickguard.intel.learned import LearnedHosts
 from clickguard.intel.resolver import Resolver
-from clickguard.intel.sources import FeedSet
 from clickguard.mail.links import decode, is_click_link
 from clickguard.mail.origin import origin_of_message
 from clickguard.mail.rewrite import RewriteSettings, rewrite_message
 from clickguard.policy.model import AuditConfig, Policy, check_policy, load_policy
-from clickguard.proxy.runtime import feeds_from_specs
 from clickguard.shipped import DEFAULT_POLICY
 from clickguard.tokens import load_or_create_key
 from clickguard.urls import normalize_url, registered_domain
@@ -90,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     chk.add_argument("--json", action="store_true", help="one JSON object per URL")
     chk.add_argument("--resolve", action="store_true",
                      help="also resolve host names and judge their addresses (off by default)")
+    chk.add_argument("--state-dir", type=Path, default=Path("var"),
+                     help="the proxy's state: feed caches and the hosts it learned (default var/)")
 
     pol = sub.add_parser("policy", help="policy tools")
     pol_sub = pol.add_subparsers(dest="policy_command", required=True)
@@ -180,9 +189,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "report":
             return cmd_report(args)
         return cmd_ca(args.certs)
-    except (PolicyError, ValueError, OSError) as e:
+    except ClickguardError as e:  # the user's to fix; anything else is a bug and shows its traceback
         print(f"clickguard: {e}", file=sys.stderr)
         return 2
+
+
+@contextlib.contextmanager
+def user_files() -> Iterator[None]:
+    """Around reading or writing files the user named: an OSError is theirs to fix (FileAccessError)."""
+    try:
+        yield
+    except ClickguardError:
+        raise
+    except OSError as e:
+        raise FileAccessError.of(e) from e
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -217,7 +237,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         argv += ["--set", f"clickguard_audit_store={args.audit_store}"]
     for option in args.set:
         argv += ["--set", option]
-    args.certs.mkdir(parents=True, exist_ok=True)
+    with user_files():
+        args.certs.mkdir(parents=True, exist_ok=True)
     mitmproxy_main.run(ClickguardMaster, cmdline.mitmdump, argv)
     return 0
 
@@ -227,14 +248,11 @@ def policy_or_default(policy_path: Path | None) -> Policy:
     return load_policy(policy_path or DEFAULT_POLICY).policy
 
 
-def load_judge(policy_path: Path | None, feed_specs: Sequence[str], state_dir: Path) -> tuple[Judge, FeedSet]:
-    """A judge from a policy (the default if present) and extra feeds, as the proxy would build it."""
-    policy = policy_or_default(policy_path)
-    extra = feeds_from_specs(feed_specs, Path.cwd(), [f.name for f in policy.feeds])
-    feeds = FeedSet([*policy.feeds, *extra], state_dir / "feeds")
-    index = feeds.build_index()
+def load_judge(policy_path: Path | None, feed_specs: Sequence[str], state_dir: Path) -> Built:
+    """The judge the proxy keeping its state in state_dir would build: policy, feeds, learned hosts."""
+    built = build_judge(policy_or_default(policy_path), state_dir, feed_specs=feed_specs)
     gc.freeze()  # the index lives as long as the command: keep the cyclic GC off its million entries
-    return Judge(policy, index, unloaded_feeds=feeds.unloaded()), feeds
+    return built
 
 
 def decision_json(raw: str, decision: Decision) -> dict[str, Any]:
@@ -272,7 +290,7 @@ def judge_url(judge: Judge, raw: str, origin_ip: str | None = None,
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Judge one URL, or many from stdin, and print the verdicts."""
-    judge, _feeds = load_judge(args.policy, args.feed, Path("var"))
+    judge, _feeds = load_judge(args.policy, args.feed, args.state_dir)
     resolver = Resolver() if args.resolve else None
 
     def judge_one(raw: str) -> dict[str, Any]:
@@ -285,7 +303,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         _print_result(result, args.json, sys.stdout)
         return 2 if "error" in result else 0
     out: list[str] = []
-    for line in sys.stdin:
+    for line in _stdin_lines():
         raw = line.strip()
         if not raw or raw.startswith("#"):
             continue
@@ -295,6 +313,14 @@ def cmd_check(args: argparse.Namespace) -> int:
             out.clear()
     sys.stdout.write("".join(out))
     return 0
+
+
+def _stdin_lines() -> Iterator[str]:
+    """The lines of standard input; UsageError when they are not text in its encoding."""
+    try:
+        yield from sys.stdin
+    except UnicodeDecodeError as e:
+        raise UsageError(str(e)) from e
 
 
 _JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
@@ -345,15 +371,15 @@ def cmd_feeds_status(args: argparse.Namespace) -> int:
     """Per feed: entries, source, age, last error; from the running proxy if it published them."""
     status_file = args.state_dir / "feeds-status.json"
     if status_file.exists() and not args.feed:
-        published = json.loads(status_file.read_text())
+        published = _published_status(status_file)
         feeds = published["feeds"]
         origin = f"published by the running proxy {_age(time.time() - published['written_at'])} ago"
     else:
         _judge, feed_set = load_judge(args.policy, args.feed, args.state_dir)
         feeds = feed_set.snapshot()
         origin = "loaded now from the policy (no running proxy published a status)"
-    learned = LearnedHosts(args.state_dir / "learned.json")
-    learned.load()
+    with user_files():  # a learned-hosts file that is not one is set aside: that may fail
+        learned = learned_hosts(args.state_dir)
     if args.json:
         print(json.dumps({"origin": origin, "feeds": feeds,
                           "learned": [h.as_dict() for h in learned]}, indent=1))
@@ -380,11 +406,28 @@ def cmd_feeds_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _published_status(path: Path) -> dict[str, Any]:
+    """The feeds' status a running proxy published; InputError if it is not one."""
+    with user_files():
+        text = path.read_text()
+    try:
+        published = json.loads(text)
+    except ValueError as e:
+        published = str(e)
+    if not (isinstance(published, dict) and isinstance(published.get("feeds"), list)
+            and isinstance(published.get("written_at"), (int, float))):
+        why = published if isinstance(published, str) else "no feeds or time in it"
+        raise InputError([Problem(str(path), None, "", f"not a feeds status file ({why})")])
+    return published
+
+
 def cmd_rewrite(args: argparse.Namespace) -> int:
     """Rewrite one message, a directory of messages or an mbox; a message that fails is kept unchanged."""
     policy = policy_or_default(args.policy)
-    settings = RewriteSettings(policy.click_host, load_or_create_key(args.certs / "clickguard.key"),
-                               policy.click_links.recipient, policy.click_links.skip_domains)
+    with user_files():
+        key = load_or_create_key(args.certs / "clickguard.key")
+    settings = RewriteSettings(policy.click_host, key, policy.click_links.recipient,
+                               policy.click_links.skip_domains)
     counts = {"messages": 0, "links": 0, "unchanged": 0}
 
     def one(raw: bytes, name: str) -> bytes:
@@ -401,43 +444,61 @@ def cmd_rewrite(args: argparse.Namespace) -> int:
     source: Path = args.input
     if source.is_dir():
         if args.output is None:
-            raise ValueError("rewriting a directory needs -o DIRECTORY")
-        args.output.mkdir(parents=True, exist_ok=True)
-        for path in sorted(p for p in source.iterdir() if p.is_file()):
-            (args.output / path.name).write_bytes(one(path.read_bytes(), str(path)))
-    elif source.read_bytes()[:5] == b"From ":
-        import mailbox
-
+            raise UsageError("rewriting a directory needs -o DIRECTORY")
+        with user_files():
+            args.output.mkdir(parents=True, exist_ok=True)
+            paths = sorted(p for p in source.iterdir() if p.is_file())
+        for path in paths:
+            rewritten = one(_read(path), str(path))
+            with user_files():
+                (args.output / path.name).write_bytes(rewritten)
+    elif _read(source)[:5] == b"From ":
         if args.output is None:
-            raise ValueError("rewriting an mbox needs -o FILE")
-        out = mailbox.mbox(args.output)
-        out.lock()
-        try:
-            for n, message in enumerate(mailbox.mbox(source, create=False)):
-                rewritten = one(message.as_bytes(unixfrom=False), f"{source}#{n + 1}")
-                entry = mailbox.mboxMessage(rewritten)
-                entry.set_from(message.get_from())
-                out.add(entry)
-            out.flush()
-        finally:
-            out.unlock()
-            out.close()
+            raise UsageError("rewriting an mbox needs -o FILE")
+        with user_files():
+            _rewrite_mbox(source, args.output, one)
     else:
-        data = one(source.read_bytes(), str(source))
+        data = one(_read(source), str(source))
         if args.output is None:
             sys.stdout.buffer.write(data)
         else:
-            args.output.write_bytes(data)
+            with user_files():
+                args.output.write_bytes(data)
     print(f"clickguard rewrite: {counts['messages']} messages, {counts['links']} links rewritten, "
           f"{counts['unchanged']} passed through unchanged", file=sys.stderr)
     return 0
+
+
+def _read(path: Path) -> bytes:
+    """The bytes of a file the user named; FileAccessError if it cannot be read."""
+    with user_files():
+        return path.read_bytes()
+
+
+def _rewrite_mbox(source: Path, output: Path, one: Callable[[bytes, str], bytes]) -> None:
+    """Rewrite every message of an mbox into another, each with its own From_ line."""
+    import mailbox
+
+    out = mailbox.mbox(output)
+    out.lock()
+    try:
+        for n, message in enumerate(mailbox.mbox(source, create=False)):
+            rewritten = one(message.as_bytes(unixfrom=False), f"{source}#{n + 1}")
+            entry = mailbox.mboxMessage(rewritten)
+            entry.set_from(message.get_from())
+            out.add(entry)
+        out.flush()
+    finally:
+        out.unlock()
+        out.close()
 
 
 def cmd_decode(args: argparse.Namespace) -> int:
     """Print a link's original target; exit 2 with a one-line reason if it is tampered or unparseable."""
     click_host = policy_or_default(args.policy).click_host
     key_path = args.certs / "clickguard.key"
-    key = load_or_create_key(key_path) if key_path.exists() else None
+    with user_files():
+        key = load_or_create_key(key_path) if key_path.exists() else None
     if key is None and is_click_link(args.url, click_host):
         print(f"clickguard decode: cannot verify a click link without its key ({key_path} not found)",
               file=sys.stderr)
@@ -464,7 +525,7 @@ def _audit_store(args: argparse.Namespace) -> Path:
         return Path(args.store)
     store_path = policy_or_default(args.policy).audit.store
     if store_path is None:
-        raise ValueError("the policy keeps no audit store (audit.store: off); name one with --store")
+        raise UsageError("the policy keeps no audit store (audit.store: off); name one with --store")
     return store_path
 
 
@@ -488,11 +549,13 @@ def cmd_audit_import(args: argparse.Namespace) -> int:
     except OSError as e:
         print(f"clickguard audit import: cannot read {path}: {e.strerror or e}", file=sys.stderr)
         return 2
-    connection = store.connect(_audit_store(args))
-    try:
-        imported, skipped = store.import_jsonl(connection, path)
-    finally:
-        store.close(connection)
+    store_path = _audit_store(args)
+    with user_files():
+        connection = store.connect(store_path)
+        try:
+            imported, skipped = store.import_jsonl(connection, path)
+        finally:
+            store.close(connection)
     print(f"imported {imported} records, skipped {skipped} (already in the store or not audit records)")
     return 0
 
@@ -503,8 +566,10 @@ def cmd_audit_prune(args: argparse.Namespace) -> int:
     if age is None:
         age = policy_or_default(args.policy).audit.retention
         if age is None:
-            raise ValueError("the policy keeps records forever (audit.retention: off); give --before")
-    connection = store.connect(_audit_store(args))
+            raise UsageError("the policy keeps records forever (audit.retention: off); give --before")
+    store_path = _audit_store(args)
+    with user_files():
+        connection = store.connect(store_path)
     deleted = 0
     try:
         # Short transactions, so a running proxy writing to the same store never waits long.
@@ -525,7 +590,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     drill = args.host is not None or args.click is not None
     limit: int = args.limit if args.limit is not None else 500 if drill else 20
     if limit < 1:
-        raise ValueError("--limit must be at least 1")
+        raise UsageError("--limit must be at least 1")
     try:
         connection = store.connect(path, readonly=True)
         try:
@@ -542,14 +607,16 @@ def cmd_report(args: argparse.Namespace) -> int:
         title = (f"clickguard: host {args.host}" if args.host is not None
                  else f"clickguard: click {args.click}")
         if args.html:
-            args.html.write_text(report.drilldown_page(records, title=title), encoding="utf-8")
+            with user_files():
+                args.html.write_text(report.drilldown_page(records, title=title), encoding="utf-8")
         elif args.json:
             print(json.dumps(records, indent=2, ensure_ascii=False))
         else:
             sys.stdout.write(report.drilldown_text(records))
         return 0
     if args.html:
-        args.html.write_text(report.report_html(built), encoding="utf-8")
+        with user_files():
+            args.html.write_text(report.report_html(built), encoding="utf-8")
         print(f"report written to {args.html}")
     elif args.json:
         print(report.report_json(built))
@@ -574,7 +641,7 @@ def cmd_hash_password() -> int:
             print("clickguard admin hash-password: the passwords differ", file=sys.stderr)
             return 2
     else:
-        password = sys.stdin.readline().removesuffix("\n").removesuffix("\r")
+        password = next(_stdin_lines(), "").removesuffix("\n").removesuffix("\r")
     if len(password) < MIN_PASSWORD:
         print(f"clickguard admin hash-password: use at least {MIN_PASSWORD} characters", file=sys.stderr)
         return 2
@@ -587,8 +654,9 @@ def cmd_ca(certs: Path) -> int:
     """Create the proxy CA in the certs directory if needed; print the certificate's path."""
     from mitmproxy.certs import CertStore
 
-    certs.mkdir(parents=True, exist_ok=True)
-    CertStore.from_store(certs, "mitmproxy", 2048)
+    with user_files():
+        certs.mkdir(parents=True, exist_ok=True)
+        CertStore.from_store(certs, "mitmproxy", 2048)
     print(certs / "mitmproxy-ca-cert.pem")
     return 0
 

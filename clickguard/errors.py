@@ -6,6 +6,8 @@
     │   └── FeedError               a feed that cannot be used at all (wrong format, unreadable)
     ├── URLError(ValueError)        a URL or host that a browser would refuse too
     ├── TokenError(ValueError)      a signed token that is tampered, truncated, expired or not ours
+    ├── UsageError(ValueError)      command-line input that cannot be used: a bad --feed, stdin not text
+    ├── FileAccessError(OSError)    a file named on the command line that cannot be read or written
     └── AuditError(OSError)         a record the audit store could not take (the file raises plain OSError)
 
 A single malformed line in a feed is not an error: parsers skip it and count it
@@ -57,6 +59,21 @@ class URLError(ClickguardError, ValueError):
 
 class TokenError(ClickguardError, ValueError):
     """A signed token that does not verify: tampered, truncated, expired or issued for someone else."""
+
+
+class UsageError(ClickguardError, ValueError):
+    """What the command line gave (an argument, a proxy option, standard input) cannot be used as given."""
+
+
+class FileAccessError(ClickguardError, OSError):
+    """A file the user named that cannot be read or written (missing, a directory, no permission)."""
+
+    @classmethod
+    def of(cls, error: OSError) -> FileAccessError:
+        """The same error, in the same words, as one the user can fix."""
+        if error.strerror is None:
+            return cls(str(error))
+        return cls(error.errno, error.strerror, error.filename, None, error.filename2)
 
 
 class AuditError(ClickguardError, OSError):

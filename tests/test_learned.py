@@ -8,11 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from clickguard.decision.build import build_judge
 from clickguard.decision.judge import Judge
 from clickguard.intel.index import FeedInput, ReputationIndex
-from clickguard.intel.learned import LearnedHosts
+from clickguard.intel.learned import STATE_FILE, LearnedHosts
 from clickguard.intel.parsers import Indicator, Kind
 from clickguard.policy.model import parse_policy
+from clickguard.proxy.runtime import Runtime
 from clickguard.urls import normalize_url
 
 
@@ -93,3 +95,26 @@ def test_the_judge_refuses_learned_hosts_by_name_and_by_address(tmp_path: Path) 
     (by_address,) = judge.address_findings(["203.0.113.7"], host="dyn.example")
     assert by_address.detail.startswith("dyn.example resolves to 203.0.113.7, which was learned")
     assert judge.decide([by_name]).action == "block"
+
+
+def test_the_proxy_reads_learned_hosts_at_first_build_and_keeps_them(tmp_path: Path) -> None:
+    saved = LearnedHosts(tmp_path / "var" / STATE_FILE)
+    saved.learn("cam.example", "a camera sending browsers elsewhere", "http://cam.example/",
+                ("response.redirect",), ttl=3600)
+    saved.save()
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("feeds: []\n")
+    runtime = Runtime(state_dir=tmp_path / "var", certs_dir=tmp_path / "certs")
+    assert len(runtime.learned) == 0  # constructing reads nothing
+    runtime.policy_path = policy
+    first = runtime.build()
+    assert first.judge.learned_entry("cam.example") is not None
+    runtime.learned.learn("dvr.example", "a DVR serving Mozi.m", "http://dvr.example/", (), ttl=3600)
+    second = runtime.build()  # a reload: what was learned since is kept, the file is not read again
+    assert second.judge.learned is first.judge.learned is runtime.learned
+    assert [h.host for h in runtime.learned] == ["cam.example", "dvr.example"]
+    # The command line's judge reads what the proxy saved in the same state directory.
+    cli_judge, _feeds = build_judge(parse_policy("feeds: []", filename="p.yaml", base_dir=tmp_path),
+                                    tmp_path / "var")
+    assert cli_judge.learned_entry("cam.example") is not None
+    assert cli_judge.learned_entry("dvr.example") is None  # learned, not saved yet

@@ -28,7 +28,8 @@ def layout_entries(readme: str) -> set[str]:
         if name.endswith("/"):
             stack.append((indent, name))
         entries.add(path)
-    return {e.removeprefix("clickguard/") for e in entries if e.startswith("clickguard/") and e != "clickguard/"}
+    inside = {e.removeprefix("clickguard/") for e in entries if e.startswith("clickguard/")}
+    return inside - {""}
 
 
 def tree_entries(root: Path) -> set[str]:

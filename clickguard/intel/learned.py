@@ -22,6 +22,7 @@ from typing import NamedTuple
 logger = logging.getLogger(__name__)
 
 FEED_NAME = "learned"  # how learned entries are attributed in findings and `feeds status`
+STATE_FILE = "learned.json"  # the file in the state directory, beside the feed caches
 _MAX_ENTRIES = 100_000  # the oldest go first beyond this: a flood of hosts cannot fill memory
 
 

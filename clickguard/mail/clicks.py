@@ -10,6 +10,7 @@ never inherits a click's e-mail origin.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import NamedTuple
 
 from cachetools import TTLCache
@@ -25,6 +26,28 @@ class ClickMark(NamedTuple):
     origin_ip: str | None  # the e-mail's origin, as the click link carries it
     recipient: str | None  # as the click link names the recipient (hashed, plain or absent)
     hop: int  # 0 is the click itself, 1 the target it redirected to, …
+
+    def as_dict(self) -> dict[str, object]:
+        """The mark by field name, as signed tokens carry it (a new field never shifts another)."""
+        return {"id": self.click_id, "origin": self.origin_ip, "recipient": self.recipient, "hop": self.hop}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> ClickMark:
+        """The mark `as_dict` made; ValueError for a field missing, unknown or of the wrong type."""
+        unknown = set(data) - {"id", "origin", "recipient", "hop"}
+        if unknown:
+            # A field this code does not know is context it would drop: refuse rather than lose it.
+            raise ValueError(f"unknown click fields {sorted(unknown)}")
+        click_id, origin_ip, recipient, hop = (data.get("id"), data.get("origin"), data.get("recipient"),
+                                               data.get("hop"))
+        if not isinstance(click_id, str) or not click_id:
+            raise ValueError("the click has no id")
+        if not isinstance(hop, int) or isinstance(hop, bool) or hop < 0:
+            raise ValueError("the click's hop is not a count")
+        if not (origin_ip is None or isinstance(origin_ip, str)) \
+                or not (recipient is None or isinstance(recipient, str)):
+            raise ValueError("the click's origin or recipient is not text")
+        return cls(click_id, origin_ip, recipient, hop)
 
 
 class ClickTrail:

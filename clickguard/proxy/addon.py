@@ -27,6 +27,8 @@ class Clickguard:
     """The addon mitmproxy sees: policy and feeds (Config), the click host (Endpoint), judging (Guard)."""
 
     def __init__(self) -> None:
+        # Built when the module is imported (`addons` below): nothing here reads or writes a file.
+        # Config.configure sets the real directories and loads the policy, feeds and learned hosts.
         self.runtime = Runtime(state_dir=Path("var"), certs_dir=Path("~/.mitmproxy").expanduser())
         self.config = Config(self.runtime)
         self.guard = Guard(self.runtime)

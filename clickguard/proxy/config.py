@@ -13,8 +13,9 @@ from pathlib import Path
 import aiohttp
 from mitmproxy import ctx, exceptions
 
-from clickguard.errors import PolicyError
-from clickguard.proxy.runtime import Runtime, feeds_from_specs
+from clickguard.decision.build import feeds_from_specs
+from clickguard.errors import PolicyError, UsageError
+from clickguard.proxy.runtime import Runtime
 from clickguard.shipped import DEFAULT_POLICY
 
 logger = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ class Config:
         if "clickguard_feeds" in updated:
             try:
                 feeds_from_specs(ctx.options.clickguard_feeds, Path.cwd())
-            except ValueError as e:
+            except UsageError as e:
                 raise exceptions.OptionsError(f"clickguard_feeds: {e}") from e
             rt.feed_specs = list(ctx.options.clickguard_feeds)
         keys = {"clickguard_policy", "clickguard_feeds", "clickguard_audit_log", "clickguard_audit_store",

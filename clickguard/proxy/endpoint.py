@@ -8,15 +8,17 @@ from collections.abc import Coroutine
 
 from mitmproxy import http
 
+from clickguard import reasons
 from clickguard.audit import writer as audit
 from clickguard.decision.check import check, with_origin
 from clickguard.decision.verdict import Finding
 from clickguard.errors import TokenError, URLError
 from clickguard.mail.clicks import ClickMark
 from clickguard.mail.links import verify_click_link
+from clickguard.proxy.continuation import read_continue_token
 from clickguard.proxy.guard import Guard, client_of, respond
+from clickguard.proxy.records import Event, audit_record
 from clickguard.proxy.runtime import Runtime
-from clickguard.tokens import verify
 from clickguard.urls import normalize_url
 from clickguard.web import dashboard
 from clickguard.web.pages import Page, block_page, message_page
@@ -94,12 +96,12 @@ class Endpoint:
         rt.trail.expect(client, user, url.url, mark._replace(hop=1))
         flow.response = _redirect(url.url)
 
-    async def _refuse(self, flow: http.HTTPFlow, event: str, reason: str, ref: str) -> None:
+    async def _refuse(self, flow: http.HTTPFlow, event: Event, reason: str, ref: str) -> None:
         """A signed link that does not verify: audit it, then show the block page (link.bad_signature)."""
         client, user = client_of(flow)
-        finding = Finding("link.bad_signature", reason)
-        await self.runtime.record(audit.record(ref=ref, event=event, client=client, user=user,
-                                               url=flow.request.url, action="block", findings=[finding]))
+        finding = Finding(reasons.LINK_BAD_SIGNATURE, reason)
+        await self.runtime.record(audit_record(event, client, user, flow.request.url, "block", [finding],
+                                               ref=ref))
         respond(flow, block_page(flow.request.url, [finding], ref))
 
     async def _continue(self, flow: http.HTTPFlow, token: str) -> None:
@@ -108,23 +110,20 @@ class Endpoint:
         client, user = client_of(flow)
         ref = audit.new_ref()
         try:
-            payload = verify(token, rt.key, now=time.time())
-            if payload.get("c") != client or payload.get("usr") != user:
+            grant = read_continue_token(token, rt.key, now=time.time())
+            if grant.client != client or grant.user != user:
                 raise TokenError("this continue link was issued to another client")
-            url = normalize_url(str(payload.get("u", "")))
+            url = normalize_url(grant.url)
         except (TokenError, URLError) as e:
             await self._refuse(flow, "continue", f"continue link refused: {e}", ref)
             return
         policy = rt.judge.policy
         rt.grants.grant(client, user, url.host, time.time() + policy.warn.continue_minutes * 60)
-        codes = [str(c) for c in payload.get("codes", [])]
-        click = payload.get("click")
-        mark = ClickMark(*click) if isinstance(click, list) and len(click) == 4 else None
-        await self.runtime.record(audit.record(
-            ref=ref, event="continue", client=client, user=user, url=url.url, action="allow",
-            findings=[Finding(c, "the user chose to continue past the warning") for c in codes],
-            origin_ip=mark.origin_ip if mark else None, click_id=mark.click_id if mark else None,
-            warn_ref=payload.get("ref"), host=url.host))
+        mark = grant.click
+        await self.runtime.record(audit_record(
+            "continue", client, user, url.url, "allow",
+            [Finding(c, "the user chose to continue past the warning") for c in grant.codes],
+            host=url.host, mark=mark, ref=ref, warn_ref=grant.ref))
         if mark is not None:
             rt.trail.expect(client, user, url.url, mark._replace(hop=mark.hop + 1))
         flow.response = _redirect(url.url)

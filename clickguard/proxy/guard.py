@@ -1,4 +1,10 @@
-"""Judges every request before it leaves the proxy, and the address the proxy connects to."""
+"""Judges every request before it leaves the proxy, and the address the proxy connects to.
+
+What the hooks of one flow pass each other (the request's decision, the click it
+continues, the audit record being written) is one `FlowState`, made by the
+request hook and kept in ``flow.metadata["clickguard"]``, as mitmproxy's own
+addons leave their marks there.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +15,13 @@ import time
 import urllib.parse
 import weakref
 from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import Any
 
 from mitmproxy import connection, http, tcp
 from mitmproxy.proxy import server_hooks
 
-from clickguard.audit import writer as audit
+from clickguard import reasons
 from clickguard.decision.check import Decision, check, with_origin
 from clickguard.decision.verdict import Finding, Verdict
 from clickguard.errors import URLError
@@ -21,8 +29,9 @@ from clickguard.inspection.payloads import SNIFF_BYTES
 from clickguard.inspection.response import Inspection, inspect_response
 from clickguard.intel.resolver import ResolveError
 from clickguard.mail.clicks import ClickMark
+from clickguard.proxy.continuation import Continuation, continue_token
+from clickguard.proxy.records import Event, audit_record
 from clickguard.proxy.runtime import Runtime
-from clickguard.tokens import sign
 from clickguard.urls import NormalizedURL, normalize_url, parent_domains
 from clickguard.web.pages import Page, block_page, warn_page
 
@@ -30,9 +39,40 @@ METADATA_KEY = "clickguard"
 logger = logging.getLogger(__name__)
 
 
+@dataclass(slots=True, eq=False)
+class FlowState:
+    """What clickguard's hooks know of one judged flow; in ``flow.metadata["clickguard"]``."""
+
+    decision: Decision  # the request's, with the e-mail origin's findings when a click led here
+    verdict: Verdict  # in force: the request's, then its streamed body's once that is sniffed
+    mark: ClickMark | None = None  # the click this navigation continues
+    inspect: bool = False  # let through and worth inspecting: its response is inspected
+    streamed: bool = False  # the body streams: judged by its headers and first bytes, not in response()
+    record: asyncio.Task[None] | None = None  # the allowed request's audit record, being written
+
+    def summary(self) -> dict[str, object]:
+        """The flow's action and reason codes, as plain data."""
+        return {"action": self.verdict.action, "reasons": self.verdict.codes}
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> dict[str, object]:
+        # mitmproxy deep-copies a flow's metadata to save (`-w`) or duplicate the flow: the copy
+        # keeps the verdict as plain data; tasks and decisions belong to this proxy's hooks.
+        return self.summary()
+
+
+def flow_state(flow: http.HTTPFlow) -> FlowState | None:
+    """The state of a judged flow; None before its request is judged, or for a copy of a flow."""
+    state = flow.metadata.get(METADATA_KEY)
+    return state if isinstance(state, FlowState) else None
+
+
 # Fetch Metadata destinations that show a page or hand over a file: what inspection is for.
 # Scripts, styles, images and the like are not navigations (their bytes are not run as programs).
 _INSPECTED_DESTINATIONS = frozenset({"document", "iframe", "frame", "embed", "object"})
+
+
+# Findings that are the evidence a learned host is remembered with.
+_EVIDENCE = frozenset({reasons.LANDING_APPLIANCE, reasons.RESPONSE_REDIRECT, reasons.RESPONSE_DRIVE_BY})
 
 
 def worth_inspecting(headers: http.Headers) -> bool:
@@ -43,7 +83,7 @@ def worth_inspecting(headers: http.Headers) -> bool:
 
 def _worth_a_record(inspection: Inspection) -> bool:
     """Whether an allowed response's inspection adds to the audit log (a plain off-site redirect does not)."""
-    return any(inspection.suspect or f.code != "response.redirect" for f in inspection.findings)
+    return any(inspection.suspect or f.code != reasons.RESPONSE_REDIRECT for f in inspection.findings)
 
 
 def _has_body(flow: http.HTTPFlow) -> bool:
@@ -92,20 +132,18 @@ class _Replace:
 class _HeadSniffer:
     """A streamed body held back until its first bytes are sniffed and judged, then passed on or cut."""
 
-    def __init__(self, guard: Guard, flow: http.HTTPFlow, decision: Decision,
-                 mark: ClickMark | None) -> None:
+    def __init__(self, guard: Guard, flow: http.HTTPFlow, state: FlowState) -> None:
         self.guard = guard
         self.flow = weakref.ref(flow)  # the flow holds this object: no cycle
-        self.decision = decision
-        self.mark = mark
+        self.state = state
         self.held: list[bytes] = []
         self.size = 0
-        self.state = "holding"  # then "passing" or "cut"
+        self.phase = "holding"  # then "passing" or "cut"
 
     def __call__(self, data: bytes) -> bytes | list[bytes]:
-        if self.state == "passing":
+        if self.phase == "passing":
             return data
-        if self.state == "cut":
+        if self.phase == "cut":
             return []
         self.held.append(data)
         self.size += len(data)
@@ -115,18 +153,17 @@ class _HeadSniffer:
         self.held = []
         flow = self.flow()
         if flow is None or flow.response is None:
-            self.state = "passing"
+            self.phase = "passing"
             return head
-        inspection, verdict = self.guard.inspect(flow, self.decision, head[:SNIFF_BYTES])
+        inspection, verdict = self.guard.inspect(flow, self.state.decision, head[:SNIFF_BYTES])
         if verdict.action == "allow":
-            self.state = "passing"
+            self.phase = "passing"
             if _worth_a_record(inspection) and is_navigation(flow.request.headers):
-                self.guard.record_streamed(flow, self.decision, inspection, verdict, self.mark)
+                self.guard.record_streamed(flow, self.state, inspection, verdict)
             return head
         # Warn or block: the headers are gone, so no page can be shown. The body stops here.
-        self.state = "cut"
-        self.guard.record_streamed(flow, self.decision, inspection, verdict._replace(action="block"),
-                                  self.mark)
+        self.phase = "cut"
+        self.guard.record_streamed(flow, self.state, inspection, verdict._replace(action="block"))
         if "content-length" in flow.response.headers:
             return []  # cut short: the browser reports a failed download
         # A body of unknown length cannot be told from a short one: say in it what happened.
@@ -139,17 +176,11 @@ class Guard:
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
-        # Server connections whose actual peer address turned out to be listed.
+        # Server connections whose actual peer address turned out to be listed. Per connection,
+        # not per flow: several flows share one, and the hook that finds it out has no flow
+        # (mitmproxy's proxyauth keeps its per-connection state the same way).
         self._tainted: weakref.WeakKeyDictionary[connection.Server, Verdict] = \
             weakref.WeakKeyDictionary()
-        # Audit records of allowed navigations, written while the request travels upstream;
-        # the response waits for its record, so nothing reaches the user before it is on disk.
-        self._pending: weakref.WeakKeyDictionary[http.HTTPFlow, asyncio.Task[None]] = \
-            weakref.WeakKeyDictionary()
-        # Clicked navigations in flight: a redirect they get makes its target the next hop.
-        self._marks: weakref.WeakKeyDictionary[http.HTTPFlow, ClickMark] = weakref.WeakKeyDictionary()
-        # Requests judged and let through: their responses are inspected.
-        self._passed: weakref.WeakKeyDictionary[http.HTTPFlow, Decision] = weakref.WeakKeyDictionary()
         self._background: set[asyncio.Task[None]] = set()  # learned-host saves in flight
 
     async def request(self, flow: http.HTTPFlow) -> None:
@@ -176,15 +207,11 @@ class Guard:
         mark = rt.trail.follow(client, user, url.url)
         if mark is not None and mark.origin_ip:
             decision = with_origin(judge, decision, mark.origin_ip)
-        flow.metadata[METADATA_KEY] = {"action": decision.verdict.action,
-                                       "reasons": decision.verdict.codes}
+        state = flow.metadata[METADATA_KEY] = FlowState(decision, decision.verdict, mark)
         if not await self.enforce(flow, decision, client, user, "hop" if mark else "decision", mark):
             return
-        if mark:
-            self._marks[flow] = mark
-        if judge.policy.inspect.enabled and decision.verdict.allowed_by is None \
-                and worth_inspecting(flow.request.headers):
-            self._passed[flow] = decision
+        state.inspect = judge.policy.inspect.enabled and decision.verdict.allowed_by is None \
+            and worth_inspecting(flow.request.headers)
 
     async def http_connect(self, flow: http.HTTPFlow) -> None:
         """Judge a CONNECT to a host whose TLS the policy does not intercept (host and address only)."""
@@ -263,56 +290,57 @@ class Guard:
 
     def responseheaders(self, flow: http.HTTPFlow) -> Coroutine[None, None, None] | None:
         """A body too large to hold (or of unknown length, not HTML): judge its headers, then sniff it."""
-        decision = self._passed.get(flow) if self._passed else None
+        state = flow_state(flow)
         response = flow.response
-        if decision is None or response is None or not _has_body(flow):
+        if state is None or not state.inspect or response is None or not _has_body(flow):
             return None
         large = bool(response.stream)  # mitmproxy streams what exceeds stream_large_bodies
         unknown = "content-length" not in response.headers and not response.headers.get(
             "content-type", "").lower().startswith(("text/html", "application/xhtml"))
         if not (large or unknown):
             return None  # held whole: inspected in response()
-        del self._passed[flow]
-        mark = self._marks.pop(flow, None) if self._marks else None
+        state.streamed = True
         # What the headers show (an appliance, a download by name) can still get a page.
-        inspection, verdict = self.inspect(flow, decision, b"")
+        inspection, verdict = self.inspect(flow, state.decision, b"")
         if verdict.action != "allow":
-            return self._stop_before_body(flow, decision, inspection, verdict, mark)
-        response.stream = _HeadSniffer(self, flow, decision, mark)
+            return self._stop_before_body(flow, state, inspection, verdict)
+        response.stream = _HeadSniffer(self, flow, state)
         if flow.request.http_version.startswith("HTTP/1") and not unknown:
             # A blocked body is cut short: closing the connection makes that a failed
             # download, not a client waiting for the bytes its Content-Length promised.
             response.headers["connection"] = "close"
         return None
 
-    async def _stop_before_body(self, flow: http.HTTPFlow, decision: Decision, inspection: Inspection,
-                                verdict: Verdict, mark: ClickMark | None) -> None:
+    async def _stop_before_body(self, flow: http.HTTPFlow, state: FlowState, inspection: Inspection,
+                                verdict: Verdict) -> None:
         """The block or warn page instead of a streamed body; the server's body is drained unseen."""
+        decision = state.decision
         self.learn(flow, decision, inspection, verdict)
         client, user = client_of(flow)
         await self.stop(flow, decision.url.url, decision._replace(verdict=verdict), verdict, client, user,
-                        "response", mark, inspection=inspection.details())
+                        "response", state.mark, inspection=inspection.details())
         assert flow.response is not None
         flow.response.stream = _Replace(flow.response.content or b"")
 
     def response(self, flow: http.HTTPFlow) -> Coroutine[None, None, None] | None:
         """Inspect a response; hold it until its audit record is on disk; stop a tainted connection's."""
         # Not `async def`: this runs for every response and rarely has to wait for anything.
-        pending = self._pending.pop(flow, None) if self._pending else None
+        state = flow_state(flow)
+        pending = state.record if state is not None else None
         if self._tainted and flow.server_conn in self._tainted and flow.live:
             return self._stop_tainted(flow, self._tainted[flow.server_conn])
-        mark = self._marks.pop(flow, None) if self._marks else None
-        decision = self._passed.pop(flow, None) if self._passed else None
-        if decision is not None and flow.response is not None and _has_body(flow) \
-                and not flow.response.stream:
-            inspection, verdict = self.inspect(flow, decision, flow.response.content or b"")
+        # A streamed body is judged as it passes (responseheaders): nothing more to do for it here.
+        if state is not None and not state.streamed and flow.response is not None:
+            mark = state.mark
+            if state.inspect and _has_body(flow) and not flow.response.stream:
+                inspection, verdict = self.inspect(flow, state.decision, flow.response.content or b"")
+                if mark is not None:
+                    self._expect_hops(flow, mark, inspection.hops)
+                if verdict.action != "allow" or (_worth_a_record(inspection)
+                                                 and is_navigation(flow.request.headers)):
+                    return self._after_inspection(flow, state, inspection, verdict)
             if mark is not None:
-                self._expect_hops(flow, mark, inspection.hops)
-            if verdict.action != "allow" or (_worth_a_record(inspection)
-                                             and is_navigation(flow.request.headers)):
-                return self._after_inspection(flow, decision, inspection, verdict, pending, mark)
-        if mark is not None and flow.response is not None:
-            self._expect_next_hop(flow, mark)
+                self._expect_next_hop(flow, mark)
         if pending is not None and not pending.done():
             return _wait(pending)
         return None
@@ -322,6 +350,7 @@ class Guard:
         rt = self.runtime
         judge = rt.judge
         assert flow.response is not None
+        # A feed lists the landing (its codes are landing.<category>, see reasons.feed_code).
         thingbot = any(f.code.startswith("landing.") for f in decision.verdict.findings)
         try:
             inspection = inspect_response(
@@ -342,18 +371,18 @@ class Guard:
             verdict = verdict._replace(action="allow")  # the user chose to continue
         return inspection, verdict
 
-    async def _after_inspection(self, flow: http.HTTPFlow, decision: Decision, inspection: Inspection,
-                                verdict: Verdict, pending: asyncio.Task[None] | None,
-                                mark: ClickMark | None) -> None:
+    async def _after_inspection(self, flow: http.HTTPFlow, state: FlowState, inspection: Inspection,
+                                verdict: Verdict) -> None:
         """Audit what inspection found; learn and answer with the block or warn page if policy says so."""
-        if pending is not None:
-            await pending
+        if state.record is not None:
+            await state.record  # the request's record goes first
+        decision, mark = state.decision, state.mark
         client, user = client_of(flow)
         details = inspection.details()
         if verdict.action == "allow":
-            entry = self._record("response", client, user, decision.url.url, "allow", verdict.findings,
-                                 decision, mark, inspection=details)
-            await self.runtime.record(entry)
+            await self.runtime.record(audit_record("response", client, user, decision.url.url, "allow",
+                                                   verdict.findings, decision=decision, mark=mark,
+                                                   inspection=details))
             return
         self.learn(flow, decision, inspection, verdict)
         flow.response = None
@@ -366,10 +395,9 @@ class Guard:
         policy = self.runtime.judge.policy
         codes = verdict.codes
         if not (policy.inspect.learn and verdict.action == "block" and inspection.suspect
-                and ("response.redirect" in codes or "response.drive_by" in codes)):
+                and (reasons.RESPONSE_REDIRECT in codes or reasons.RESPONSE_DRIVE_BY in codes)):
             return
-        evidence = "; ".join(f.detail for f in inspection.findings
-                             if f.code in ("landing.appliance", "response.redirect", "response.drive_by"))
+        evidence = "; ".join(f.detail for f in inspection.findings if f.code in _EVIDENCE)
         learned = self.runtime.learned
         hosts = [decision.url.host]
         peer = flow.server_conn.peername
@@ -382,17 +410,19 @@ class Guard:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    def record_streamed(self, flow: http.HTTPFlow, decision: Decision, inspection: Inspection,
-                       verdict: Verdict, mark: ClickMark | None) -> None:
+    def record_streamed(self, flow: http.HTTPFlow, state: FlowState, inspection: Inspection,
+                        verdict: Verdict) -> None:
         """Audit (and learn from) a streamed body sniffed: passed on, or cut short after its headers."""
+        decision = state.decision
         self.learn(flow, decision, inspection, verdict)
         client, user = client_of(flow)
-        entry = self._record("response", client, user, decision.url.url, verdict.action, verdict.findings,
-                             decision, mark, inspection=inspection.details(), streamed=True)
+        entry = audit_record("response", client, user, decision.url.url, verdict.action, verdict.findings,
+                             decision=decision, mark=state.mark, inspection=inspection.details(),
+                             streamed=True)
         task = asyncio.create_task(self.runtime.record(entry))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-        flow.metadata[METADATA_KEY] = {"action": verdict.action, "reasons": verdict.codes}
+        state.verdict = verdict
 
     def _expect_hops(self, flow: http.HTTPFlow, mark: ClickMark, hops: tuple[str, ...]) -> None:
         """Navigations a clicked page makes by itself (meta refresh, script) are the click's next hops."""
@@ -429,7 +459,7 @@ class Guard:
             flow.kill()
 
     async def enforce(self, flow: http.HTTPFlow, decision: Decision, client: str,
-                      user: str | None, event: str, mark: ClickMark | None = None) -> bool:
+                      user: str | None, event: Event, mark: ClickMark | None = None) -> bool:
         """Audit and pass the flow (True), or answer it with the block or warn page (False)."""
         verdict = decision.verdict
         rt = self.runtime
@@ -438,11 +468,14 @@ class Guard:
         continued = verdict.action == "warn" and rt.grants.active(client, user, host)
         if verdict.action == "allow" or continued:
             if navigation:
-                entry = self._record(event, client, user, decision.url.url, "allow", verdict.findings,
-                                     decision, mark, continued=continued or None,
+                entry = audit_record(event, client, user, decision.url.url, "allow", verdict.findings,
+                                     decision=decision, mark=mark, continued=continued or None,
                                      allowed_by=verdict.allowed_by)
-                if event == "decision":
-                    self._pending[flow] = asyncio.create_task(rt.record(entry))
+                state = flow_state(flow) if event == "decision" else None
+                if state is not None:
+                    # Written while the request travels upstream; the response waits for it, so
+                    # nothing reaches the user before its record is on disk.
+                    state.record = asyncio.create_task(rt.record(entry))
                 else:
                     await rt.record(entry)
             return True
@@ -450,11 +483,11 @@ class Guard:
         return False
 
     async def stop(self, flow: http.HTTPFlow, url: str, decision: Decision | None, verdict: Verdict,
-                   client: str, user: str | None, event: str, mark: ClickMark | None = None,
-                   **extra: object) -> None:
+                   client: str, user: str | None, event: Event, mark: ClickMark | None = None,
+                   inspection: dict[str, object] | None = None) -> None:
         """Audit, then answer with the block or warn page (the record is on disk first)."""
-        entry = self._record(event, client, user, url, verdict.action, verdict.findings, decision, mark,
-                             navigation=is_navigation(flow.request.headers), **extra)
+        entry = audit_record(event, client, user, url, verdict.action, verdict.findings, decision=decision,
+                             mark=mark, navigation=is_navigation(flow.request.headers), inspection=inspection)
         await self.runtime.record(entry)
         ref = str(entry["ref"])
         if verdict.action == "block" or decision is None:
@@ -463,32 +496,14 @@ class Guard:
         respond(flow, warn_page(url, verdict.findings, ref, self._continue_url(
             flow, url, verdict.findings, ref, client, user, mark)))
 
-    @staticmethod
-    def _record(event: str, client: str, user: str | None, url: str, action: str,
-                findings: tuple[Finding, ...], decision: Decision | None, mark: ClickMark | None,
-                **extra: object) -> dict[str, object]:
-        """One audit record, with the click a navigation continues (id, origin, hop) when known."""
-        # The click's own record is the one its id names.
-        ref = mark.click_id if mark is not None and mark.hop == 0 else audit.new_ref()
-        return audit.record(
-            ref=ref, event=event, client=client, user=user, url=url, action=action,
-            findings=findings, origin_ip=mark.origin_ip if mark else None,
-            host=decision.url.host if decision else None,
-            addresses=list(decision.addresses) if decision and decision.addresses else None,
-            click_id=mark.click_id if mark else None, hop=mark.hop if mark else None,
-            recipient=mark.recipient if mark else None, **extra)
-
     def _continue_url(self, flow: http.HTTPFlow, url: str, findings: tuple[Finding, ...], ref: str,
                       client: str, user: str | None, mark: ClickMark | None) -> str | None:
-        """The signed, short-lived continue link for a warn page, or None if policy offers none."""
+        """The signed, short-lived continue link for a warn page; None where policy or a reason forbids it."""
         policy = self.runtime.judge.policy
-        if not policy.warn.allow_continue:
+        codes = tuple(dict.fromkeys(f.code for f in findings))
+        if not policy.warn.allow_continue or not all(reasons.continuable(code) for code in codes):
             return None
-        payload: dict[str, object] = {"u": url, "c": client, "usr": user, "ref": ref,
-                                      "codes": list(dict.fromkeys(f.code for f in findings))}
-        if mark is not None:
-            payload["click"] = list(mark)
-        token = sign(payload, self.runtime.key,
-                     expires=time.time() + policy.warn.token_minutes * 60)
+        token = continue_token(Continuation(url, client, user, ref, codes, mark), self.runtime.key,
+                               expires=time.time() + policy.warn.token_minutes * 60)
         scheme = "https" if flow.request.scheme == "https" else "http"
         return f"{scheme}://{policy.click_host}/continue?t={urllib.parse.quote(token)}"

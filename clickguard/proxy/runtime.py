@@ -12,21 +12,21 @@ import gc
 import logging
 import os
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
 from cachetools import TLRUCache
 
 from clickguard.audit.writer import AuditLog
+from clickguard.decision.build import build_judge
 from clickguard.decision.judge import Judge
 from clickguard.errors import InputError, PolicyError
 from clickguard.inspection.fingerprints import SHIPPED_FINGERPRINTS, FingerprintDB
-from clickguard.intel.learned import LearnedHosts
+from clickguard.intel.learned import STATE_FILE, LearnedHosts
 from clickguard.intel.resolver import Resolver
 from clickguard.intel.sources import FeedSet, write_status
 from clickguard.mail.clicks import ClickTrail
-from clickguard.policy.model import FeedConfig, LoadedPolicy, Policy, load_policy
+from clickguard.policy.model import LoadedPolicy, Policy, load_policy
 from clickguard.tokens import load_or_create_key
 
 logger = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ def _mtime(path: Path) -> float | None:
 
 
 class Runtime:
-    """The proxy's shared state and services."""
+    """The proxy's shared state and services; constructed without touching a file (`build` reads them)."""
 
     def __init__(self, *, state_dir: Path, certs_dir: Path) -> None:
         self.certs_dir = certs_dir
@@ -95,10 +95,11 @@ class Runtime:
         self._watched: dict[Path, float | None] = {}
 
     def use_state_dir(self, state_dir: Path) -> None:
-        """Keep feed caches, status and learned hosts here (learned hosts are read from it now)."""
+        """Keep feed caches, status and learned hosts here (learned hosts are read at the next build)."""
         self.state_dir = state_dir
-        self.learned = LearnedHosts(state_dir / "learned.json")
-        self.learned.load()
+        # Shared by every judge built from now on: what the proxy learns survives reloads.
+        self.learned = LearnedHosts(state_dir / STATE_FILE)
+        self._learned_read = False
 
     @property
     def key(self) -> bytes:
@@ -123,12 +124,13 @@ class Runtime:
         """Load the policy and its feeds and build a new state; PolicyError if the policy is bad."""
         assert self.policy_path is not None
         loaded = load_policy(self.policy_path)
-        previous = self.state.feeds if self.state is not None else None
-        extra = feeds_from_specs(self.feed_specs, Path.cwd(), [f.name for f in loaded.policy.feeds])
-        feeds = FeedSet([*loaded.policy.feeds, *extra], self.state_dir / "feeds", previous=previous)
         fingerprints = load_fingerprints(loaded.policy)
-        index = feeds.build_index()
-        judge = Judge(loaded.policy, index, unloaded_feeds=feeds.unloaded(), learned=self.learned)
+        if not self._learned_read:
+            self.learned.load()
+            self._learned_read = True
+        previous = self.state.feeds if self.state is not None else None
+        judge, feeds = build_judge(loaded.policy, self.state_dir, feed_specs=self.feed_specs,
+                                   learned=self.learned, previous=previous)
         return State(loaded, feeds, judge, fingerprints)
 
     def install(self, state: State) -> None:
@@ -208,34 +210,3 @@ class Runtime:
             self.audit.close()
             self.audit = None
         self._sinks = None
-
-
-def feed_from_spec(spec: str, base_dir: Path) -> FeedConfig:
-    """A `--feed FORMAT:PATH` (or FORMAT:URL) from the command line as a feed config."""
-    fmt, sep, source = spec.partition(":")
-    if not sep or not source:
-        raise ValueError(f"feed {spec!r}: expected FORMAT:PATH or FORMAT:URL")
-    is_url = source.startswith(("http://", "https://"))
-    name = Path(source.rsplit("/", 1)[-1]).stem or fmt
-    data: dict[str, object] = {"name": name, "format": fmt}
-    data["url" if is_url else "path"] = source
-    try:
-        return FeedConfig.model_validate(data, context={"base_dir": base_dir})
-    except ValueError as e:
-        raise ValueError(f"feed {spec!r}: {e}") from e
-
-
-def feeds_from_specs(specs: Sequence[str], base_dir: Path,
-                     taken: Sequence[str] = ()) -> list[FeedConfig]:
-    """Every `--feed` of the command line, named after its file, made unique against `taken`."""
-    out: list[FeedConfig] = []
-    seen: set[str] = set(taken)
-    for spec in specs:
-        feed = feed_from_spec(spec, base_dir)
-        name, n = feed.name, 1
-        while name in seen:
-            n += 1
-            name = f"{feed.name}-{n}"
-        seen.add(name)
-        out.append(feed.model_copy(update={"name": name}) if name != feed.name else feed)
-    return out
