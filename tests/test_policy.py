@@ -5,15 +5,16 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import os
+import re
 from pathlib import Path
 
 import pytest
+import yaml
 from pydantic import ValidationError
 
+from clickguard import reasons
 from clickguard.errors import PolicyError, Problem
-from clickguard.intel.parsers import Kind
 from clickguard.policy.model import (
-    DEFAULT_ACTIONS,
     DEFAULT_AUDIT_LOG,
     DEFAULT_AUDIT_STORE,
     FeedConfig,
@@ -22,9 +23,24 @@ from clickguard.policy.model import (
     load_policy,
     parse_policy,
 )
+from clickguard.vocab import Kind
+from tests.harness import REPO, SHARED_DATA
 
-REPO = Path(__file__).resolve().parents[1]
 POLICIES = REPO / "policies"
+DESIGN = SHARED_DATA.parent / "DESIGN.md"  # ../shared/DESIGN.md beside the clone
+
+# Every reason code's action when the policy does not say, as policies/default.yaml spells it out.
+DEFAULTS = {
+    "landing.thingbot": "block",
+    "origin.thingbot": "warn",
+    "origin.unknown_landing": "warn",
+    "landing.appliance": "allow",
+    "response.redirect": "allow",
+    "response.drive_by": "warn",
+    "link.bad_signature": "block",
+    "policy.deny": "block",
+    "check.incomplete": "block",
+}
 
 
 def _write(tmp_path: Path, text: str) -> Path:
@@ -48,10 +64,28 @@ def test_default_policy_has_no_problems() -> None:
 
 def test_default_policy_spells_out_every_default_action() -> None:
     # IT edits the default file; every code must be there to be seen, with the built-in value.
-    import yaml
-
     data = yaml.safe_load((POLICIES / "default.yaml").read_text())
-    assert data["actions"] == dict(DEFAULT_ACTIONS)
+    assert data["actions"] == DEFAULTS
+    assert reasons.DEFAULT_ACTIONS == DEFAULTS
+
+
+def _design_codes() -> list[str]:
+    """The codes in the first column of DESIGN.md's table under "Reason codes"."""
+    if not DESIGN.is_file():
+        pytest.fail(f"{DESIGN} not found: the tests read DESIGN.md from ../shared beside the clone")
+    section = DESIGN.read_text().partition("### Reason codes")[2].partition("\n#")[0]
+    rows = [line.split("|")[1] for line in section.splitlines() if line.startswith("| `")]
+    return [code for row in rows for code in re.findall(r"`([^`]+)`", row)]
+
+
+def test_every_code_of_design_is_known_with_the_shipped_default_action() -> None:
+    codes = _design_codes()
+    assert codes == ["landing.thingbot", "origin.thingbot", "landing.appliance", "response.redirect",
+                     "response.drive_by", "link.bad_signature", "origin.unknown_landing", "policy.deny",
+                     "check.incomplete"]
+    shipped = yaml.safe_load((POLICIES / "default.yaml").read_text())["actions"]
+    assert {code: reasons.REASONS[code].action for code in codes if code in reasons.REASONS} == {
+        code: shipped[code] for code in codes}
 
 
 def test_strict_example_only_lacks_its_feed_files() -> None:
@@ -355,8 +389,8 @@ def test_action_for(code: str, action: str) -> None:
 def test_actions_merge_over_defaults() -> None:
     policy = parse_policy("actions:\n  origin.thingbot: block\n",
                           filename="p.yaml", base_dir=Path("."))
-    assert policy.actions == {**DEFAULT_ACTIONS, "origin.thingbot": "block"}
-    assert Policy().actions == DEFAULT_ACTIONS
+    assert policy.actions == {**DEFAULTS, "origin.thingbot": "block"}
+    assert Policy().actions == DEFAULTS
     assert Policy().action_for("landing.thingbot") == "block"
 
 
@@ -391,7 +425,7 @@ def test_policy_is_frozen() -> None:
     with pytest.raises(ValidationError):
         policy.on_check_error = "closed"  # type: ignore[misc]
     with pytest.raises(TypeError):
-        DEFAULT_ACTIONS["policy.deny"] = "allow"  # type: ignore[index]
+        reasons.DEFAULT_ACTIONS["policy.deny"] = "allow"  # type: ignore[index]
 
 
 def test_problem_renders_as_file_line_field_message() -> None:

@@ -10,10 +10,12 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 
-from clickguard.decision.verdict import SEVERITY, Action, Finding, Verdict, finding_from_match
+from clickguard import reasons
+from clickguard.decision.verdict import Finding, Verdict, finding_from_match
 from clickguard.intel.index import Attribution, NetworkMap, ReputationIndex, _Merger
 from clickguard.intel.learned import FEED_NAME, LearnedHost, LearnedHosts
 from clickguard.policy.model import Policy
+from clickguard.reasons import SEVERITY, Action
 from clickguard.urls import NormalizedURL, parent_domains
 
 _LISTED = Attribution("policy", "policy", ())
@@ -22,7 +24,8 @@ _LISTED = Attribution("policy", "policy", ())
 def _learned_finding(entry: LearnedHost, subject: str) -> Finding:
     """landing.thingbot for a host the proxy learned from what it served."""
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(entry.learned_at))
-    return Finding("landing.thingbot", f"{subject} was learned as a Thingbot on {when}: {entry.evidence}",
+    return Finding(reasons.LANDING_THINGBOT,
+                   f"{subject} was learned as a Thingbot on {when}: {entry.evidence}",
                    FEED_NAME, ("learned",), entry.host)
 
 
@@ -72,8 +75,8 @@ class Judge:
         self._allow = _HostList(policy.allow.hosts, policy.allow.domains, policy.allow.networks)
         self._deny = _HostList(policy.deny.hosts, policy.deny.domains, policy.deny.networks)
         self._suspect_actions: dict[str, Action] = {
-            "response.redirect": policy.inspect.appliance_redirect,
-            "response.drive_by": policy.inspect.appliance_drive_by,
+            reasons.RESPONSE_REDIRECT: policy.inspect.appliance_redirect,
+            reasons.RESPONSE_DRIVE_BY: policy.inspect.appliance_drive_by,
         }
         self._known = _HostList((), policy.email.known_domains | policy.click_links.skip_domains, ())
         self._exempt_clients = _HostList((), (), policy.never_judge.clients)
@@ -105,7 +108,8 @@ class Judge:
         findings: list[Finding] = []
         denied = (self._deny.ip_entry(url.host) if url.is_ip else self._deny.host_entry(url.host))
         if denied:
-            findings.append(Finding("policy.deny", f"{url.host} is on the policy's deny list ({denied})",
+            findings.append(Finding(reasons.POLICY_DENY,
+                                    f"{url.host} is on the policy's deny list ({denied})",
                                     indicator=denied))
         findings += [finding_from_match(m) for m in self.index.match_url(url)]
         if self.learned and (entry := self.learned.lookup(url.host)) is not None:
@@ -123,7 +127,7 @@ class Judge:
             denied = self._deny.ip_entry(address)
             if denied:
                 where = f"{host} resolves to {address}" if host else address
-                findings.append(Finding("policy.deny", f"{where}, on the policy's deny list ({denied})",
+                findings.append(Finding(reasons.POLICY_DENY, f"{where}, on the policy's deny list ({denied})",
                                         indicator=denied))
             findings += [finding_from_match(m, via=host) for m in self.index.match_ip(address)]
             if self.learned and (entry := self.learned.lookup(address)) is not None:
@@ -140,7 +144,7 @@ class Judge:
         """
         found = list(findings)
         if incomplete is not None and self.policy.on_check_error == "closed":
-            found.append(Finding("check.incomplete", incomplete))
+            found.append(Finding(reasons.CHECK_INCOMPLETE, incomplete))
         action: Action = "allow"
         escalated = self._suspect_actions if suspect else {}
         for finding in found:
@@ -149,7 +153,7 @@ class Judge:
                 candidate = escalated[finding.code]
             if SEVERITY[candidate] > SEVERITY[action]:
                 action = candidate
-        if allowed_by is not None and not any(f.code == "policy.deny" for f in found):
+        if allowed_by is not None and not any(f.code == reasons.POLICY_DENY for f in found):
             return Verdict("allow", tuple(found), allowed_by)
         return Verdict(action, tuple(found))
 
@@ -160,7 +164,7 @@ class Judge:
         organisation does not know adds ``origin.unknown_landing`` (policies may block it).
         """
         findings = [
-            Finding(f"origin.{m.attribution.category}",
+            Finding(reasons.origin_code(m.attribution.category),
                     f"the e-mail was handed over by {address}, "
                     + finding_from_match(m).detail.removeprefix(f"{address} is "),
                     m.attribution.feed, m.attribution.tags, m.indicator)
@@ -168,7 +172,7 @@ class Judge:
         ]
         if findings and landing_host is not None and not self.known_landing(landing_host):
             findings.append(Finding(
-                "origin.unknown_landing",
+                reasons.ORIGIN_UNKNOWN_LANDING,
                 f"the link leads to {landing_host}, which the organisation does not know "
                 "(not in allow, email.known_domains or click_links.skip_domains)",
                 indicator=landing_host))

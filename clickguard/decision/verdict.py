@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple
+from typing import NamedTuple
 
+from clickguard import reasons
 from clickguard.intel.index import Match
-from clickguard.intel.parsers import Kind
-
-type Action = Literal["allow", "warn", "block"]
-
-SEVERITY: dict[str, int] = {"allow": 0, "warn": 1, "block": 2}
+from clickguard.reasons import Action
+from clickguard.vocab import Kind
 
 
 class Finding(NamedTuple):
     """One reason code with its evidence, in words a user can read."""
 
-    code: str  # e.g. "landing.thingbot"; see DESIGN.md's table
+    code: str  # one of `clickguard.reasons`, e.g. reasons.LANDING_THINGBOT
     detail: str
     feed: str | None = None
     tags: tuple[str, ...] = ()
@@ -81,4 +79,4 @@ def finding_from_match(match: Match, *, via: str | None = None) -> Finding:
         what = f"{match.subject} is {listed}"
     if via is not None:
         what = f"{via} resolves to {what}"
-    return Finding(f"landing.{a.category}", what, a.feed, a.tags, match.indicator)
+    return Finding(reasons.feed_code(a.category), what, a.feed, a.tags, match.indicator)

@@ -28,6 +28,7 @@ import re
 from collections.abc import Sequence
 from typing import NamedTuple
 
+from clickguard import reasons
 from clickguard.decision.judge import Judge
 from clickguard.decision.verdict import Finding
 from clickguard.errors import URLError
@@ -177,7 +178,7 @@ def inspect_response(judge: Judge, fingerprints: FingerprintDB, *, url: Normaliz
     if appliance and device is not None:
         because = f"; {', '.join(hints)}" if hints else ""
         findings.append(Finding(
-            "landing.appliance",
+            reasons.LANDING_APPLIANCE,
             f"{url.host} answers as an appliance, {device.device_class.label} ({device.name}: "
             f"{device.trait} {device.evidence!r}{because})",
             indicator=device.name, tags=(str(device.device_class),)))
@@ -196,7 +197,7 @@ def inspect_response(judge: Judge, fingerprints: FingerprintDB, *, url: Normaliz
             findings += _redirect_findings(judge, navigation, target)
 
     if drive_by is not None:
-        findings.append(Finding("response.drive_by", drive_by.detail,
+        findings.append(Finding(reasons.RESPONSE_DRIVE_BY, drive_by.detail,
                                 tags=tuple(drive_by.evidence),
                                 indicator=drive_by.filename))
     bot_binary = drive_by is not None and (
@@ -214,9 +215,9 @@ def _redirect_findings(judge: Judge, navigation: Navigation,
         how += f", after {navigation.delay:g} s"
     if not isinstance(target, NormalizedURL):
         shown = navigation.target[:200] if navigation.target else "an address its script hides"
-        return [Finding("response.redirect", f"the page sends the browser to {shown} ({how})",
+        return [Finding(reasons.RESPONSE_REDIRECT, f"the page sends the browser to {shown} ({how})",
                         tags=(str(navigation.technique),), indicator=navigation.target)]
-    found = [Finding("response.redirect", f"the page sends the browser to {target.url[:200]} ({how})",
+    found = [Finding(reasons.RESPONSE_REDIRECT, f"the page sends the browser to {target.url[:200]} ({how})",
                      tags=(str(navigation.technique),), indicator=target.url)]
     for finding in judge.url_findings(target):
         found.append(finding._replace(detail=f"the page sends the browser to {target.host}: "

@@ -19,7 +19,6 @@ import ipaddress
 import os
 import re
 import time
-import types
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, NamedTuple, Self
@@ -40,27 +39,15 @@ from pydantic import (
     model_validator,
 )
 
+from clickguard import reasons
 from clickguard.errors import PolicyError, Problem, URLError
+from clickguard.passhash import parse_hash
 from clickguard.policy.yamlfile import FieldProblems, Loc, Validated, describe, line_of, render, validate
+from clickguard.reasons import Action
 from clickguard.urls import normalize_host
 from clickguard.vocab import FeedFormat, Kind
-from clickguard.web.passwords import parse_hash
 
-type Action = Literal["allow", "warn", "block"]
 type Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-# What a reason code gets when the policy does not say; see DESIGN.md for the codes.
-DEFAULT_ACTIONS: Mapping[str, Action] = types.MappingProxyType({
-    "landing.thingbot": "block",
-    "origin.thingbot": "warn",
-    "origin.unknown_landing": "warn",
-    "landing.appliance": "allow",
-    "response.redirect": "allow",
-    "response.drive_by": "warn",
-    "link.bad_signature": "block",
-    "policy.deny": "block",
-    "check.incomplete": "block",
-})
 
 _FEED_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 _CATEGORY = re.compile(r"[a-z][a-z0-9_]*")
@@ -120,8 +107,8 @@ def _category(value: str) -> str:
         raise ValueError(
             f"must be lower-case letters, digits and '_', starting with a letter (got {value!r})")
     # landing.appliance is the fingerprint finding, allowed by default; a feed must not inherit it.
-    if value == "appliance":
-        raise ValueError("'appliance' is reserved for the fingerprint finding landing.appliance")
+    if reasons.feed_code(value) == reasons.LANDING_APPLIANCE:
+        raise ValueError(f"{value!r} is reserved for the fingerprint finding {reasons.LANDING_APPLIANCE}")
     return value
 
 
@@ -379,9 +366,9 @@ class Policy(_Model):
     version: Literal[1] = 1
     click_host: HostName = "clickguard.local"
     feeds: tuple[FeedConfig, ...] = ()
-    # IT's actions merged over DEFAULT_ACTIONS, so every known code is present.
+    # IT's actions merged over reasons.DEFAULT_ACTIONS, so every known code is present.
     actions: Mapping[Annotated[str, AfterValidator(_reason_code)], Action] = Field(
-        default_factory=lambda: dict(DEFAULT_ACTIONS))
+        default_factory=lambda: dict(reasons.DEFAULT_ACTIONS))
     allow: HostList = HostList()
     deny: HostList = HostList()
     never_judge: NeverJudge = NeverJudge()
@@ -402,7 +389,7 @@ class Policy(_Model):
     @classmethod
     def _over_defaults(cls, value: Mapping[str, Action]) -> Mapping[str, Action]:
         """What the file says wins; what it leaves out keeps its default."""
-        return {**DEFAULT_ACTIONS, **value}
+        return {**reasons.DEFAULT_ACTIONS, **value}
 
     @model_validator(mode="after")
     def _cross_check(self) -> Self:
@@ -415,7 +402,7 @@ class Policy(_Model):
                 found.append((("feeds", i, "name"),
                                f"duplicate feed name {feed.name!r} (also feeds[{also}])"))
             first.setdefault(feed.name, i)
-        known = [*DEFAULT_ACTIONS, *sorted({f"landing.{feed.category}" for feed in self.feeds})]
+        known = [*reasons.DEFAULT_ACTIONS, *sorted({reasons.feed_code(feed.category) for feed in self.feeds})]
         for code in self.actions:
             if code not in known:
                 # A typo here would silently fall back to "warn"; IT would never notice.
@@ -432,7 +419,7 @@ class Policy(_Model):
         """Build action_for's table: feed categories without an action act like landing.thingbot."""
         table = dict(self.actions)
         for feed in self.feeds:
-            table.setdefault(f"landing.{feed.category}", self.actions["landing.thingbot"])
+            table.setdefault(reasons.feed_code(feed.category), self.actions[reasons.LANDING_THINGBOT])
         self._action_table = table
 
     def action_for(self, code: str) -> Action:

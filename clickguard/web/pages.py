@@ -11,25 +11,8 @@ from collections.abc import Iterable
 from html import escape
 from typing import NamedTuple
 
+from clickguard import reasons
 from clickguard.decision.verdict import Finding
-
-REASONS: dict[str, str] = {
-    "landing.thingbot": "The site is on a list of infected devices (Thingbots: routers, cameras, "
-                        "DVRs and other appliances taken over by botnets) or of servers that "
-                        "spread malware.",
-    "origin.thingbot": "The e-mail this link came from was sent through a device known to be "
-                       "infected.",
-    "origin.unknown_landing": "That infected sender's link leads to a site your organisation does "
-                              "not know.",
-    "landing.appliance": "The page is served by a home or office appliance (router, camera, DVR, "
-                         "NAS, TV…), not by an ordinary web server.",
-    "response.redirect": "The page tries to send your browser somewhere else.",
-    "response.drive_by": "The page tries to make your computer download a program.",
-    "link.bad_signature": "The protected link has been altered, so where it leads cannot be trusted.",
-    "policy.deny": "Your organisation's policy does not allow this site.",
-    "check.incomplete": "The site could not be checked completely, and your organisation's "
-                        "policy is to stop what cannot be checked.",
-}
 
 
 class Page(NamedTuple):
@@ -38,16 +21,6 @@ class Page(NamedTuple):
     status: int
     headers: dict[str, str]
     body: bytes
-
-
-def reason_text(code: str) -> str:
-    """One plain sentence for a reason code, including codes of IT's own feed categories."""
-    if code in REASONS:
-        return REASONS[code]
-    prefix, _, name = code.partition(".")
-    if prefix == "landing":
-        return f"The site is on a reputation list of the category “{name}”."
-    return f"clickguard found: {code}."
 
 
 _STYLE = """
@@ -70,7 +43,7 @@ def _findings_html(findings: Iterable[Finding]) -> str:
     items = []
     for f in findings:
         items.append(
-            f'<li><span class="code">{escape(f.code)}</span> {escape(reason_text(f.code))}'
+            f'<li><span class="code">{escape(f.code)}</span> {escape(reasons.text(f.code))}'
             f'<div class="detail">{escape(f.detail)}</div></li>'
         )
     return "<ul>" + "".join(items) + "</ul>" if items else ""
