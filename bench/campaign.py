@@ -257,9 +257,10 @@ class Campaign:
             weights = self._origin_weights
             sender = self.thingbots[bisect.bisect(weights, rng.random() * weights[-1])]
             context["origin_ip"] = sender.ip
-            finding = {"code": "origin.thingbot",
-                       "detail": f"the e-mail was handed over by {sender.ip}, listed by feed '{sender.feed}'",
-                       "feed": sender.feed, "indicator": sender.ip}
+            finding: dict[str, Any] = {
+                "code": "origin.thingbot",
+                "detail": f"the e-mail was handed over by {sender.ip}, listed by feed '{sender.feed}'",
+                "feed": sender.feed, "indicator": sender.ip}
             if sender.tags:
                 finding["tags"] = list(sender.tags)
             findings.append(finding)

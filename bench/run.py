@@ -146,7 +146,7 @@ def wait_port(port: int, process: subprocess.Popen[bytes], timeout: float = 120,
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise SystemExit(f"process exited early: {process.args}")
+            raise SystemExit(f"process exited early: {process.args!r}")
         try:
             with socket.create_connection((host, port), timeout=0.5):
                 return
