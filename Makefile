@@ -27,6 +27,8 @@ test: $(VENV)/.installed
 	@# The real-browser tests (tests/test_browser.py): Debian's Chromium and NSS's certutil.
 	@command -v chromium >/dev/null && command -v certutil >/dev/null || \
 		{ apt-get update -qq && apt-get install -y -qq chromium libnss3-tools; }
+	@# The audit durability test (tests/test_store.py) traces the writer's system calls.
+	@command -v strace >/dev/null || { apt-get update -qq && apt-get install -y -qq strace; }
 	$(VENV)/bin/ruff check clickguard tests bench
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest -q

@@ -89,8 +89,7 @@ def serve(host: str, routes: Mapping[str, Route]) -> Iterator[Server]:
         await runner.setup()
         site = web.TCPSite(runner, host, 0)
         await site.start()
-        sockets = site._server.sockets if site._server else []
-        server.port = sockets[0].getsockname()[1]
+        server.port = runner.addresses[0][1]
         runner_box.append(runner)
         started.set()
 

@@ -10,7 +10,6 @@ loopback addresses proxied too (Chromium bypasses proxies for them unless told n
 from __future__ import annotations
 
 import os
-import shutil
 import struct
 import subprocess
 import sys
@@ -18,10 +17,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
-from tests.harness import REPO, Proxy
+from tests.harness import REPO, Proxy, required_tool
 
 SCREENSHOTS = REPO / "test-output" / "screenshots"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -41,24 +39,16 @@ SERVICE_DOMAINS = ["*.googleapis.com", "*.google.com", "*.gstatic.com", "*.gvt1.
                    "*.googleusercontent.com"]
 
 
-def required_tool(name: str) -> str:
-    """The path of a program the browser tests need; fail (never skip) when it is missing."""
-    path = shutil.which(name)
-    if path is None:
-        pytest.fail(f"{name} not found on PATH; the browser tests need it: {INSTALL_HINT}")
-    return path
-
-
 def proxy_ca(certs: Path) -> Path:
     """The proxy's CA certificate in the certs directory, created by `clickguard ca` if needed."""
     done = subprocess.run([sys.executable, "-m", "clickguard.cli", "ca", "--certs", str(certs)],
-                          capture_output=True, text=True, check=True, cwd=REPO)
+                          capture_output=True, text=True, check=True, cwd=certs)
     return Path(done.stdout.strip())
 
 
 def trusting_home(home: Path, ca_cert: Path) -> Path:
     """A HOME whose NSS database (where Chromium on Linux looks) trusts ca_cert for web sites."""
-    certutil = required_tool("certutil")
+    certutil = required_tool("certutil", INSTALL_HINT)
     nssdb = home / ".pki" / "nssdb"
     nssdb.mkdir(parents=True, exist_ok=True)
     db = f"sql:{nssdb}"
@@ -73,9 +63,10 @@ def trusting_home(home: Path, ca_cert: Path) -> Path:
 @contextmanager
 def chromium(home: Path) -> Iterator[Browser]:
     """Debian's Chromium, headless, with HOME (and so the NSS database) set to home."""
-    executable = required_tool("chromium")
-    env = {**os.environ, "HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"),
-           "XDG_CACHE_HOME": str(home / ".cache")}
+    executable = required_tool("chromium", INSTALL_HINT)
+    env: dict[str, str | float | bool] = {**os.environ, "HOME": str(home),
+                                          "XDG_CONFIG_HOME": str(home / ".config"),
+                                          "XDG_CACHE_HOME": str(home / ".cache")}
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=executable, env=env, headless=True,
                                              args=OFFLINE_ARGS)

@@ -1,8 +1,16 @@
-"""Real processes on loopback for the proxy tests: upstream servers, the proxy, a client.
+"""The tests' one harness: real processes on loopback, and the helpers the test modules share.
 
 Nothing here is mocked: the proxy is `clickguard run` in its own process, the
 upstreams are real HTTP servers bound to distinct 127.0.0.x addresses, and the
-client speaks HTTP/1.1 (and CONNECT + TLS) to the proxy over TCP.
+client speaks HTTP/1.1 (and CONNECT + TLS) to the proxy over TCP. A proxy can
+run in a network namespace of its own with only loopback up (`start_proxy(...,
+isolated_network=True)`), so a name it looks up fails on the machine instead of
+asking a name server elsewhere.
+
+Also here: the audit writer children that the durability tests kill or trace
+(`kill_after_acks`, `traced_syscalls`), and the policy and click-link helpers.
+Fixtures that use these live in `tests/conftest.py`; test modules never import
+each other.
 """
 
 from __future__ import annotations
@@ -11,10 +19,15 @@ import http.client
 import http.server
 import json
 import os
+import re
+import select
+import shutil
+import signal
 import socket
 import ssl
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -23,9 +36,50 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from clickguard.mail.links import ClickContext, make_click_link
+from clickguard.tokens import load_or_create_key
+
 REPO = Path(__file__).resolve().parents[1]
+# The real threat-intel snapshots: ../shared/data beside the clone, or $CLICKGUARD_SHARED_DATA.
+SHARED_DATA = Path(os.environ.get("CLICKGUARD_SHARED_DATA") or REPO.parent / "shared" / "data")
+FEEDS = SHARED_DATA / "feeds"
+# What a browser sends for a page navigation: the requests the proxy judges and audits.
+HTML = {"Accept": "text/html,application/xhtml+xml", "Sec-Fetch-Mode": "navigate",
+        "Sec-Fetch-Dest": "document"}
+THINGBOT_ORIGIN = "198.51.100.7"  # the e-mail origin the click tests' feeds list
 
 type Route = tuple[int, Mapping[str, str], bytes]
+
+
+def required_tool(name: str, hint: str) -> str:
+    """The path of a program the tests need; fail (never skip) when it is missing."""
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} not found on PATH; the tests need it: {hint}")
+    return path
+
+
+def write_policy(directory: Path, body: str) -> Path:
+    """Write a policy file (dedented) as directory/policy.yaml and return its path."""
+    path = directory / "policy.yaml"
+    path.write_text(textwrap.dedent(body))
+    return path
+
+
+def continue_link(page: str) -> str:
+    """The href of the warn page's continue link."""
+    match = re.search(r'id="continue" href="([^"]+)"', page)
+    assert match, page
+    return match.group(1).replace("&amp;", "&")
+
+
+def click_link(certs: Path, target: str, origin: str | None) -> str:
+    """A click link signed with the proxy's key, as `clickguard rewrite` would make it."""
+    context = ClickContext(origin, "00112233aabbccdd", "user@example.com", "plain", int(time.time()))
+    return make_click_link(target, context, load_or_create_key(certs / "clickguard.key"),
+                           click_host="clickguard.local")
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
@@ -120,6 +174,7 @@ class Proxy:
     audit_path: Path
     certs: Path
     log_path: Path
+    isolated: bool = False  # in a network namespace of its own: reached from a thread inside it
 
     def log(self) -> str:
         """Everything the proxy printed so far."""
@@ -132,16 +187,25 @@ class Proxy:
         lines = self.audit_path.read_text().splitlines(keepends=True)
         return [json.loads(line) for line in lines if line.endswith("\n")]
 
+    def audit_of(self, base: str) -> list[dict[str, Any]]:
+        """The audit records of URLs under base (an upstream's http://host:port): one test's own."""
+        return [record for record in self.audit() if record["url"].startswith(base + "/")]
+
+    def audit_of_ref(self, ref: str) -> list[dict[str, Any]]:
+        """The records of one decision or click: its own (ref) and those that name it (click_id)."""
+        return [record for record in self.audit() if ref in (record["ref"], record.get("click_id"))]
+
+    def wait_for_audit(self, predicate: Callable[[list[dict[str, Any]]], bool],
+                       what: str = "the audit records") -> list[dict[str, Any]]:
+        """Poll the audit log until predicate(records) holds (records written off the request path)."""
+        wait_until(lambda: predicate(self.audit()), 30, what)
+        return self.audit()
+
     def get(self, url: str, headers: Mapping[str, str] | None = None,
             timeout: float = 30.0) -> Response:
         """GET an http:// URL through the proxy (absolute-form request)."""
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        try:
-            conn.request("GET", url, headers=dict(headers or {}))
-            r = conn.getresponse()
-            return Response(r.status, {k.lower(): v for k, v in r.getheaders()}, r.read())
-        finally:
-            conn.close()
+        return self._exchange(conn, url, headers)
 
     def get_tls(self, host: str, port: int, path: str = "/",
                 headers: Mapping[str, str] | None = None, timeout: float = 30.0) -> Response:
@@ -149,12 +213,20 @@ class Proxy:
         context = ssl.create_default_context(cafile=str(self.certs / "mitmproxy-ca-cert.pem"))
         conn = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=timeout, context=context)
         conn.set_tunnel(host, port)
-        try:
-            conn.request("GET", path, headers=dict(headers or {}))
-            r = conn.getresponse()
-            return Response(r.status, {k.lower(): v for k, v in r.getheaders()}, r.read())
-        finally:
-            conn.close()
+        return self._exchange(conn, path, headers)
+
+    def _exchange(self, conn: http.client.HTTPConnection, target: str,
+                  headers: Mapping[str, str] | None) -> Response:
+        """One GET on conn (connected from inside the proxy's network namespace when it has one)."""
+        def exchange() -> Response:
+            try:
+                conn.request("GET", target, headers=dict(headers or {}))
+                r = conn.getresponse()
+                return Response(r.status, {k.lower(): v for k, v in r.getheaders()}, r.read())
+            finally:
+                conn.close()
+
+        return in_network_of(self.process.pid, exchange) if self.isolated else exchange()
 
     def wait_for_log(self, text: str, timeout: float = 30.0) -> None:
         """Poll the proxy's output until text appears."""
@@ -185,9 +257,48 @@ class Response:
         return self.body.decode("utf-8", errors="replace")
 
 
+# Run as `python -c ISOLATE PROGRAM ARGS…`: PROGRAM in a new network namespace where only loopback
+# is up (SIOCGIFFLAGS, then SIOCSIFFLAGS with IFF_UP; struct ifreq is 40 bytes). Needs root.
+ISOLATE = """
+import fcntl, os, socket, struct, sys
+os.unshare(os.CLONE_NEWNET)
+with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+    request = struct.pack("16sH22x", b"lo", 0)
+    flags = struct.unpack("16sH22x", fcntl.ioctl(s, 0x8913, request))[1]
+    fcntl.ioctl(s, 0x8914, struct.pack("16sH22x", b"lo", flags | 1))
+os.execv(sys.argv[1], sys.argv[1:])
+"""
+
+
+def in_network_of[T](pid: int, action: Callable[[], T]) -> T:
+    """action() run in a thread that joined process pid's network namespace (its sockets stay there)."""
+    outcome: list[tuple[bool, Any]] = []
+
+    def run() -> None:
+        try:
+            with open(f"/proc/{pid}/ns/net", "rb") as namespace:
+                os.setns(namespace.fileno(), os.CLONE_NEWNET)  # this thread only
+            outcome.append((True, action()))
+        except BaseException as e:  # handed to the caller's thread, raised there
+            outcome.append((False, e))
+
+    thread = threading.Thread(target=run, name=f"in-network-of-{pid}")
+    thread.start()
+    thread.join()
+    ok, value = outcome[0]
+    if not ok:
+        raise value
+    return value  # type: ignore[no-any-return]
+
+
 def start_proxy(workdir: Path, policy: Path, certs: Path, *extra: str,
-                env: Mapping[str, str] | None = None, as_mitmdump_script: bool = False) -> Proxy:
-    """Start `clickguard run` (or plain mitmdump with the addon script) on a free port; wait for it."""
+                env: Mapping[str, str] | None = None, as_mitmdump_script: bool = False,
+                isolated_network: bool = False) -> Proxy:
+    """Start `clickguard run` (or plain mitmdump with the addon script) on a free port; wait for it.
+
+    With isolated_network the proxy runs in a network namespace of its own with only loopback up:
+    it reaches no upstream but its own address, and no name server.
+    """
     port = free_port()
     audit_path = workdir / "audit.jsonl"
     log_path = workdir / f"proxy-{port}.log"
@@ -202,16 +313,189 @@ def start_proxy(workdir: Path, policy: Path, certs: Path, *extra: str,
                 "--policy", str(policy), "--certs", str(certs), "--audit-log", str(audit_path),
                 "--state-dir", str(workdir / "var"),
                 "--set", "clickguard_reload_ms=200", *extra]
+    if isolated_network:
+        if os.geteuid() != 0:
+            pytest.fail("a proxy in a network namespace of its own needs root (unshare); CI runs as root")
+        args = [sys.executable, "-c", ISOLATE, *args]
     with open(log_path, "wb") as log:
         process = subprocess.Popen(args, cwd=workdir, stdout=log, stderr=subprocess.STDOUT,
                                    env={**os.environ, **(env or {})})
-    proxy = Proxy(port, process, workdir, audit_path, certs, log_path)
+    proxy = Proxy(port, process, workdir, audit_path, certs, log_path, isolated_network)
+
+    def listening() -> bool:
+        return port_open("127.0.0.1", port)
 
     def ready() -> bool:
         if process.poll() is not None:
             raise AssertionError(f"proxy exited with {process.returncode}:\n{proxy.log()}")
         log = proxy.log()
-        return "clickguard: policy" in log and "proxy listening at" in log and port_open("127.0.0.1", port)
+        # (Listening is logged after the namespace exists: the check below looks in the right one.)
+        return "clickguard: policy" in log and "proxy listening at" in log and (
+            in_network_of(process.pid, listening) if isolated_network else listening())
 
     wait_until(ready, 60, "the proxy to listen")
+    if isolated_network:
+        assert os.readlink(f"/proc/{process.pid}/ns/net") != os.readlink("/proc/self/ns/net")
     return proxy
+
+
+class ProxyPool:
+    """Proxies started for a test or for a module; one per distinct policy unless asked for a private one.
+
+    A shared proxy serves every test of its module that asks for the same policy, extra arguments
+    and files: such tests use their own upstream hosts and read their own audit records
+    (`Proxy.audit_of`, `Proxy.audit_of_ref`), so none depends on another or on their order.
+    """
+
+    def __init__(self, certs: Path, new_workdir: Callable[[], Path]) -> None:
+        self.certs = certs
+        self.new_workdir = new_workdir
+        self.shared: dict[tuple[str, tuple[str, ...], tuple[tuple[str, str], ...]], Proxy] = {}
+        self.started: list[Proxy] = []
+
+    def __call__(self, policy: str, *extra: str, files: Mapping[str, str] | None = None,
+                 private: bool = False, isolated_network: bool = False) -> Proxy:
+        """A running proxy with this policy (dedented) and these files beside it."""
+        key = (policy, (*extra, f"isolated={isolated_network}"), tuple(sorted((files or {}).items())))
+        proxy = None if private else self.shared.get(key)
+        if proxy is not None:
+            assert proxy.process.poll() is None, f"the shared proxy exited:\n{proxy.log()}"
+            return proxy
+        workdir = self.new_workdir()
+        for name, text in (files or {}).items():
+            (workdir / name).write_text(text)
+        proxy = start_proxy(workdir, write_policy(workdir, policy), self.certs, *extra,
+                            isolated_network=isolated_network)
+        self.started.append(proxy)
+        if not private:
+            self.shared[key] = proxy
+        return proxy
+
+    def stop_all(self) -> None:
+        """Stop every proxy this pool started."""
+        for proxy in self.started:
+            proxy.stop()
+
+
+# --- the audit writer in a child process, acknowledging each record on its stdout -------------------
+
+def _read_acks(proc: subprocess.Popen[bytes], wanted: int, deadline: float) -> list[str]:
+    """Refs the child acknowledged ("acked REF" lines), read from its stdout until `wanted` of them."""
+    assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    buffer = b""
+    acked: list[str] = []
+    while len(acked) < wanted:
+        remaining = deadline - time.monotonic()
+        assert remaining > 0, f"only {len(acked)} acks before the deadline"
+        ready, _, _ = select.select([fd], [], [], remaining)
+        if not ready:
+            continue
+        chunk = os.read(fd, 65536)
+        assert chunk, f"child exited after {len(acked)} acks: rc={proc.wait()}"
+        buffer += chunk
+        *lines, buffer = buffer.split(b"\n")
+        acked += [line.decode().split()[1] for line in lines if line.startswith(b"acked ")]
+    return acked
+
+
+def kill_after_acks(script: str, args: list[str], wanted: int, cwd: Path) -> list[str]:
+    """Run a writer child (python -c script args), read `wanted` acknowledged refs, SIGKILL it mid-write."""
+    proc = subprocess.Popen([sys.executable, "-c", script, *args], cwd=cwd,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        acked = _read_acks(proc, wanted, time.monotonic() + 120)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+        assert proc.stdout is not None
+        proc.stdout.close()
+    assert proc.returncode == -signal.SIGKILL
+    return acked
+
+
+# --- system calls, as Debian's strace sees them ------------------------------------------------------
+
+STRACE_HINT = "apt-get install -y strace (.ci/run does it)"
+
+
+@dataclass(frozen=True)
+class Syscall:
+    """One traced system call on a file descriptor: where it started and ended in the trace."""
+
+    pid: int
+    name: str
+    fd: int
+    path: str  # what the descriptor was open on (strace -y): a file, pipe:[…], socket:[…]
+    data: bytes | None  # the buffer written, for write-like calls
+    result: str
+    start: int  # line number of its entry in the trace
+    end: int  # line number of its return (the same line unless another thread ran meanwhile)
+
+
+_CALL = re.compile(r"(?P<name>\w+)\((?P<args>.*)")
+_RESULT = re.compile(r"(?P<args>.*)\) += (?P<result>-?\d+|\?)(?: \w+ \(.*\))?$")
+_FD_ARG = re.compile(r"(?P<fd>\d+)<(?P<path>[^>]*)>")
+_DATA_ARG = re.compile(r'\d+<[^>]*>, "(?P<data>(?:[^"\\]|\\.)*)"')
+_C_ESCAPE = re.compile(rb'\\(?:([0-7]{1,3})|x([0-9a-fA-F]{2})|(.))', re.S)
+_C_SIMPLE = {b"n": b"\n", b"t": b"\t", b"r": b"\r", b"v": b"\v", b"f": b"\f", b"a": b"\a", b"b": b"\b",
+             b"e": b"\x1b"}
+
+
+def _unescape(text: str) -> bytes:
+    """The bytes of a string as strace prints it (C escapes, octal for the unprintable)."""
+    def one(match: re.Match[bytes]) -> bytes:
+        octal, hexa, char = match.groups()
+        if octal is not None:
+            return bytes([int(octal, 8) & 0xFF])
+        if hexa is not None:
+            return bytes([int(hexa, 16)])
+        return _C_SIMPLE.get(char, char)
+
+    return _C_ESCAPE.sub(one, text.encode("latin-1"))
+
+
+def parse_strace(text: str) -> list[Syscall]:
+    """The calls on file descriptors in `strace -f -y -qq -o FILE` output, in the order strace saw them.
+
+    With -f a call interrupted by another thread's is printed in two lines,
+    `NAME(ARGS <unfinished ...>` and `<... NAME resumed>ARGS) = RESULT`; they are joined here.
+    """
+    calls: list[Syscall] = []
+    pending: dict[int, tuple[str, str, int]] = {}  # pid: (name, args so far, start line)
+    for number, line in enumerate(text.splitlines()):
+        pid_text, _, rest = line.partition(" ")
+        if not pid_text.isdigit():
+            continue
+        pid, rest = int(pid_text), rest.lstrip()
+        if rest.startswith(("---", "+++")):
+            continue  # signals and exits
+        if rest.startswith("<... "):
+            name, args_before, start = pending.pop(pid)
+            rest = args_before + rest.split(" resumed>", 1)[1]
+        else:
+            call = _CALL.match(rest)
+            if call is None:
+                continue
+            name, rest, start = call["name"], call["args"], number
+            if rest.endswith(" <unfinished ...>"):
+                pending[pid] = (name, rest.removesuffix(" <unfinished ...>"), start)
+                continue
+        result = _RESULT.match(rest)
+        fd = _FD_ARG.match(rest)
+        if result is None or fd is None:
+            continue
+        data = _DATA_ARG.match(rest)
+        calls.append(Syscall(pid, name, int(fd["fd"]), fd["path"],
+                             _unescape(data["data"]) if data else None, result["result"], start, number))
+    return calls
+
+
+def traced_syscalls(argv: list[str], trace: Path, calls: str, cwd: Path) -> list[Syscall]:
+    """Run argv to its end under strace (all threads), tracing `calls` (strace -e trace=…); what it did."""
+    strace = required_tool("strace", STRACE_HINT)
+    done = subprocess.run([strace, "-f", "-y", "-qq", "-s", "65536", "-e", f"trace={calls}", "-o", str(trace),
+                           *argv], cwd=cwd, capture_output=True, timeout=300)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    return parse_strace(trace.read_text(encoding="latin-1"))

@@ -1,8 +1,9 @@
 """The user-facing pages in a real browser: Debian's headless Chromium through the real proxy.
 
-Each test starts its own `clickguard run` on loopback and opens a browser context that
-uses it as its proxy (loopback included) and trusts its CA through an NSS database, as
-a user's Chromium would. What is checked is what the user sees: the rendered page's
+The tests run `clickguard run` on loopback (one shared by the tests of the plain
+policy, one each for the others) and open a browser context each that uses it as
+its proxy (loopback included) and trusts its CA through an NSS database, as a
+user's Chromium would. What is checked is what the user sees: the rendered page's
 visible text, where the browser ends up after a click, and screenshots of the pages
 in test-output/screenshots/.
 """
@@ -17,11 +18,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from clickguard.web.pages import reason_text
 from tests.browser import chromium, proxy_ca, screenshot, through, trusting_home
-from tests.harness import REPO, Proxy, start_proxy, upstream
-from tests.test_clicks import THINGBOT_ORIGIN, click_link
-from tests.test_proxy import write_policy
+from tests.harness import THINGBOT_ORIGIN, Proxy, ProxyPool, click_link, upstream
 
 LISTED = "127.0.0.3"
 expect.set_options(timeout=15_000)  # a loaded 2-core CI machine: generous, and never a sleep
@@ -29,6 +27,11 @@ POLICY = """\
 feeds:
   - {name: thingbots, format: ip, path: thingbots.txt}
 """
+FEED = {"thingbots.txt": f"{LISTED}\n{THINGBOT_ORIGIN}\n"}
+# What the pages say about each reason, in the words a user reads.
+LISTED_TEXT = ("The site is on a list of infected devices (Thingbots: routers, cameras, DVRs and other "
+               "appliances taken over by botnets) or of servers that spread malware.")
+ORIGIN_TEXT = "The e-mail this link came from was sent through a device known to be infected."
 
 
 def html_page(title: str, text: str) -> tuple[int, dict[str, str], bytes]:
@@ -47,19 +50,15 @@ def browser(certs: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[B
 
 
 @pytest.fixture
-def proxy_with(tmp_path: Path, certs: Path) -> Iterator[Callable[[str], Proxy]]:
-    """Start a proxy with a policy (its `ip` feed thingbots.txt lists 127.0.0.3 and the Thingbot origin)."""
-    started: list[Proxy] = []
+def proxy_with(shared_proxy: ProxyPool) -> Callable[[str], Proxy]:
+    """A proxy with a policy (its `ip` feed thingbots.txt lists 127.0.0.3 and the Thingbot origin).
 
+    Tests of the same policy share it; each reads only the audit records of its own pages.
+    """
     def start(policy: str) -> Proxy:
-        (tmp_path / "thingbots.txt").write_text(f"{LISTED}\n{THINGBOT_ORIGIN}\n")
-        proxy = start_proxy(tmp_path, write_policy(tmp_path, policy), certs)
-        started.append(proxy)
-        return proxy
+        return shared_proxy(policy, files=FEED)
 
-    yield start
-    for proxy in started:
-        proxy.stop()
+    return start
 
 
 @pytest.fixture
@@ -92,7 +91,7 @@ def test_https_block_page_as_the_user_sees_it(proxy_with, page_via) -> None:
     expect(page.get_by_role("heading", level=1)).to_have_text("This page was blocked")
     text = page.inner_text("body")
     assert "landing.thingbot" in text
-    assert reason_text("landing.thingbot") in text and "list of infected devices" in text
+    assert LISTED_TEXT in text
     assert f"{LISTED} is listed by feed 'thingbots'" in text
     ref = response.headers["x-clickguard-ref"]
     assert f"Reference: {ref}" in text
@@ -113,7 +112,7 @@ def test_warn_page_continue_lands_on_the_page(proxy_with, page_via) -> None:
         assert response is not None and response.headers["x-clickguard-action"] == "warn"
         expect(page.get_by_role("heading", level=1)).to_have_text("Warning: this page may be dangerous")
         text = page.inner_text("body")
-        assert "landing.thingbot" in text and reason_text("landing.thingbot") in text
+        assert "landing.thingbot" in text and LISTED_TEXT in text
         warn_ref = response.headers["x-clickguard-ref"]
         assert f"Reference: {warn_ref}" in text
         assert site.requests == []
@@ -124,7 +123,7 @@ def test_warn_page_continue_lands_on_the_page(proxy_with, page_via) -> None:
         expect(page.get_by_role("heading", level=1)).to_have_text("Quarterly report")
         expect(page.locator("body")).to_contain_text("Revenue went up in every region.")
         assert site.requests == ["/report"]
-    [record] = [a for a in proxy.audit() if a["event"] == "continue"]
+    [record] = [a for a in proxy.audit_of(site.base) if a["event"] == "continue"]
     assert (record["action"], record["url"], record["warn_ref"]) == ("allow", target, warn_ref)
     assert record["reasons"] == ["landing.thingbot"]
 
@@ -141,10 +140,10 @@ def test_click_link_from_thingbot_mail_warns(proxy_with, page_via, certs: Path) 
         assert security is not None and security.get("issuer") == "mitmproxy", security
         expect(page.get_by_role("heading", level=1)).to_have_text("Warning: this page may be dangerous")
         text = page.inner_text("body")
-        assert "origin.thingbot" in text and reason_text("origin.thingbot") in text
+        assert "origin.thingbot" in text and ORIGIN_TEXT in text
         assert THINGBOT_ORIGIN in text and f"{site.base}/invoice" in text
         assert site.requests == []  # judged, never fetched
-    [record] = [a for a in proxy.audit() if a["event"] == "click"]
+    [record] = [a for a in proxy.audit_of(site.base) if a["event"] == "click"]
     assert record["action"] == "warn" and "origin.thingbot" in record["reasons"]
     assert record["origin_ip"] == THINGBOT_ORIGIN
 
@@ -160,7 +159,7 @@ def test_clean_click_link_lands_on_its_target(proxy_with, page_via, certs: Path)
         assert page.url == target
         expect(page.get_by_role("heading", level=1)).to_have_text("Reset your password")
         assert site.requests == ["/reset-password?token=one-time"]  # once: the user's own request
-    click, hop = [a for a in proxy.audit() if a["event"] in ("click", "hop")]
+    click, hop = [a for a in proxy.audit_of(site.base) if a["event"] in ("click", "hop")]
     assert (click["action"], hop["action"], hop["hop"], hop["click_id"]) == (
         "allow", "allow", 1, click["ref"])
     assert click["origin_ip"] == hop["origin_ip"] == "192.0.2.10"
@@ -172,7 +171,7 @@ PASSWORD = "correct horse battery staple"
 def admin_hash(password: str) -> str:
     """A dashboard password hash as IT makes one: `clickguard admin hash-password`, password on stdin."""
     done = subprocess.run([sys.executable, "-m", "clickguard.cli", "admin", "hash-password"],
-                          input=password + "\n", capture_output=True, text=True, check=True, cwd=REPO)
+                          input=password + "\n", capture_output=True, text=True, check=True)
     return done.stdout.strip()
 
 
@@ -182,7 +181,7 @@ def test_dashboard_shows_the_click_just_made_with_charts(proxy_with, page_via, c
     with upstream("127.0.0.2") as site:
         response = page.goto(click_link(certs, f"{site.base}/invoice", THINGBOT_ORIGIN))
         assert response is not None and response.headers["x-clickguard-action"] == "warn"
-    [click] = [a for a in proxy.audit() if a["event"] == "click"]
+    [click] = [a for a in proxy.audit_of(site.base) if a["event"] == "click"]
 
     page.goto("http://clickguard.local/admin")
     page.wait_for_url("http://clickguard.local/admin/login?next=*")  # not logged in yet

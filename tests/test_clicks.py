@@ -1,4 +1,8 @@
-"""Click links through the real proxy: verified, judged with the mail's origin, followed hop by hop."""
+"""Click links through the real proxy: verified, judged with the mail's origin, followed hop by hop.
+
+Most tests share one proxy (`proxy`); each reads only the audit records of its own click,
+found by the e-mail origin or the reference its page shows.
+"""
 
 from __future__ import annotations
 
@@ -8,18 +12,25 @@ import json
 import re
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from clickguard.mail.links import ClickContext, make_click_link, verify_click_link
+from clickguard.mail.links import verify_click_link
 from clickguard.tokens import load_or_create_key
-from tests.harness import REPO, Proxy, start_proxy, upstream
-from tests.test_proxy import HTML, continue_link, write_policy
+from tests.harness import (
+    HTML,
+    THINGBOT_ORIGIN,
+    Proxy,
+    ProxyPool,
+    click_link,
+    continue_link,
+    start_proxy,
+    upstream,
+    write_policy,
+)
 
-THINGBOT_ORIGIN = "198.51.100.7"
 POLICY = """\
 feeds:
   - {name: thingbots, format: ip, path: thingbots.txt}
@@ -27,19 +38,14 @@ feeds:
 
 
 @pytest.fixture
-def proxy(tmp_path: Path, certs: Path) -> Iterator[Proxy]:
-    """A proxy whose feed lists the Thingbot origin address (and nothing the targets use)."""
-    (tmp_path / "thingbots.txt").write_text(f"{THINGBOT_ORIGIN}\n127.0.0.3\n")
-    p = start_proxy(tmp_path, write_policy(tmp_path, POLICY), certs)
-    yield p
-    p.stop()
+def proxy(shared_proxy: ProxyPool) -> Proxy:
+    """The module's proxy; its feed lists the Thingbot origin address and 127.0.0.3 (no target uses it)."""
+    return shared_proxy(POLICY, files={"thingbots.txt": f"{THINGBOT_ORIGIN}\n127.0.0.3\n"})
 
 
-def click_link(certs: Path, target: str, origin: str | None) -> str:
-    """A click link signed with the proxy's key, as `clickguard rewrite` would make it."""
-    context = ClickContext(origin, "00112233aabbccdd", "user@example.com", "plain", int(time.time()))
-    return make_click_link(target, context, load_or_create_key(certs / "clickguard.key"),
-                           click_host="clickguard.local")
+def from_origin(proxy: Proxy, origin: str) -> list[dict[str, Any]]:
+    """The audit records of clicks on links from mail with this origin (each test uses its own)."""
+    return [record for record in proxy.audit() if record.get("origin_ip") == origin]
 
 
 def test_clean_click_redirects_and_the_hop_carries_the_click(proxy: Proxy, certs: Path) -> None:
@@ -50,7 +56,7 @@ def test_clean_click_redirects_and_the_hop_carries_the_click(proxy: Proxy, certs
         assert site.requests == []  # the proxy never fetched the target itself
         r = proxy.get(target, HTML)
         assert r.status == 200 and site.requests == ["/reset-password?token=one-time"]
-        click, hop = proxy.audit()[-2:]
+        click, hop = from_origin(proxy, "192.0.2.10")
         assert (click["event"], click["hop"], click["action"]) == ("click", 0, "allow")
         assert (hop["event"], hop["hop"], hop["click_id"]) == ("hop", 1, click["ref"])
         assert click["origin_ip"] == hop["origin_ip"] == "192.0.2.10"
@@ -65,7 +71,7 @@ def test_click_from_thingbot_origin_warns_and_continues(proxy: Proxy, certs: Pat
         r = proxy.get(continue_link(r.text), HTML)
         assert r.status == 303 and r.headers["location"] == target
         assert proxy.get(target, HTML).status == 200
-        records = proxy.audit()
+        records = from_origin(proxy, THINGBOT_ORIGIN)
         assert [(a["event"], a["action"]) for a in records] == [
             ("click", "warn"), ("continue", "allow"), ("hop", "allow")]
         assert records[-1]["origin_ip"] == THINGBOT_ORIGIN
@@ -96,7 +102,7 @@ def test_stricter_option_blocks_thingbot_mail_to_unknown_hosts(tmp_path: Path, c
 def test_click_to_listed_target_is_blocked(proxy: Proxy, certs: Path) -> None:
     r = proxy.get(click_link(certs, "http://127.0.0.3:8080/Mozi.m", None), HTML)
     assert r.status == 403 and r.headers["x-clickguard-action"] == "block"
-    assert proxy.audit()[-1]["reasons"] == ["landing.thingbot"]
+    assert proxy.audit_of_ref(r.headers["x-clickguard-ref"])[-1]["reasons"] == ["landing.thingbot"]
 
 
 @pytest.mark.parametrize("damage", [
@@ -110,7 +116,7 @@ def test_tampered_click_link_is_blocked(proxy: Proxy, certs: Path, damage) -> No
         assert r.status == 403 and r.headers["x-clickguard-action"] == "block"
         assert "link.bad_signature" in r.text
         assert site.requests == []
-        assert proxy.audit()[-1]["reasons"] == ["link.bad_signature"]
+        assert proxy.audit_of_ref(r.headers["x-clickguard-ref"])[-1]["reasons"] == ["link.bad_signature"]
 
 
 def test_redirect_chain_after_a_click_keeps_the_origin(proxy: Proxy, certs: Path) -> None:
@@ -123,7 +129,7 @@ def test_redirect_chain_after_a_click_keeps_the_origin(proxy: Proxy, certs: Path
                 r = proxy.get(r.headers["location"] if r.headers["location"].startswith("http")
                               else site.base + r.headers["location"], HTML)
             assert r.status == 200 and r.body == final.body_for("/landing")
-    records = proxy.audit()
+    records = from_origin(proxy, "192.0.2.77")
     assert [(a["event"], a.get("hop")) for a in records] == [
         ("click", 0), ("hop", 1), ("hop", 2), ("hop", 3)]
     assert {a["click_id"] for a in records[1:]} == {records[0]["ref"]}
@@ -145,7 +151,7 @@ def test_meta_refresh_and_script_hops_after_a_click_keep_the_origin(proxy: Proxy
             assert proxy.get(r.headers["location"], HTML).status == 200
             assert proxy.get(f"{site.base}/step", HTML).status == 200  # what the browser does next
             assert proxy.get(f"{final.base}/landing", HTML).status == 200
-    hops = [(a["event"], a.get("hop"), a.get("origin_ip")) for a in proxy.audit()]
+    hops = [(a["event"], a.get("hop"), a.get("origin_ip")) for a in from_origin(proxy, "192.0.2.78")]
     assert hops == [("click", 0, "192.0.2.78"), ("hop", 1, "192.0.2.78"), ("hop", 2, "192.0.2.78"),
                     ("hop", 3, "192.0.2.78")]
 
@@ -179,14 +185,17 @@ def test_mail_rewritten_by_the_cli_then_clicked_through_the_proxy(tmp_path: Path
         done = subprocess.run(
             [sys.executable, "-m", "clickguard.cli", "rewrite", str(tmp_path / "in.eml"), "-o",
              str(tmp_path / "out.eml"), "--policy", str(policy), "--certs", str(certs)],
-            capture_output=True, text=True, check=True, cwd=REPO)
+            capture_output=True, text=True, check=True, cwd=tmp_path)
         assert "1 messages, 1 links rewritten, 0 passed through unchanged" in done.stderr
         html = email.message_from_bytes((tmp_path / "out.eml").read_bytes()).get_payload(decode=True)
-        link = re.search(rb'href="([^"]+)"', html).group(1).decode()  # type: ignore[union-attr]
+        assert isinstance(html, bytes)
+        found = re.search(rb'href="([^"]+)"', html)
+        assert found is not None
+        link = found.group(1).decode()
         assert link.startswith("https://clickguard.local/v1/") and link.endswith(target)
         decoded = subprocess.run([sys.executable, "-m", "clickguard.cli", "decode", "--json", link,
                                   "--certs", str(certs), "--policy", str(policy)],
-                                 capture_output=True, text=True, check=True, cwd=REPO)
+                                 capture_output=True, text=True, check=True, cwd=tmp_path)
         context = json.loads(decoded.stdout)["context"]
         assert context["origin_ip"] == THINGBOT_ORIGIN  # not the forged header below the relay
         proxy = start_proxy(tmp_path, policy, certs)
@@ -205,7 +214,8 @@ def test_click_over_tls_as_a_browser_sends_it(proxy: Proxy, certs: Path) -> None
     path = "/" + link.split("/", 3)[3]
     r = proxy.get_tls("clickguard.local", 443, path, HTML)
     assert r.status == 303 and r.headers["location"] == "http://127.0.0.2:8000/doc"
-    assert proxy.audit()[-1]["event"] == "click"
+    [record] = [a for a in proxy.audit() if a["url"] == "http://127.0.0.2:8000/doc"]  # no upstream has 8000
+    assert record["event"] == "click"
 
 
 WEBMAIL_PAGE = (

@@ -35,9 +35,17 @@ from clickguard.web.dashboard import (
     same_origin,
 )
 from clickguard.web.passwords import ScryptParams, decoy, hash_password, parse_hash, verify_password
-from tests.harness import REPO, Proxy, start_proxy, upstream, wait_until
-from tests.test_clicks import THINGBOT_ORIGIN, click_link
-from tests.test_proxy import HTML, write_policy
+from tests.harness import (
+    HTML,
+    REPO,
+    THINGBOT_ORIGIN,
+    Proxy,
+    click_link,
+    start_proxy,
+    upstream,
+    wait_until,
+    write_policy,
+)
 
 PASSWORD = "correct horse battery"
 # What every dashboard page must send, spelled out: no script, no frames, forms only to itself.

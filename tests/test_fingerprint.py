@@ -81,7 +81,7 @@ def test_every_example_matches_its_fingerprint(db: FingerprintDB, fingerprint: d
 
 def test_size_and_classes(db: FingerprintDB) -> None:
     counts = db.count_by_class()
-    assert len(db) >= 150
+    assert len(db) == 249  # the number README.md gives
     assert len(db) == len(SHIPPED) == sum(counts.values())
     assert set(counts) == set(DeviceClass)
     assert all(counts[c] > 0 for c in DeviceClass), counts

@@ -1,4 +1,8 @@
-"""Appliances and what they serve, through the real proxy: simulated devices and ordinary servers."""
+"""Appliances and what they serve, through the real proxy: simulated devices and ordinary servers.
+
+Most tests share one proxy with no feeds (`proxy`); each serves from addresses of its own
+(the proxy learns the hosts it blocks) and reads only the audit records of those.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +11,13 @@ import http.client
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.appliances import Route, elf, serve
-from tests.harness import REPO, Proxy, start_proxy
-from tests.test_proxy import HTML, continue_link, write_policy
+from tests.harness import HTML, Proxy, ProxyPool, continue_link, start_proxy, write_policy
 
 POLICY = "feeds: []\n"
 CAMERA = [("Server", "Hikvision-Webs")]
@@ -27,27 +30,26 @@ ROUTER_LOGIN = b"""<!DOCTYPE html><html><head><title>TP-LINK Wireless Router</ti
 
 
 @pytest.fixture
-def proxy(tmp_path: Path, certs: Path) -> Iterator[Proxy]:
-    """A proxy with no feeds: whatever is blocked here is blocked for what the servers do."""
-    p = start_proxy(tmp_path, write_policy(tmp_path, POLICY), certs)
-    yield p
-    p.stop()
+def proxy(shared_proxy: ProxyPool) -> Proxy:
+    """The module's proxy with no feeds: whatever is blocked here is blocked for what the servers do."""
+    return shared_proxy(POLICY)
 
 
-def reasons(proxy: Proxy) -> list[list[str]]:
-    """The reason codes of every audit record so far."""
-    return [record["reasons"] for record in proxy.audit()]
+def reasons(records: list[dict[str, Any]]) -> list[list[str]]:
+    """The reason codes of each record."""
+    return [record["reasons"] for record in records]
 
 
-def test_camera_serving_mozi_is_blocked_then_refused_before_connecting(proxy: Proxy) -> None:
+def test_camera_serving_mozi_is_blocked_then_refused_before_connecting(proxy_factory: ProxyPool) -> None:
     """The issue's case: Mozi.m (ELF MIPS) as text/html from a camera; then the host is learned."""
+    proxy = proxy_factory(POLICY)  # its own: the test reads everything the proxy learned
     routes = {"/Mozi.m": Route(headers=[*CAMERA, HTML_TYPE], body=elf("mips", size=150_000)),
               "/": Route(headers=[*CAMERA, HTML_TYPE], body=b"<title>camera</title>")}
     with serve("127.0.0.21", routes) as camera:
         r = proxy.get(f"{camera.base}/Mozi.m", HTML)
         assert r.status == 403 and r.headers["x-clickguard-action"] == "block"
         assert b"\x7fELF" not in r.body
-        record = proxy.audit()[-1]
+        [record] = proxy.audit_of_ref(r.headers["x-clickguard-ref"])
         assert {"landing.appliance", "response.drive_by"} <= set(record["reasons"])
         payload = record["inspection"]["payload"]
         assert (payload["kind"], payload["arch"]) == ("elf", "mips")
@@ -57,12 +59,12 @@ def test_camera_serving_mozi_is_blocked_then_refused_before_connecting(proxy: Pr
         r = proxy.get(f"{camera.base}/", HTML)
         assert r.headers["x-clickguard-action"] == "block"
         assert camera.requests == ["/Mozi.m"]
-        last = proxy.audit()[-1]
+        [last] = proxy.audit_of_ref(r.headers["x-clickguard-ref"])
         assert last["event"] == "decision" and last["reasons"] == ["landing.thingbot"]
         assert "learned as a Thingbot" in last["details"][0]["detail"]
     status = subprocess.run([sys.executable, "-m", "clickguard.cli", "feeds", "status", "--state-dir",
                              str(proxy.workdir / "var"), "--json"], capture_output=True, text=True,
-                            check=True, cwd=REPO)
+                            check=True, cwd=proxy.workdir)
     learned = json.loads(status.stdout)["learned"]
     assert [h["host"] for h in learned] == ["127.0.0.21"]
     assert "ELF" in learned[0]["evidence"] and "MIPS" in learned[0]["evidence"]
@@ -82,29 +84,31 @@ def test_learned_hosts_survive_a_restart(tmp_path: Path, certs: Path) -> None:
         try:
             r = proxy.get(f"{router.base}/bins/mirai.arm", HTML)
             assert r.headers["x-clickguard-action"] == "block"
-            assert proxy.audit()[-1]["event"] == "decision"  # refused before connecting
+            assert proxy.audit_of(router.base)[-1]["event"] == "decision"  # refused before connecting
             assert router.requests == ["/bins/mirai.arm"]
         finally:
             proxy.stop()
 
 
 @pytest.mark.parametrize(
-    ("name", "body"),
+    ("name", "host", "body"),
     [
-        ("meta refresh", b'<html><head><title>x</title><meta http-equiv="refresh" '
+        ("meta refresh", "127.0.0.23", b'<html><head><title>x</title><meta http-equiv="refresh" '
                          b'content="0; url=http://127.0.0.29/landing"></head><body></body></html>'),
-        ("script", b"<html><body><script>window.location.replace('http://127.0.0.29/landing');"
+        ("script", "127.0.0.31", b"<html><body><script>window.location.replace('http://127.0.0.29/landing');"
                    b"</script></body></html>"),
-        ("obfuscated script", b"<html><body><script>"
+        ("obfuscated script", "127.0.0.32", b"<html><body><script>"
                               b"location.href=atob('aHR0cDovLzEyNy4wLjAuMjkvbGFuZGluZw==');"
                               b"</script></body></html>"),
     ],
 )
-def test_router_page_sending_the_browser_elsewhere_is_blocked(proxy: Proxy, name: str, body: bytes) -> None:
-    with serve("127.0.0.23", {"/": Route(headers=[*ROUTER, HTML_TYPE], body=body)}) as router:
+def test_router_page_sending_the_browser_elsewhere_is_blocked(proxy: Proxy, name: str, host: str,
+                                                              body: bytes) -> None:
+    # A router of its own for each case: the proxy learns each one it blocks.
+    with serve(host, {"/": Route(headers=[*ROUTER, HTML_TYPE], body=body)}) as router:
         r = proxy.get(f"{router.base}/", HTML)
         assert r.headers["x-clickguard-action"] == "block", name
-        record = proxy.audit()[-1]
+        [record] = proxy.audit_of_ref(r.headers["x-clickguard-ref"])
         assert {"landing.appliance", "response.redirect"} <= set(record["reasons"])
         assert any("127.0.0.29" in str(n["target"]) for n in record["inspection"]["navigations"])
         # …and the router is refused at request time from now on.
@@ -126,8 +130,9 @@ def test_router_login_page_and_same_device_redirects_pass(proxy: Proxy) -> None:
         r = proxy.get(f"{router.base}/login.htm", HTML)
         assert r.status == 200 and r.body == ROUTER_LOGIN
         assert proxy.get(f"{router.base}/status", HTML).status == 200
-    assert all(record["action"] == "allow" for record in proxy.audit())
-    assert any("landing.appliance" in codes for codes in reasons(proxy))  # seen and recorded
+    records = proxy.audit_of(router.base)
+    assert all(record["action"] == "allow" for record in records)
+    assert any("landing.appliance" in codes for codes in reasons(records))  # seen and recorded
 
 
 def test_ordinary_server_redirect_passes_and_its_payload_warns(proxy: Proxy) -> None:
@@ -147,7 +152,7 @@ def test_ordinary_server_redirect_passes_and_its_payload_warns(proxy: Proxy) -> 
         assert r.status == 303
         r = proxy.get(f"{site.base}/setup.exe", HTML)
         assert r.status == 200 and r.body == exe
-    assert [(a["event"], a["action"]) for a in proxy.audit()][-4:] == [
+    assert [(a["event"], a["action"]) for a in proxy.audit_of(site.base)][-4:] == [
         ("response", "warn"), ("continue", "allow"), ("decision", "allow"), ("response", "allow")]
 
 
@@ -161,7 +166,7 @@ def test_redirect_target_is_judged_before_the_page_is_delivered(tmp_path: Path, 
         with serve("127.0.0.26", {"/": Route(headers=[("Server", "nginx"), HTML_TYPE], body=body)}) as site:
             r = proxy.get(f"{site.base}/", HTML)
             assert r.headers["x-clickguard-action"] == "block"
-            assert proxy.audit()[-1]["reasons"] == ["response.redirect", "landing.thingbot"]
+            assert proxy.audit_of(site.base)[-1]["reasons"] == ["response.redirect", "landing.thingbot"]
             assert "the page sends the browser to 127.0.0.29" in r.text
     finally:
         proxy.stop()
@@ -195,17 +200,27 @@ def test_large_downloads_stream_and_are_sniffed(proxy: Proxy) -> None:
         "/stream": Route(headers=[*CAMERA, ("Content-Type", "application/octet-stream")],
                          body=payload, repeat=40, chunked=True),
     }
+    bases = []
     with serve("127.0.0.27", routes) as host:
+        bases.append(host.base)
         status, _, body, complete = _raw_get(proxy, f"{host.base}/firmware.bin")
         assert (status, complete) == (200, True)
         assert hashlib.sha256(body).digest() == hashlib.sha256(blob * 80).digest()
         status, headers, body, _ = _raw_get(proxy, f"{host.base}/by-name/mirai.mips")
         assert status == 403 and headers["x-clickguard-action"] == "block"
     with serve("127.0.0.28", routes) as host:
+        bases.append(host.base)
         status, _, body, complete = _raw_get(proxy, f"{host.base}/download")
         assert status == 200 and not complete and b"\x7fELF" not in body
     with serve("127.0.0.30", routes) as host:
+        bases.append(host.base)
         status, _, body, complete = _raw_get(proxy, f"{host.base}/stream")
         assert status == 200 and b"\x7fELF" not in body and b"clickguard blocked this download" in body
-    streamed = [r for r in proxy.audit() if r.get("streamed")]
-    assert len(streamed) == 2 and all(r["action"] == "block" for r in streamed)
+
+    def streamed(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [r for r in records if r.get("streamed") and r["url"].startswith(tuple(bases))]
+
+    # A streamed body's record is written once the stream ends, after the client saw the response.
+    records = streamed(proxy.wait_for_audit(lambda records: len(streamed(records)) >= 2,
+                                            "the two streamed downloads' records"))
+    assert len(records) == 2 and all(r["action"] == "block" for r in records)

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 import clickguard
+from tests.harness import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "clickguard"
 
 # The stages, lowest first: a unit may import from itself and from the units before it, never after.

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import ipaddress
 import random
-import time
+import sys
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
 
 import pytest
 
@@ -488,13 +491,40 @@ def test_origin_of_message(raw: bytes, trust: dict[str, list[str]], ip: str | No
             assert part is None or isinstance(part.encode("utf-8"), bytes)
 
 
-def test_hostile_sizes_stay_linear() -> None:
-    """Deep, unclosed or endless comments from a sender cost time in proportion to their length."""
-    for value in ["from a " + "(" * 200_000, "from a " + "(x) " * 50_000 + "by b", "from " + "[" * 200_000,
-                  "from a (" + "helo=x " * 30_000 + ") by b", "from a (" + "\\)" * 100_000]:
-        started = time.perf_counter()
+# Deep, unclosed or endless comments a sender can write: (make a value of n units, what it parses to).
+HOSTILE: list[tuple[str, Callable[[int], str], Callable[[int], Hop]]] = [
+    ("unclosed parentheses", lambda n: "from a " + "(" * n, lambda n: Hop("a", None, None, None, 0)),
+    ("many comments", lambda n: "from a " + "(x) " * n + "by b", lambda n: Hop("a", None, None, "b", 0)),
+    ("unclosed brackets", lambda n: "from " + "[" * n, lambda n: Hop("[" * n, None, None, None, 0)),
+    ("endless helo", lambda n: "from a (" + "helo=x " * n + ") by b", lambda n: Hop("a", None, "x", "b", 0)),
+    ("escaped parentheses", lambda n: "from a (" + "\\)" * n, lambda n: Hop("a", None, None, None, 0)),
+]
+
+
+def _steps(value: str) -> int:
+    """How many Python lines and calls parse_received(value) runs: its cost, counted, not timed."""
+    steps = 0
+
+    def count(frame: FrameType, event: str, arg: Any) -> Any:  # a trace function: returns itself
+        nonlocal steps
+        steps += 1
+        return count
+
+    previous = sys.gettrace()
+    sys.settrace(count)
+    try:
         parse_received(value)
-        assert time.perf_counter() - started < 2.0
+    finally:
+        sys.settrace(previous)
+    return steps
+
+
+@pytest.mark.parametrize(("make", "parsed"), [h[1:] for h in HOSTILE], ids=[h[0] for h in HOSTILE])
+def test_hostile_sizes_stay_linear(make: Callable[[int], str], parsed: Callable[[int], Hop]) -> None:
+    """Four times the input costs at most four times the steps (a quadratic parse would take sixteen)."""
+    small, large = _steps(make(1_000)), _steps(make(4_000))
+    assert large <= 4 * small + 100, (small, large)
+    assert parse_received(make(100_000)) == parsed(100_000)  # and the parse of a huge one is right
 
 
 def test_origin_of_message_never_raises_on_garbage() -> None:

@@ -24,8 +24,7 @@ from clickguard.intel.index import ReputationIndex
 from clickguard.policy.model import parse_policy
 from clickguard.urls import normalize_url
 from tests.appliances import Route, serve
-from tests.harness import Proxy, start_proxy
-from tests.test_proxy import HTML, write_policy
+from tests.harness import HTML, Proxy, ProxyPool
 
 CORPUS = Path("/usr/share/doc/python3/html")
 MAX_BODY = 2**20  # the default policy's inspect.max_body
@@ -40,6 +39,7 @@ def corpus_files(suffixes: tuple[str, ...] = (".html",)) -> list[Path]:
     return files
 
 
+@pytest.mark.slow
 def test_no_finding_on_benign_pages(tmp_path: Path) -> None:
     judge = Judge(parse_policy("feeds: []", filename="p.yaml", base_dir=tmp_path), ReputationIndex.build([]))
     fingerprints = FingerprintDB.default()
@@ -65,7 +65,8 @@ def test_no_finding_on_benign_pages(tmp_path: Path) -> None:
     assert from_router == {}
 
 
-def test_corpus_through_the_proxy_is_never_blocked_or_warned(tmp_path: Path, certs: Path) -> None:
+@pytest.mark.slow
+def test_corpus_through_the_proxy_is_never_blocked_or_warned(proxy_factory: ProxyPool) -> None:
     files = corpus_files((".html", ".js", ".css", ".png", ".svg", ".txt"))
     routes = {}
     for path in files:
@@ -74,18 +75,15 @@ def test_corpus_through_the_proxy_is_never_blocked_or_warned(tmp_path: Path, cer
             content_type += "; charset=utf-8"
         routes["/" + path.relative_to(CORPUS).as_posix()] = Route(
             headers=[("Server", "nginx/1.24.0"), ("Content-Type", content_type)], body=path.read_bytes())
-    proxy = start_proxy(tmp_path, write_policy(tmp_path, "feeds: []\n"), certs)
-    try:
-        with serve("127.0.0.40", routes) as docs:
-            statuses = _fetch_all(proxy, [f"{docs.base}{path}" for path in routes])
-        assert statuses == {200: len(routes)}
-        records = proxy.audit()
-        assert [r for r in records if r["action"] != "allow"] == []
-        assert [r for r in records if r["reasons"]] == []
-        print(f"precision corpus through the proxy: {len(routes)} files, {len(records)} audit records, "
-              "0 blocked, 0 warned")
-    finally:
-        proxy.stop()
+    proxy = proxy_factory("feeds: []\n")
+    with serve("127.0.0.40", routes) as docs:
+        statuses = _fetch_all(proxy, [f"{docs.base}{path}" for path in routes])
+    assert statuses == {200: len(routes)}
+    records = proxy.audit()
+    assert [r for r in records if r["action"] != "allow"] == []
+    assert [r for r in records if r["reasons"]] == []
+    print(f"precision corpus through the proxy: {len(routes)} files, {len(records)} audit records, "
+          "0 blocked, 0 warned")
 
 
 def _fetch_all(proxy: Proxy, urls: list[str]) -> dict[int, int]:

@@ -1,61 +1,63 @@
-"""The proxy for real: `clickguard run` on loopback in front of real upstream servers."""
+"""The proxy for real: `clickguard run` on loopback in front of real upstream servers.
+
+Tests that only send requests share one proxy per policy (`shared_proxy`), each with
+upstreams of its own and reading only its own audit records; tests that edit the
+policy or feeds, restart the proxy or need a policy of their own start their own
+(`proxy_factory`).
+"""
 
 from __future__ import annotations
 
 import http.client
-import re
 import socket
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.harness import REPO, Proxy, start_proxy, upstream, wait_until
-
-HTML = {"Accept": "text/html,application/xhtml+xml", "Sec-Fetch-Mode": "navigate",
-        "Sec-Fetch-Dest": "document"}
-
-
-def write_policy(directory: Path, body: str) -> Path:
-    """Write a policy file and return its path."""
-    path = directory / "policy.yaml"
-    path.write_text(textwrap.dedent(body))
-    return path
-
-
-@pytest.fixture
-def proxy_factory(tmp_path: Path, certs: Path) -> Iterator[object]:
-    """Start proxies for a test and stop them afterwards."""
-    started: list[Proxy] = []
-
-    def start(policy: str, *extra: str) -> Proxy:
-        proxy = start_proxy(tmp_path, write_policy(tmp_path, policy), certs, *extra)
-        started.append(proxy)
-        return proxy
-
-    yield start
-    for proxy in started:
-        proxy.stop()
+from tests.harness import (
+    HTML,
+    REPO,
+    Proxy,
+    ProxyPool,
+    continue_link,
+    start_proxy,
+    upstream,
+    wait_until,
+    write_policy,
+)
 
 
 def listed(tmp_path: Path, *entries: str) -> Path:
     """An `ip` feed file listing entries."""
     path = tmp_path / "thingbots.txt"
-    path.write_text("# test feed\n" + "\n".join(entries) + "\n")
+    path.write_text(feed(*entries))
     return path
+
+
+def feed(*entries: str) -> str:
+    """The text of an `ip` feed listing entries."""
+    return "# test feed\n" + "\n".join(entries) + "\n"
 
 
 BASIC = """\
 feeds:
   - {name: thingbots, format: ip, path: thingbots.txt}
 """
+# The shared proxy: 127.0.0.3 listed, 127.0.0.4 denied; nothing else is (127.0.0.2 is an ordinary site).
+SHARED = BASIC + "deny: {networks: [127.0.0.4]}\n"
+SHARED_FILES = {"thingbots.txt": feed("127.0.0.3")}
 
 
-def test_listed_host_is_blocked_before_connecting(tmp_path: Path, proxy_factory) -> None:
-    listed(tmp_path, "127.0.0.3")
+@pytest.fixture
+def shared(shared_proxy: ProxyPool) -> Proxy:
+    """The module's proxy with the SHARED policy."""
+    return shared_proxy(SHARED, files=SHARED_FILES)
+
+
+def test_listed_host_is_blocked_before_connecting(shared: Proxy) -> None:
+    proxy = shared
     with upstream("127.0.0.3") as bad:
-        proxy = proxy_factory(BASIC)
         r = proxy.get(f"{bad.base}/payload.sh", HTML)
         assert r.status == 403
         assert r.headers["x-clickguard-action"] == "block"
@@ -74,12 +76,11 @@ def test_listed_host_is_blocked_before_connecting(tmp_path: Path, proxy_factory)
         assert {"ts", "user", "origin_ip"} <= record.keys()
 
 
-def test_unlisted_host_passes_byte_for_byte(tmp_path: Path, proxy_factory) -> None:
-    listed(tmp_path, "127.0.0.3")
+def test_unlisted_host_passes_byte_for_byte(shared: Proxy) -> None:
+    proxy = shared
     body = bytes(range(256)) * 64
     routes = {"/blob": (200, {"Content-Type": "application/octet-stream", "X-Test": "kept"}, body)}
     with upstream("127.0.0.2", routes) as good:
-        proxy = proxy_factory(BASIC)
         r = proxy.get(f"{good.base}/blob")
         assert r.status == 200
         assert r.body == body
@@ -89,10 +90,9 @@ def test_unlisted_host_passes_byte_for_byte(tmp_path: Path, proxy_factory) -> No
 
 
 @pytest.mark.parametrize("host", ["0x7f000003", "2130706435", "0177.0.0.3", "127.3", "0x7f.0.0.3"])
-def test_ip_written_in_other_forms_is_caught(tmp_path: Path, proxy_factory, host: str) -> None:
-    listed(tmp_path, "127.0.0.0/30")
+def test_ip_written_in_other_forms_is_caught(shared_proxy: ProxyPool, host: str) -> None:
+    proxy = shared_proxy(BASIC, files={"thingbots.txt": feed("127.0.0.0/30")})
     with upstream("127.0.0.3") as bad:
-        proxy = proxy_factory(BASIC)
         r = proxy.get(f"http://{host}:{bad.port}/")
         assert r.status == 403, r.text
         assert r.headers["x-clickguard-action"] == "block"
@@ -100,7 +100,7 @@ def test_ip_written_in_other_forms_is_caught(tmp_path: Path, proxy_factory, host
         assert bad.requests == []
 
 
-def test_name_resolving_to_listed_address_is_caught(tmp_path: Path, proxy_factory) -> None:
+def test_name_resolving_to_listed_address_is_caught(tmp_path: Path, proxy_factory: ProxyPool) -> None:
     listed(tmp_path, "127.0.0.1")
     with upstream("127.0.0.1") as bad:
         proxy = proxy_factory(BASIC)
@@ -110,7 +110,7 @@ def test_name_resolving_to_listed_address_is_caught(tmp_path: Path, proxy_factor
         assert bad.requests == []
 
 
-def test_allow_list_beats_feed(tmp_path: Path, proxy_factory) -> None:
+def test_allow_list_beats_feed(tmp_path: Path, proxy_factory: ProxyPool) -> None:
     listed(tmp_path, "127.0.0.3")
     with upstream("127.0.0.3") as site:
         proxy = proxy_factory(BASIC + "allow: {networks: [127.0.0.3/32]}\n")
@@ -123,23 +123,15 @@ def test_allow_list_beats_feed(tmp_path: Path, proxy_factory) -> None:
         assert record["reasons"] == ["landing.thingbot"]  # overridden, still recorded
 
 
-def test_deny_list_blocks(tmp_path: Path, proxy_factory) -> None:
-    listed(tmp_path)
+def test_deny_list_blocks(shared: Proxy) -> None:
+    proxy = shared
     with upstream("127.0.0.4") as site:
-        proxy = proxy_factory(BASIC + "deny: {networks: [127.0.0.4]}\n")
         r = proxy.get(f"{site.base}/")
         assert r.status == 403
-        assert proxy.audit()[-1]["reasons"] == ["policy.deny"]
+        assert proxy.audit_of(site.base)[-1]["reasons"] == ["policy.deny"]
 
 
-def continue_link(page: str) -> str:
-    """The href of the warn page's continue link."""
-    match = re.search(r'id="continue" href="([^"]+)"', page)
-    assert match, page
-    return match.group(1).replace("&amp;", "&")
-
-
-def test_warn_then_continue(tmp_path: Path, proxy_factory) -> None:
+def test_warn_then_continue(tmp_path: Path, proxy_factory: ProxyPool) -> None:
     listed(tmp_path, "127.0.0.3")
     with upstream("127.0.0.3") as site:
         proxy = proxy_factory(BASIC + "actions: {landing.thingbot: warn}\n")
@@ -168,7 +160,7 @@ def test_warn_then_continue(tmp_path: Path, proxy_factory) -> None:
         assert proxy.audit()[-1]["continued"] is True
 
 
-def test_continue_link_is_bound_to_the_client(tmp_path: Path, proxy_factory) -> None:
+def test_continue_link_is_bound_to_the_client(tmp_path: Path, proxy_factory: ProxyPool) -> None:
     listed(tmp_path, "127.0.0.3")
     with upstream("127.0.0.3") as site:
         proxy = proxy_factory(BASIC + "actions: {landing.thingbot: warn}\n")
@@ -182,7 +174,7 @@ def test_continue_link_is_bound_to_the_client(tmp_path: Path, proxy_factory) -> 
         conn.close()
 
 
-def test_warn_without_continue(tmp_path: Path, proxy_factory) -> None:
+def test_warn_without_continue(tmp_path: Path, proxy_factory: ProxyPool) -> None:
     listed(tmp_path, "127.0.0.3")
     with upstream("127.0.0.3") as site:
         proxy = proxy_factory(BASIC + "actions: {landing.thingbot: warn}\n"
@@ -192,7 +184,7 @@ def test_warn_without_continue(tmp_path: Path, proxy_factory) -> None:
         assert 'id="continue"' not in r.text
 
 
-def test_hot_reload_and_broken_edit_keeps_last_good(tmp_path: Path, proxy_factory) -> None:
+def test_hot_reload_and_broken_edit_keeps_last_good(tmp_path: Path, proxy_factory: ProxyPool) -> None:
     listed(tmp_path, "127.0.0.3")
     with upstream("127.0.0.3") as site:
         proxy = proxy_factory("feeds: []\n")
@@ -206,7 +198,7 @@ def test_hot_reload_and_broken_edit_keeps_last_good(tmp_path: Path, proxy_factor
         assert proxy.get(f"{site.base}/").status == 403
 
 
-def test_feed_refresh_failure_keeps_last_good_copy(tmp_path: Path, proxy_factory) -> None:
+def test_feed_refresh_failure_keeps_last_good_copy(tmp_path: Path, proxy_factory: ProxyPool) -> None:
     routes = {"/feed.txt": (200, {"Content-Type": "text/plain", "ETag": '"v1"'}, b"127.0.0.3\n")}
     with upstream("127.0.0.5", routes) as feed_server, upstream("127.0.0.3") as site:
         proxy = proxy_factory(f"""\
@@ -225,16 +217,16 @@ def test_feed_refresh_failure_keeps_last_good_copy(tmp_path: Path, proxy_factory
         assert len(site.requests) == passed_before_the_feed_arrived
 
 
-def test_https_listed_host_gets_block_page_inside_tls(tmp_path: Path, proxy_factory) -> None:
-    listed(tmp_path, "127.0.0.3")
-    proxy = proxy_factory(BASIC)
+def test_https_listed_host_gets_block_page_inside_tls(shared: Proxy) -> None:
+    proxy = shared
     r = proxy.get_tls("127.0.0.3", 8443, "/login?x=1", HTML)
     assert r.status == 403
     assert r.headers["x-clickguard-action"] == "block"
-    assert proxy.audit()[-1]["url"] == "https://127.0.0.3:8443/login?x=1"
+    [record] = proxy.audit_of_ref(r.headers["x-clickguard-ref"])
+    assert record["url"] == "https://127.0.0.3:8443/login?x=1"
 
 
-def test_not_intercepted_host_is_judged_at_the_tunnel(tmp_path: Path, proxy_factory) -> None:
+def test_not_intercepted_host_is_judged_at_the_tunnel(tmp_path: Path, proxy_factory: ProxyPool) -> None:
     listed(tmp_path, "127.0.0.1", "::1")
     proxy = proxy_factory(BASIC + "intercept: {exclude: [localhost]}\n")
     with pytest.raises(OSError, match="403"):
@@ -244,6 +236,7 @@ def test_not_intercepted_host_is_judged_at_the_tunnel(tmp_path: Path, proxy_fact
 
 
 def test_default_policy_blocks_selftest_range(tmp_path: Path, certs: Path) -> None:
+    # The shipped policy names no audit paths: the proxy's own under its working directory (tmp_path).
     proxy = start_proxy(tmp_path, REPO / "policies" / "default.yaml", certs)
     try:
         r = proxy.get("http://127.66.0.1/")
@@ -254,16 +247,13 @@ def test_default_policy_blocks_selftest_range(tmp_path: Path, certs: Path) -> No
         proxy.stop()
 
 
-def test_audit_record_for_allowed_navigation_only(tmp_path: Path, proxy_factory) -> None:
-    listed(tmp_path)
+def test_audit_record_for_allowed_navigation_only(shared: Proxy) -> None:
+    proxy = shared
     with upstream("127.0.0.2") as site:
-        proxy = proxy_factory(BASIC)
         proxy.get(f"{site.base}/image.png", {"Sec-Fetch-Mode": "no-cors", "Sec-Fetch-Dest": "image"})
         proxy.get(f"{site.base}/page", HTML)
-        urls = [a["url"] for a in proxy.audit()]
+        urls = [a["url"] for a in proxy.audit_of(site.base)]
         assert urls == [f"{site.base}/page"]
-
-
 
 
 def test_runs_as_a_plain_mitmdump_script(tmp_path: Path, certs: Path) -> None:
@@ -279,7 +269,7 @@ def test_runs_as_a_plain_mitmdump_script(tmp_path: Path, certs: Path) -> None:
             proxy.stop()
 
 
-def test_feed_file_edit_is_picked_up(tmp_path: Path, proxy_factory) -> None:
+def test_feed_file_edit_is_picked_up(tmp_path: Path, proxy_factory: ProxyPool) -> None:
     feed = listed(tmp_path, "127.0.0.9")
     with upstream("127.0.0.3") as site:
         proxy = proxy_factory(BASIC)
@@ -294,9 +284,11 @@ def test_feed_file_edit_is_picked_up(tmp_path: Path, proxy_factory) -> None:
 
 
 @pytest.mark.parametrize(("mode", "blocked"), [("closed", True), ("open", False)])
-def test_check_that_cannot_complete(tmp_path: Path, proxy_factory, mode: str, blocked: bool) -> None:
+def test_check_that_cannot_complete(tmp_path: Path, proxy_factory: ProxyPool, mode: str,
+                                    blocked: bool) -> None:
+    """A name that does not resolve, looked up where only loopback exists: no query leaves the machine."""
     listed(tmp_path)
-    proxy = proxy_factory(BASIC + f"on_check_error: {mode}\n")
+    proxy = proxy_factory(BASIC + f"on_check_error: {mode}\n", isolated_network=True)
     r = proxy.get("http://no-such-host.invalid/", HTML)
     if blocked:
         assert r.status == 403 and r.headers["x-clickguard-action"] == "block"
@@ -341,11 +333,11 @@ GARBAGE = [
 ]
 
 
-def test_garbage_from_clients_and_servers_does_not_stop_the_proxy(tmp_path: Path, proxy_factory) -> None:
-    listed(tmp_path, "127.0.0.3")
+def test_garbage_from_clients_and_servers_does_not_stop_the_proxy(shared: Proxy) -> None:
+    proxy = shared
+    log_before = len(proxy.log())
     bad_server = {"/broken": (200, {"Content-Type": "text/html", "Location": "\x7f\x00"}, b"\xff" * 100)}
     with upstream("127.0.0.2", bad_server) as site:
-        proxy = proxy_factory(BASIC)
         for payload in GARBAGE:
             with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as s:
                 s.sendall(payload)
@@ -356,4 +348,4 @@ def test_garbage_from_clients_and_servers_does_not_stop_the_proxy(tmp_path: Path
         assert proxy.process.poll() is None
         assert proxy.get(f"{site.base}/").body == site.body_for("/")
         assert proxy.get("http://127.0.0.3/", HTML).headers["x-clickguard-action"] == "block"
-        assert "Traceback" not in proxy.log(), proxy.log()
+        assert "Traceback" not in proxy.log()[log_before:], proxy.log()

@@ -18,8 +18,8 @@ import pytest
 
 from bench.campaign import write_campaign
 from clickguard.audit import report, store
+from tests.harness import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 NOW = time.time()
 HOSTILE_USER = "<script>alert(1)</script>"
 HOSTILE_URL = "http://xss.example/<script>alert(2)</script>?a=\"b\"&c='d'"

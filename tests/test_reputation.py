@@ -329,7 +329,7 @@ def _synthetic(entries: int) -> ReputationIndex:
     return _index(_feed("synthetic", indicators))
 
 
-@pytest.mark.parametrize("entries", [1_000, 300_000])
+@pytest.mark.parametrize("entries", [1_000, pytest.param(300_000, marks=pytest.mark.slow)])
 def test_probes_follow_prefix_lengths_not_entries(entries: int) -> None:
     index = _synthetic(entries)
     networks = index.networks

@@ -11,6 +11,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +24,16 @@ from clickguard.audit.writer import AuditLog, read_records
 from clickguard.decision.verdict import Finding
 from clickguard.errors import AuditError
 from clickguard.proxy.runtime import Runtime
-from tests.harness import Proxy, start_proxy, upstream, wait_until
-from tests.test_audit import kill_after_acks
+from tests.harness import (
+    HTML,
+    Proxy,
+    Syscall,
+    kill_after_acks,
+    start_proxy,
+    traced_syscalls,
+    upstream,
+    wait_until,
+)
 
 WAIT = 30.0  # seconds before a write counts as hung
 DAY = 86400.0
@@ -147,7 +156,8 @@ async def test_every_record_shape_becomes_its_rows(
     assert {k: row[k] for k in columns} == columns
     assert row["findings"] == findings
     assert (row["ref"], row["url"]) == (record["ref"], record["url"])
-    assert row["ts"] == pytest.approx(store.timestamp(record["ts"]))  # (the shapes are made at import)
+    # The shapes are made at import: their ts is now, in ISO 8601 UTC, read back here as Unix seconds.
+    assert row["ts"] == datetime.fromisoformat(record["ts"]).timestamp()
     # The whole record, as the file has it: the store loses nothing the log keeps.
     assert json.loads(row["record"]) == record == read_records(tmp_path / "audit.jsonl")[0]
 
@@ -351,34 +361,38 @@ async def test_unusable_record_fails_alone(tmp_path: Path) -> None:
     assert isinstance(results[0], AuditError) and results[1] is None
 
 
+# The writer in a child: four coroutines write at once (so batches hold several records) and print
+# "acked REF" (one write on fd 1) once each write returned; forever, or COUNT records each and then close.
 CHILD = """
-import asyncio, sys
+import asyncio, itertools, os, sys
 from pathlib import Path
 from clickguard.audit import writer as audit
 from clickguard.decision.verdict import Finding
 
 FOUND = [Finding("landing.thingbot", "listed", "bots", ("mirai",))]
+COUNT = int(sys.argv[3]) if len(sys.argv) > 3 else None
 
 async def writer(log: audit.AuditLog, name: str) -> None:
-    n = 0
-    while True:
+    for n in itertools.count() if COUNT is None else range(COUNT):
         ref = f"{name}-{n}"
         await log.write(audit.record(ref=ref, event="decision", client="10.0.0.5", user=None,
                                      url=f"http://203.0.113.9/{n}", action="block", findings=FOUND))
-        print("acked", ref, flush=True)
-        n += 1
+        os.write(1, f"acked {ref}\\n".encode())  # one write: one line in the trace
 
 async def main() -> None:
     log = audit.AuditLog(Path(sys.argv[1]), Path(sys.argv[2]), retention=86400.0)
     await asyncio.gather(*(writer(log, f"w{i}") for i in range(4)))
+    log.close()
 
 asyncio.run(main())
 """
 
 
+@pytest.mark.slow
 def test_acknowledged_records_survive_sigkill_in_both_sinks(tmp_path: Path) -> None:
+    """What was acknowledged is in both sinks after kill -9 (the kernel kept it: see the trace below)."""
     log_path, store_path = tmp_path / "audit.jsonl", tmp_path / "audit.sqlite"
-    acked = kill_after_acks(CHILD, [str(log_path), str(store_path)], 300)  # while still writing
+    acked = kill_after_acks(CHILD, [str(log_path), str(store_path)], 300, cwd=tmp_path)  # while still writing
     assert len(acked) >= 300
     # Read-only, as the dashboard opens it: the WAL the dead writer left is recovered for reading.
     reader = store.connect(store_path, readonly=True)
@@ -399,6 +413,65 @@ def test_acknowledged_records_survive_sigkill_in_both_sinks(tmp_path: Path) -> N
         assert store.insert(connection, [_record(1)]) == (1, 0)
     finally:
         store.close(connection)
+
+
+WRITES = {"write", "pwrite64", "writev", "pwritev", "pwritev2"}
+SYNCS = {"fsync", "fdatasync"}
+
+
+def _synced_between(calls: list[Syscall], path: str, written: Syscall, acked: Syscall) -> bool:
+    """Whether a sync of path started after the write returned and returned before the ack started."""
+    return any(c.name in SYNCS and c.path == path and c.result == "0" and written.end < c.start
+               and c.end < acked.start for c in calls)
+
+
+@pytest.mark.slow
+def test_every_acknowledgement_follows_the_syncs_of_both_sinks(tmp_path: Path) -> None:
+    """Acknowledged means on disk: the record written, then the file and the WAL synced, then the ack.
+
+    The child prints "acked REF" once its write returned; strace (all threads, one
+    output in the order the calls happened) shows where that ack falls among the
+    writer thread's writes and syncs. A killed process keeps what the page cache
+    holds, so only the syncs make a record survive the machine going down.
+    """
+    log_path, store_path = tmp_path / "audit.jsonl", tmp_path / "audit.sqlite"
+    wal = f"{store_path}-wal"
+    calls = traced_syscalls([sys.executable, "-c", CHILD, str(log_path), str(store_path), "10"],
+                            tmp_path / "trace.txt", ",".join(sorted(WRITES | SYNCS)), cwd=tmp_path)
+    acks = [c for c in calls if c.name == "write" and c.fd == 1 and (c.data or b"").startswith(b"acked ")]
+    assert len(acks) == 40
+    for ack in acks:
+        assert ack.data is not None
+        ref = ack.data.split()[1].decode()
+        record = f'"ref":"{ref}"'.encode()  # in the JSON line, and in the store's record column
+        for sink in (str(log_path), wal):
+            # The first write holding the record is its own commit's (later ones rewrite its page).
+            written = next((c for c in calls if c.name in WRITES and c.path == sink
+                            and record in (c.data or b"")), None)
+            assert written is not None and written.end < ack.start, f"{ref} acknowledged before {sink} had it"
+            synced = _synced_between(calls, sink, written, ack)
+            assert synced, f"{ref} acknowledged before {sink} was synced"
+    assert {r["ref"] for r in read_records(log_path)} == {a.data.split()[1].decode() for a in acks if a.data}
+
+
+def test_the_writers_store_is_wal_with_full_sync(tmp_path: Path) -> None:
+    """The pragmas the durability rests on, read back from the writer's connection and from the file."""
+    path = tmp_path / "audit.sqlite"
+    writer = store.connect(path)  # as the audit writer opens it
+    try:
+        assert writer.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert writer.execute("PRAGMA synchronous").fetchone() == (2,)  # FULL: the WAL synced at each commit
+        assert writer.execute("PRAGMA foreign_keys").fetchone() == (1,)
+    finally:
+        store.close(writer)
+    header = path.read_bytes()[:100]
+    assert header[:16] == b"SQLite format 3\0"
+    assert (header[18], header[19]) == (2, 2)  # file format versions 2: WAL, kept in the file
+    reader = store.connect(path, readonly=True)
+    try:
+        assert reader.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    finally:
+        reader.close()
 
 
 def _policy(tmp_path: Path, audit_section: str) -> Path:
@@ -519,12 +592,11 @@ def test_proxy_records_a_block_in_the_store_and_import_gives_the_same_rows(tmp_p
     (tmp_path / "thingbots.txt").write_text("127.0.0.3\n")
     policy = _policy(tmp_path, "feeds:\n  - {name: thingbots, format: ip, path: thingbots.txt}\n")
     store_path = tmp_path / "proxy.sqlite"
-    html = {"Accept": "text/html", "Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document"}
     proxy: Proxy | None = None
     with upstream("127.0.0.3") as bad, upstream("127.0.0.4") as good:
         try:
             proxy = start_proxy(tmp_path, policy, certs, "--audit-store", str(store_path))
-            blocked = proxy.get(f"{bad.base}/payload.sh", html)
+            blocked = proxy.get(f"{bad.base}/payload.sh", HTML)
             assert blocked.status == 403
             ref = blocked.headers["x-clickguard-ref"]
             # Acknowledged before the block page went out: in the store already, with its reasons.
@@ -532,7 +604,7 @@ def test_proxy_records_a_block_in_the_store_and_import_gives_the_same_rows(tmp_p
             assert (row["event"], row["action"], row["host"]) == ("decision", "block", "127.0.0.3")
             assert row["findings"] == [("landing.thingbot", "thingbots", None)]
             assert json.loads(row["record"])["reasons"] == ["landing.thingbot"]
-            assert proxy.get(f"{good.base}/page", html).status == 200
+            assert proxy.get(f"{good.base}/page", HTML).status == 200
             wait_until(lambda: len(proxy.audit()) == 2, 10, "the allowed navigation's record")
         finally:
             if proxy is not None:

@@ -7,7 +7,10 @@ commit); only then does it resolve each caller's future. A page that shows a
 reference id, or a response let through, is never ahead of its record in
 either sink, so a crash loses nothing that was acknowledged. A sink that fails
 fails the futures of its batch (OSError; `AuditError` for the store) after
-logging why; each sink still keeps what it could take.
+logging why; each sink still keeps what it could take. An exception the writer
+does not expect (a bug) is logged with its traceback and fails the batch it
+met (`AuditError`), or delays the prune it met; the thread goes on, so no
+later write waits forever for a writer that died.
 
 The same thread keeps the store's retention: at start-up and then every
 `prune_every` seconds it deletes what is older than `retention`, a few
@@ -133,10 +136,17 @@ class AuditLog:
                 self._connection()
             except (sqlite3.Error, OSError) as e:
                 logger.error("audit store %s: cannot open: %s", self.store_path, e)
+            except Exception:  # a bug: the first batch meets it again and fails with it
+                logger.exception("audit store %s: cannot open", self.store_path)
         try:
             while not stop:
                 if time.monotonic() >= next_prune:
-                    next_prune = self._prune_step()
+                    try:
+                        next_prune = self._prune_step()
+                    except Exception:  # a bug must not end the writer: every later flow would hang
+                        logger.exception("audit writer: pruning the store failed")
+                        self._close_store()
+                        next_prune = time.monotonic() + self.prune_every
                 try:
                     item = self._queue.get(True, max(0.0, next_prune - time.monotonic()))
                 except queue.Empty:
@@ -156,6 +166,7 @@ class AuditLog:
                         self._commit(batch)
                     except Exception as e:  # a bug must not end the writer: every later flow would hang
                         logger.exception("audit writer: a batch of %d records failed", len(batch))
+                        self._close_store()  # the bug may have left a transaction open
                         _settle_batch(batch, [AuditError(f"audit writer failed: {e!r}")] * len(batch))
         finally:
             self._close_store()
