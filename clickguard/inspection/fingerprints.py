@@ -542,6 +542,15 @@ class FingerprintDB:
         return [self._fingerprints[index] for index in sorted(matched)
                 if matched[index] == len(self._fingerprints[index].checks)]
 
+    def names(self) -> list[str]:
+        """The names of the loaded fingerprints, in load order."""
+        return [fingerprint.name for fingerprint in self._fingerprints]
+
+    def without(self, names: Iterable[str]) -> FingerprintDB:
+        """The same database without the named fingerprints (to measure what the rest still recognises)."""
+        left_out = frozenset(names)
+        return FingerprintDB(f for f in self._fingerprints if f.name not in left_out)
+
     def __len__(self) -> int:
         """How many fingerprints are loaded."""
         return len(self._fingerprints)

@@ -7,7 +7,10 @@ findings:
   (`fingerprint`). A fingerprint of embedded server *software* (lighttpd, Boa,
   GoAhead…) counts only together with an address hint: a bare IP host, a device
   port (TR-069's 7547, 8080, 81, …) or a residential-looking host name. Hints
-  alone never make a finding.
+  alone never make a finding. A server no fingerprint names is an appliance
+  when the generic evidence of an embedded device is strong enough
+  (`device_evidence`: where it is, what it says it is, how it answers; the
+  proxy adds what it saw of the connection as `ServerFacts`).
 - ``response.redirect``: the response sends the browser, by itself, to another
   site (`navigation`): a 30x, a Refresh, a meta refresh, script, an
   auto-submitted form, a hidden iframe. Navigations within the same site (a
@@ -32,29 +35,23 @@ from clickguard import reasons
 from clickguard.decision.judge import Judge
 from clickguard.decision.verdict import Finding
 from clickguard.errors import URLError
-from clickguard.inspection.fingerprints import DeviceMatch, FingerprintDB, traits_from
+from clickguard.inspection.device_evidence import (
+    DeviceEvidence,
+    ServerFacts,
+    address_hint,
+    device_evidence,
+    port_hint,
+)
+from clickguard.inspection.fingerprints import EVIDENCE_LIMIT, DeviceMatch, FingerprintDB, traits_from
 from clickguard.inspection.navigation import Navigation, Technique, decode_html, find_navigations
 from clickguard.inspection.payloads import DriveBy, find_drive_by
 from clickguard.urls import NormalizedURL, normalize_url, registered_domain
 
-MAX_REDIRECT_FINDINGS = 3  # a page with more off-site navigations is reported by its first three
+__all__ = ["GENERIC", "Inspection", "ServerFacts", "address_hint", "inspect_response", "port_hint"]
 
-# Ports device web interfaces listen on (nmap-services, research/appliances.md 1b).
-_DEVICE_PORTS = {
-    7547: "port 7547 (TR-069 device management)",
-    81: "port 81, common for device web interfaces",
-    8080: "port 8080, common for device web interfaces",
-    8081: "port 8081, common for device web interfaces",
-    8443: "port 8443, common for device web interfaces",
-    37215: "port 37215 (Huawei home gateway UPnP)",
-    52869: "port 52869 (Realtek SDK UPnP)",
-}
-# Reverse names ISPs give home lines: the address spelled out (84-12-3-4.isp.example), or a
-# dynamic-pool word next to numbers (dsl-5012.pool.isp.example).
-_SPELLED_ADDRESS = re.compile(r"(?:^|[.-])(?:\d{1,3}[-.]){3}\d{1,3}(?:[.-]|$)")
-_POOL_WORD = re.compile(r"(?:^|[.-])(?:dyn|dynamic|dsl|adsl|vdsl|xdsl|cable|pool|dhcp|pppoe?|broadband|"
-                        r"cust|customer|subscriber|ftth)\d*(?:[.-]|$)")
-_NUMBER = re.compile(r"\d{2,}")
+MAX_REDIRECT_FINDINGS = 3  # a page with more off-site navigations is reported by its first three
+GENERIC = "generic device evidence"  # the name a device recognised without a fingerprint goes by
+
 # Techniques that take the whole tab somewhere (not a frame): where a click's next hop goes.
 _TOP_LEVEL = frozenset({Technique.LOCATION, Technique.REFRESH_HEADER, Technique.META_REFRESH,
                         Technique.SCRIPT, Technique.SCRIPT_TIMER, Technique.OBFUSCATED_SCRIPT,
@@ -74,6 +71,7 @@ class Inspection(NamedTuple):
     suspect: bool  # an appliance, a Thingbot, or a bare address handing out a bot binary
     findings: tuple[Finding, ...]
     hops: tuple[str, ...] = ()  # where the browser goes next by itself (any site): a click's next hops
+    evidence: DeviceEvidence | None = None  # the generic device evidence, when no fingerprint decided
 
     def details(self) -> dict[str, object]:
         """What the audit record keeps: fingerprint, techniques, payload type and architecture."""
@@ -95,29 +93,11 @@ class Inspection(NamedTuple):
                               "filename": self.drive_by.filename,
                               "declared_type": self.drive_by.declared_type,
                               "evidence": list(self.drive_by.evidence)}
+        if self.evidence is not None and self.evidence.pieces:
+            out["device_evidence"] = [{"evidence": p.label, "weight": p.weight} for p in self.evidence.pieces]
         if self.suspect:
             out["suspect"] = True
         return out
-
-
-def address_hint(url: NormalizedURL) -> str | None:
-    """A hint in the host that the server is a device on a home line (never a finding alone)."""
-    if url.is_ip:
-        return "the host is a bare IP address"
-    domain = registered_domain(url.host)
-    below = url.host[:-len(domain)] if domain else ""  # the labels the ISP names the line with
-    if _SPELLED_ADDRESS.search(below) or (_POOL_WORD.search(below) and _NUMBER.search(below)):
-        return f"{url.host} looks like a home line's address"
-    return None
-
-
-def port_hint(url: NormalizedURL) -> str | None:
-    """A hint in the port that the server is a device (never a finding alone)."""
-    if url.port in _DEVICE_PORTS:
-        return _DEVICE_PORTS[url.port]
-    if url.port >= 1024:
-        return f"unusual port {url.port}"
-    return None
 
 
 def _content_type(headers: Sequence[tuple[str, str]]) -> str | None:
@@ -160,22 +140,40 @@ def _off_site(navigation: Navigation, url: NormalizedURL) -> NormalizedURL | boo
 
 def inspect_response(judge: Judge, fingerprints: FingerprintDB, *, url: NormalizedURL, status: int,
                      headers: Sequence[tuple[str, str]], body: bytes,
-                     thingbot: bool = False) -> Inspection:
+                     thingbot: bool = False, server: ServerFacts | None = None) -> Inspection:
     """Inspect one response (body: its first part only) served for url.
 
     ``thingbot``: the request already matched a feed (the user continued past a warning).
+    ``server``: what the proxy saw beyond headers and body (status line version, header
+    names as received, the TLS certificate), for the generic device evidence.
     """
     content_type = _content_type(headers)
     drive_by = find_drive_by(url_path=url.path, headers=headers, head=body)
     text = decode_html(body, content_type) if body and _is_text(content_type, drive_by) else ""
-    device = fingerprints.match(traits_from(headers, text))
+    traits = traits_from(headers, text)
+    device = fingerprints.match(traits)
     on_address, on_port = address_hint(url), port_hint(url)
     hints = tuple(h for h in (on_address, on_port) if h)
     appliance = device is not None and (device.strength == "device" or bool(hints))
+    evidence: DeviceEvidence | None = None
+    if not appliance:
+        evidence = device_evidence(url=url, status=status, headers=headers, body=body,
+                                   server_header=traits.server, authenticate=traits.realm,
+                                   title=traits.title, server=server)
+        if evidence.device:
+            appliance = True
+            device = DeviceMatch(GENERIC, evidence.device_class, "device", "generic evidence", "generic",
+                                 evidence.summary()[:EVIDENCE_LIMIT])
     learned = judge.learned_entry(url.host) is not None
 
     findings: list[Finding] = []
-    if appliance and device is not None:
+    if appliance and device is not None and evidence is not None:
+        findings.append(Finding(
+            reasons.LANDING_APPLIANCE,
+            f"{url.host} answers as an appliance, {device.device_class.label} "
+            f"({GENERIC}: {evidence.summary()})",
+            indicator=GENERIC, tags=(str(device.device_class),)))
+    elif appliance and device is not None:
         because = f"; {', '.join(hints)}" if hints else ""
         findings.append(Finding(
             reasons.LANDING_APPLIANCE,
@@ -204,7 +202,7 @@ def inspect_response(judge: Judge, fingerprints: FingerprintDB, *, url: Normaliz
         (drive_by.payload is not None and drive_by.payload.kind == "elf") or "bot-name" in drive_by.evidence)
     suspect = appliance or thingbot or learned or (bot_binary and url.is_ip and on_port is not None)
     return Inspection(device, appliance, hints, tuple(navigations), drive_by, suspect, tuple(findings),
-                      tuple(dict.fromkeys(hops)))
+                      tuple(dict.fromkeys(hops)), evidence)
 
 
 def _redirect_findings(judge: Judge, navigation: Navigation,
