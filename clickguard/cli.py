@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import gc
+import ipaddress
 import json
 import sqlite3
 import sys
@@ -31,8 +32,9 @@ from clickguard.errors import (
 )
 from clickguard.intel.learned import FEED_NAME as LEARNED_FEED
 from clickguard.intel.resolver import Resolver
+from clickguard.mail.home_line import OriginAddress, judge_sender
 from clickguard.mail.links import decode, is_click_link
-from clickguard.mail.origin import origin_of_message
+from clickguard.mail.origin import TrustedBoundary, origin_of_message, read_sender
 from clickguard.mail.rewrite import RewriteSettings, rewrite_message
 from clickguard.policy.model import AuditConfig, Policy, check_policy, load_policy
 from clickguard.shipped import DEFAULT_POLICY
@@ -92,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     chk = sub.add_parser("check", help="judge URLs against the policy and feeds")
     chk.add_argument("url", help="URL to check, or - to read URLs one per line from stdin")
     chk.add_argument("--origin", help="IP address of the e-mail's origin, judged against the feeds")
+    chk.add_argument("--origin-received", metavar="LINE",
+                     help="the Received: header your relay wrote when the mail came in; its sender is the "
+                          "origin (as --origin), and a home line's shape adds origin.home_line")
     chk.add_argument("--feed", action="append", default=[], metavar="FORMAT:PATH")
     chk.add_argument("--policy", type=Path, help="policy file (default: the shipped default policy)")
     chk.add_argument("--json", action="store_true", help="one JSON object per URL")
@@ -273,28 +278,55 @@ def decision_json(raw: str, decision: Decision) -> dict[str, Any]:
 
 
 def judge_url(judge: Judge, raw: str, origin_ip: str | None = None,
-              resolver: Resolver | None = None) -> dict[str, Any]:
+              resolver: Resolver | None = None, *, home_line: str | None = None) -> dict[str, Any]:
     """The result `check` prints for one URL (a URL that does not parse is a result too)."""
     try:
         url = normalize_url(raw)
     except URLError as e:
-        found = judge.origin_findings(origin_ip) if origin_ip else []
+        found = judge.origin_findings(origin_ip, home_line=home_line) if origin_ip else []
         verdict = judge.decide(found, incomplete=f"the address cannot be parsed: {e}")
         return {"url": raw, "error": str(e), "action": verdict.action,
                 "reasons": [f.as_dict() for f in verdict.findings]}
     decision = asyncio.run(check(judge, url, resolver)) if resolver else check_offline(judge, url)
     if origin_ip:
-        decision = with_origin(judge, decision, origin_ip)
+        decision = with_origin(judge, decision, origin_ip, home_line=home_line)
     return decision_json(raw, decision)
+
+
+def origin_of_received(judge: Judge, line: str, origin_ip: str | None) -> tuple[str, str | None]:
+    """(origin, home-line evidence in words) from `check --origin-received LINE`; UsageError if unreadable."""
+    sender = read_sender(line)
+    if sender is None:
+        raise UsageError("--origin-received: the line names no sender address (expected the shape "
+                         "'from HELO (NAME [IP]) by RELAY …')")
+    if origin_ip is not None and _canonical_ip(origin_ip) != sender.address:
+        raise UsageError(f"--origin {origin_ip} is not the sender of --origin-received ({sender.address})")
+    email = judge.policy.email
+    boundary = TrustedBoundary(email.trusted_relays, email.internal_networks)
+    home = judge_sender(sender, own_relay=boundary.is_relay_name)
+    return sender.address, home.detail() if home is not None else None
+
+
+def _canonical_ip(text: str) -> str | None:
+    """An address as origin.py spells it (IPv4-mapped IPv6 as IPv4), or None if text is none."""
+    try:
+        address = ipaddress.ip_address(text.strip())
+    except ValueError:
+        return None
+    mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
+    return str(mapped or address)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Judge one URL, or many from stdin, and print the verdicts."""
     judge, _feeds = load_judge(args.policy, args.feed, args.state_dir)
     resolver = Resolver() if args.resolve else None
+    origin_ip, home_line = args.origin, None
+    if args.origin_received is not None:
+        origin_ip, home_line = origin_of_received(judge, args.origin_received, origin_ip)
 
     def judge_one(raw: str) -> dict[str, Any]:
-        return judge_url(judge, raw, args.origin, resolver)
+        return judge_url(judge, raw, origin_ip, resolver, home_line=home_line)
 
     if args.url != "-":
         result = judge_one(args.url)
@@ -433,7 +465,11 @@ def cmd_rewrite(args: argparse.Namespace) -> int:
     def one(raw: bytes, name: str) -> bytes:
         origin = origin_of_message(raw, trusted_relays=policy.email.trusted_relays,
                                    internal_networks=policy.email.internal_networks)
-        result = rewrite_message(raw, settings, origin_ip=origin.ip, recipient=args.recipient)
+        # The home-line evidence rides on the address into the click links (see OriginAddress).
+        origin_ip = origin.ip
+        if origin_ip and origin.home_line:
+            origin_ip = OriginAddress(origin_ip, origin.home_line)
+        result = rewrite_message(raw, settings, origin_ip=origin_ip, recipient=args.recipient)
         counts["messages"] += 1
         counts["links"] += result.links
         if result.error:

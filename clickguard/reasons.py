@@ -31,6 +31,7 @@ class Reason(NamedTuple):
 LANDING_THINGBOT = "landing.thingbot"
 ORIGIN_THINGBOT = "origin.thingbot"
 ORIGIN_UNKNOWN_LANDING = "origin.unknown_landing"
+ORIGIN_HOME_LINE = "origin.home_line"
 LANDING_APPLIANCE = "landing.appliance"
 RESPONSE_REDIRECT = "response.redirect"
 RESPONSE_DRIVE_BY = "response.drive_by"
@@ -44,6 +45,11 @@ REASONS: Mapping[str, Reason] = types.MappingProxyType({r.code: r for r in (
            "appliances taken over by botnets) or of servers that spread malware."),
     Reason(ORIGIN_THINGBOT, "warn",
            "The e-mail this link came from was sent through a device known to be infected."),
+    # No feed needed: the relay's Received: header shows a consumer line talking to our relay
+    # directly, as hijacked routers and cameras do (clickguard.mail.home_line).
+    Reason(ORIGIN_HOME_LINE, "warn",
+           "The e-mail this link came from was sent straight from a home Internet line, "
+           "the way hijacked routers, cameras and PCs send spam."),
     Reason(ORIGIN_UNKNOWN_LANDING, "warn",
            "That infected sender's link leads to a site your organisation does not know."),
     Reason(LANDING_APPLIANCE, "allow",

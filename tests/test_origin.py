@@ -537,3 +537,16 @@ def test_origin_of_message_never_raises_on_garbage() -> None:
         cut = rng.randrange(len(data))
         origin = origin_of_message(bytes(data[:cut]), **CORP)
         assert origin.ip is None or ipaddress.ip_address(origin.ip)
+
+
+@pytest.mark.parametrize("greeting", [
+    "mail-wr1-f54.google.com (mail-wr1-f54.google.com [209.85.221.54])",  # a record of a provider's relay
+    "x (209.85.221.54)",
+    "x ([209.85.221.54] helo=y)",
+])
+def test_a_greeting_of_several_words_cannot_choose_the_origin(greeting: str) -> None:
+    # Postfix takes a HELO of several words as one name and writes its own record after it.
+    header = (f"from {greeting} (dsl-7.example.net [198.51.100.7])\n\tby mx1.corp.example (Postfix) "
+              "with ESMTP id 4TQ5; Mon, 15 Jan 2024 09:12:01 +0000")
+    origin = find_origin([header], trusted_relays=["mx1.corp.example"], internal_networks=[])
+    assert origin.ip == "198.51.100.7"

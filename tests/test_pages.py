@@ -205,6 +205,8 @@ TEXTS = {
     "landing.thingbot": "The site is on a list of infected devices (Thingbots: routers, cameras, DVRs and "
                         "other appliances taken over by botnets) or of servers that spread malware.",
     "origin.thingbot": "The e-mail this link came from was sent through a device known to be infected.",
+    "origin.home_line": "The e-mail this link came from was sent straight from a home Internet line, "
+                        "the way hijacked routers, cameras and PCs send spam.",
     "origin.unknown_landing": "That infected sender's link leads to a site your organisation does not know.",
     "landing.appliance": "The page is served by a home or office appliance (router, camera, DVR, NAS, TV…), "
                          "not by an ordinary web server.",

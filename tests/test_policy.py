@@ -33,6 +33,7 @@ DESIGN = SHARED_DATA.parent / "DESIGN.md"  # ../shared/DESIGN.md beside the clon
 DEFAULTS = {
     "landing.thingbot": "block",
     "origin.thingbot": "warn",
+    "origin.home_line": "warn",
     "origin.unknown_landing": "warn",
     "landing.appliance": "allow",
     "response.redirect": "allow",

@@ -48,9 +48,14 @@ async def check(judge: Judge, url: NormalizedURL, resolver: Resolver) -> Decisio
     return Decision(url, verdict, addresses)
 
 
-def with_origin(judge: Judge, decision: Decision, origin_ip: str) -> Decision:
-    """The decision with the e-mail origin's findings (origin.thingbot…) added."""
-    findings = judge.origin_findings(origin_ip, decision.url.host)
+def with_origin(judge: Judge, decision: Decision, origin_ip: str, *,
+                home_line: str | None = None) -> Decision:
+    """The decision with the e-mail origin's findings (origin.thingbot, origin.home_line…) added.
+
+    ``home_line`` is the evidence in words that the origin is a home line, when the mail's
+    Received: header showed one (the click link carries it).
+    """
+    findings = judge.origin_findings(origin_ip, decision.url.host, home_line=home_line)
     if not findings:
         return decision
     verdict = judge.decide([*decision.verdict.findings, *findings],

@@ -157,11 +157,15 @@ class Judge:
             return Verdict("allow", tuple(found), allowed_by)
         return Verdict(action, tuple(found))
 
-    def origin_findings(self, address: str, landing_host: str | None = None) -> list[Finding]:
+    def origin_findings(self, address: str, landing_host: str | None = None, *,
+                        home_line: str | None = None) -> list[Finding]:
         """Findings for the address that handed an e-mail to the first trusted relay.
 
-        With the landing host, a Thingbot origin whose link leads to a host the
-        organisation does not know adds ``origin.unknown_landing`` (policies may block it).
+        ``home_line``: the evidence, in words, that the relay's Received: header shows a
+        home line (`clickguard.mail.home_line`); it adds ``origin.home_line`` whether or not
+        a feed lists the address. With the landing host, a listed or home-line origin whose
+        link leads to a host the organisation does not know adds ``origin.unknown_landing``
+        (policies may block it).
         """
         findings = [
             Finding(reasons.origin_code(m.attribution.category),
@@ -170,6 +174,11 @@ class Judge:
                     m.attribution.feed, m.attribution.tags, m.indicator)
             for m in self.index.match_ip(address)
         ]
+        if home_line:
+            findings.append(Finding(
+                reasons.ORIGIN_HOME_LINE,
+                f"the e-mail was handed straight to the organisation's relay by {address}, "
+                f"a home line: {home_line}", indicator=address))
         if findings and landing_host is not None and not self.known_landing(landing_host):
             findings.append(Finding(
                 reasons.ORIGIN_UNKNOWN_LANDING,

@@ -5,14 +5,19 @@ URL-safe base64 (no padding) of these bytes::
 
     version  1 byte   LINK_VERSION
     flags    1 byte   bits 0-1 origin (0 none, 1 IPv4, 2 IPv6), bit 2 Message-ID hash present,
-                      bits 3-4 recipient (0 none, 1 hashed, 2 plain), bit 5 target escape mode
+                      bits 3-4 recipient (0 none, 1 hashed, 2 plain), bit 5 target escape mode,
+                      bit 6 home-line evidence present (only with an origin)
     minutes  4 bytes  rewrite time, Unix minutes, big-endian
     origin   0, 4 or 16 bytes
+    home     0 or 1 byte    the origin's home-line signs (`clickguard.mail.home_line.Sign`, never 0)
     msg id   0 or 8 bytes   truncated SHA-256 of the Message-ID
     rcpt     0, 8 or n bytes  truncated SHA-256 of the address, or its UTF-8 (runs up to the MAC)
     mac      16 bytes  HMAC-SHA256(key, label, body length, body, target)[:16]
 
-56 characters for an IPv4 origin, a Message-ID and a hashed recipient.
+56 characters for an IPv4 origin, a Message-ID and a hashed recipient (58 with home-line
+evidence). Bit 6 came after the first links: a link without it reads exactly as before, so
+every link already sent still verifies; a proxy older than bit 6 refuses a link that sets
+it (unknown flags), failing closed.
 
 The target stays readable: it is the original URL, with only what a browser or
 the link itself would change percent-encoded, and everything after the token's
@@ -56,6 +61,7 @@ from typing import Literal, NamedTuple
 from urllib.parse import unquote
 
 from clickguard.errors import TokenError, URLError
+from clickguard.mail.home_line import HomeLine, OriginAddress, Sign
 from clickguard.tokens import b64url_decode, b64url_encode
 from clickguard.urls import normalize_host
 
@@ -89,7 +95,8 @@ _MSGID_FLAG = 0x04
 _RECIPIENT_MODES: tuple[RecipientMode, ...] = ("none", "hashed", "plain")
 _RECIPIENT_SHIFT = 3
 _ESCAPE_MODE_FLAG = 0x20
-_KNOWN_FLAGS = 0x3F
+_HOME_LINE_FLAG = 0x40
+_KNOWN_FLAGS = 0x7F
 _MIN_TOKEN_BYTES = _HEADER.size + _MAC_BYTES
 _MIN_TOKEN_CHARS = (_MIN_TOKEN_BYTES * 4 + 2) // 3
 
@@ -115,6 +122,7 @@ class ClickContext(NamedTuple):
     recipient: str | None  # the address (plain), hash_recipient() (hashed) or None (none)
     recipient_mode: RecipientMode
     rewritten_at: int  # Unix seconds, a whole minute
+    home_line: Sign = Sign(0)  # the origin's home-line evidence (none: 0), see clickguard.mail.home_line
 
 
 class Unwrapped(NamedTuple):
@@ -162,8 +170,17 @@ def click_context(
     recipient: str | None,
     recipient_mode: RecipientMode,
     rewritten_at: float,
+    home_line: HomeLine | None = None,
 ) -> ClickContext:
-    """The context of a link in a message, hashed as recipient_mode says (keyed) and cut to the minute."""
+    """The context of a link in a message, hashed as recipient_mode says (keyed) and cut to the minute.
+
+    The origin's home-line evidence is ``home_line``, or what an `OriginAddress` passed as
+    ``origin_ip`` carries (so callers that only pass the address along need not change).
+    """
+    if home_line is None and isinstance(origin_ip, OriginAddress):
+        home_line = origin_ip.home_line
+    if origin_ip is not None:
+        origin_ip = str(origin_ip)  # a plain str in the context: it is compared, hashed and printed
     if recipient is None or recipient_mode == "none":
         carried, recipient_mode = None, "none"
     elif recipient_mode == "hashed":
@@ -176,6 +193,7 @@ def click_context(
         recipient=carried,
         recipient_mode=recipient_mode,
         rewritten_at=int(rewritten_at) // 60 * 60,
+        home_line=home_line.signs if home_line is not None and origin_ip else Sign(0),
     )
 
 
@@ -272,14 +290,18 @@ def _pack_context(context: ClickContext, escape_mode: int) -> bytes:
         recipient, recipient_bits = context.recipient.encode("utf-8"), 2
         if not recipient:
             raise ValueError("a plain recipient must not be empty")
+    home = bytes((int(context.home_line),)) if context.home_line else b""
+    if home and not origin:
+        raise ValueError("home-line evidence needs an origin")
     flags = (
         _ORIGIN_BITS[len(origin)]
         | (_MSGID_FLAG if message_id else 0)
         | recipient_bits << _RECIPIENT_SHIFT
         | (_ESCAPE_MODE_FLAG if escape_mode else 0)
+        | (_HOME_LINE_FLAG if home else 0)
     )
     header = _HEADER.pack(LINK_VERSION, flags, context.rewritten_at // 60)
-    return header + origin + message_id + recipient
+    return header + origin + home + message_id + recipient
 
 
 def _unpack_context(body: bytes) -> tuple[ClickContext, int]:
@@ -288,10 +310,13 @@ def _unpack_context(body: bytes) -> tuple[ClickContext, int]:
     origin_bits, recipient_bits = flags & 0x03, flags >> _RECIPIENT_SHIFT & 0x03
     if flags & ~_KNOWN_FLAGS or origin_bits == 3 or recipient_bits == 3:
         raise TokenError("click link is tampered (unknown flags)")
+    if flags & _HOME_LINE_FLAG and not origin_bits:
+        raise TokenError("click link is tampered (home-line evidence without an origin)")
     offset = _HEADER.size
     origin_size = _ORIGIN_SIZES[origin_bits]
+    home_size = 1 if flags & _HOME_LINE_FLAG else 0
     message_id_size = _HASH_BYTES if flags & _MSGID_FLAG else 0
-    fixed_end = offset + origin_size + message_id_size
+    fixed_end = offset + origin_size + home_size + message_id_size
     rest = body[fixed_end:]
     mode = _RECIPIENT_MODES[recipient_bits]
     if len(body) < fixed_end or (mode == "hashed" and len(rest) < _HASH_BYTES):
@@ -301,7 +326,10 @@ def _unpack_context(body: bytes) -> tuple[ClickContext, int]:
     ):
         raise TokenError("click link is tampered (token length does not match its flags)")
     origin = body[offset:offset + origin_size]
-    message_id = body[offset + origin_size:fixed_end]
+    home = body[offset + origin_size:offset + origin_size + home_size]
+    if home and home[0] == 0:  # every byte value is a set of signs; 0 would be a second spelling of none
+        raise TokenError("click link is tampered (empty home-line evidence)")
+    message_id = body[offset + origin_size + home_size:fixed_end]
     recipient: str | None
     if mode == "plain":
         try:
@@ -316,6 +344,7 @@ def _unpack_context(body: bytes) -> tuple[ClickContext, int]:
         recipient=recipient,
         recipient_mode=mode,
         rewritten_at=minutes * 60,
+        home_line=Sign(home[0]) if home else Sign(0),
     )
     return context, 1 if flags & _ESCAPE_MODE_FLAG else 0
 

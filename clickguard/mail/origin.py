@@ -14,11 +14,19 @@ is never read, so a forged header down there cannot choose the origin.
 The sender's address is the one the receiving relay recorded from the connection,
 not the name the sender announced: the bracketed or bare address in the comment
 after ``from`` (Postfix, Sendmail, Exim, Exchange, Gmail, qmail), falling back to an
-address literal written as the ``from`` host itself (Exim without reverse DNS).
+address literal written as the ``from`` host itself (Exim without reverse DNS). The
+relay writes its record last: the last comment that opens with one ("rdns [ip]",
+"[ip] helo=…", "ip") wins, so a HELO of several words holding a forged record (Postfix
+accepts one and writes it first) cannot choose the origin.
 A HELO/EHLO argument is never taken as the address. A sender named without any
 address is trusted only when its name is one of the trusted relays (internal
 submission, e.g. Exchange's ``with mapi``): a name is what the sender claims, an
 address is what the relay saw.
+
+At the boundary, `read_sender` reads what that relay recorded of the sender (its reverse
+name, its HELO) and `clickguard.mail.home_line` judges whether it is a home line: the
+`Origin` carries that evidence. Only the boundary header is read for it: it is the
+first one the sender did not write.
 
 Nothing here raises on a malformed header or message: unreadable parts are None and
 the `Origin` says in plain words why it is unknown. Only a bad trusted-relay or
@@ -38,8 +46,10 @@ from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
 from clickguard.errors import InputError, Problem
+from clickguard.mail.home_line import HomeLine, Sender, judge_sender
 
-__all__ = ["Hop", "Origin", "TrustedBoundary", "find_origin", "origin_of_message", "parse_received"]
+__all__ = ["Hop", "Origin", "TrustedBoundary", "find_origin", "origin_of_message", "parse_received",
+           "read_sender"]
 
 type NetworkSpec = str | ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -60,6 +70,7 @@ class Origin(NamedTuple):
     ip: str | None
     hop: Hop | None  # the header that decided: the boundary, or where the walk stopped
     reason: str
+    home_line: HomeLine | None = None  # the boundary header shows a home line (see mail.home_line)
 
 
 # --- parsing one header ------------------------------------------------------------------------
@@ -70,6 +81,9 @@ _TOKEN = re.compile(r"\s*(?:((?:\\.|[^\s();\\])+)|(.))", re.S)
 _PAREN = re.compile(r"\\.|[()]", re.S)
 _HELO = re.compile(r"(?<![\w.-])(?:helo|ehlo)(?:\s*=\s*|\s+)([^\s(),;]+)", re.I)
 _BRACKETED = re.compile(r"\[([^\[\]\s]{2,80})\]")
+# A comment that opens with the relay's record: "[ip]", "name [ip]", "ip", "user@ip" (port allowed).
+_RECORD = re.compile(r"\s*(?:[^\s\[\]()]+\s+)?([^\s\[\]()]*\[[^\[\]\s]{2,80}\]|[^\s\[\]()]+)"
+                     r"(?::\d{1,5})?(?:\s|$)")
 _IPV4_PORT = re.compile(r"(\d{1,3}(?:\.\d{1,3}){3}):\d{1,5}")
 _MAPPED_PREFIX = bytes(10) + b"\xff\xff"
 _BARE_TRIM = "[]<>,;\"'"
@@ -179,7 +193,12 @@ def _sender(clause: _Clause) -> tuple[str | None, str | None, str | None]:
             comment = f"{comment[:found.start()]} {comment[found.end():]}"
         texts.append(comment)
     address: str | None = None
-    for text in texts:
+    # The relay writes its record of the connection last, right before "by": a comment opening
+    # with it after a HELO that holds spaces and brackets (Postfix accepts one) is the relay's.
+    for text in reversed(texts):
+        if (record := _RECORD.match(text)) is not None and (address := _bare_ip(record.group(1))):
+            break
+    for text in texts if address is None else ():
         for literal in _BRACKETED.finditer(text):
             if (address := _ip(literal.group(1))) is not None:
                 break
@@ -211,6 +230,49 @@ def parse_received(value: str, *, line: int = 0) -> Hop:
         return Hop(None, None, None, by_host, line)
     from_host, from_ip, helo = _sender(sender)
     return Hop(from_host, from_ip, helo, by_host, line)
+
+
+# A comment opening with "rdns [ip]": the reverse name the relay looked up (Postfix, Sendmail, Gmail,
+# Courier). Anchored: only the comment's opening counts, so the match is linear whatever follows.
+_NAMED_LITERAL = re.compile(r"\s*(?!(?:helo|ehlo)\b)([^\s\[\]()=]+)\s*\[([^\[\]\s]{2,80})\]", re.I)
+# RFC 3848's "with ESMTPSA" and friends, Postfix's and Sendmail's own notes of an authenticated client.
+_AUTHENTICATED = re.compile(r"\bwith\s+(?:e?smtp|utf8smtp|lmtp)s?a\b|authenticated sender|\(authenticated\b",
+                            re.I)
+
+
+def read_sender(value: str) -> Sender | None:
+    """What the relay that wrote a Received header recorded of the sender; None without an address.
+
+    The three shapes: "from HELO (RDNS [IP])" (Postfix, Sendmail, Gmail, Courier; RDNS
+    "unknown" when there is none); "from RDNS ([IP] helo=HELO)" and "from RDNS (HELO x)
+    (IP)" (Exim, qmail: an explicit HELO, the name after "from" is the reverse name, an
+    address literal or "unknown" there meaning none); "from NAME ([IP])" or "from NAME
+    (IP)" (Exchange, or Exim when HELO and reverse name agree): NAME is the HELO and the
+    header does not say whether a reverse name was found.
+    """
+    if value[:9].lower() == "received:":
+        value = value[9:]
+    clause = _clauses(value).get("from")
+    if clause is None:
+        return None
+    _name, address, helo = _sender(clause)
+    if address is None:
+        return None
+    authenticated = _AUTHENTICATED.search(value) is not None
+    raw = clause.value
+    literal = _bare_ip(raw) if raw is not None else None
+    name = _host(raw) if raw is not None and literal is None else None
+    as_written = name if name is not None else (f"[{literal}]" if literal else None)
+    # The relay's own record is the last comment (a HELO of several words may hold a forged one).
+    for comment in reversed(clause.comments):
+        found = _NAMED_LITERAL.match(comment)
+        if found is not None and _ip(found.group(2)) == address:
+            named = _host(found.group(1))
+            return Sender(address, None if named == "unknown" else named, True, as_written, authenticated)
+    if helo is not None:
+        reverse = None if name in (None, "unknown") else name
+        return Sender(address, reverse, True, helo.lower(), authenticated)
+    return Sender(address, None, False, as_written, authenticated)
 
 
 # --- who is trusted ----------------------------------------------------------------------------
@@ -357,8 +419,16 @@ class TrustedBoundary:
             if hop.from_ip in _NOT_PUBLIC:
                 return Origin(None, hop, f"handed to {receiver} by {hop.from_ip}, a private address "
                                          f"outside the internal networks")
-            return Origin(hop.from_ip, hop, f"handed to {receiver} by {hop.from_ip}")
+            return Origin(hop.from_ip, hop, f"handed to {receiver} by {hop.from_ip}",
+                          self._home_line(headers[hop.line - 1], hop.from_ip))
         return Origin(None, last, "every relay is internal")
+
+    def _home_line(self, header: str, address: str) -> HomeLine | None:
+        """The home-line evidence in the boundary header (its sender's address must be the origin's)."""
+        sender = read_sender(header)
+        if sender is None or sender.address != address:
+            return None
+        return judge_sender(sender, own_relay=self.is_relay_name)
 
 
 @functools.lru_cache(maxsize=16)

@@ -14,6 +14,7 @@ from clickguard.decision.check import check, with_origin
 from clickguard.decision.verdict import Finding
 from clickguard.errors import TokenError, URLError
 from clickguard.mail.clicks import ClickMark
+from clickguard.mail.home_line import describe
 from clickguard.mail.links import verify_click_link
 from clickguard.proxy.continuation import read_continue_token
 from clickguard.proxy.guard import Guard, client_of, respond
@@ -90,7 +91,9 @@ class Endpoint:
         mark = ClickMark(ref, context.origin_ip, context.recipient, 0)
         decision = await check(judge, url, rt.resolver)
         if context.origin_ip:
-            decision = with_origin(judge, decision, context.origin_ip)
+            # The home-line evidence was judged from the mail's Received: header at rewrite time.
+            decision = with_origin(judge, decision, context.origin_ip,
+                                   home_line=describe(context.home_line) or None)
         if not await self.guard.enforce(flow, decision, client, user, "click", mark):
             return  # the warn or block page is the answer
         rt.trail.expect(client, user, url.url, mark._replace(hop=1))
