@@ -131,7 +131,15 @@ async def test_a_request_that_is_no_navigation_is_not_recorded(addon: Clickguard
     await hook(addon.request(flow))
     state = flow_state(flow)
     assert flow.response is None and state is not None
-    assert (state.record, state.inspect) == (None, False)  # a script is no navigation, nor inspected
+    # A script is no navigation: not recorded, and inspected only for payloads, only if its
+    # server turns out a suspect when its headers arrive (issue 10: a suspect's fetch was never sniffed).
+    assert (state.record, state.inspect, state.payloads_only) == (None, True, True)
+    flow.response = tutils.tresp(headers=http.Headers(server="nginx", content_type="text/javascript"),
+                                 content=b"x")
+    flow.request.host = "shop.example"  # a named, ordinary server: today's scope, not inspected
+    state.decision = state.decision._replace(url=normalize_url("http://shop.example/app.js"))
+    await hook(addon.responseheaders(flow))
+    assert not state.inspect
     assert audit_lines(tmp_path) == []
 
 

@@ -65,7 +65,7 @@ class LearnedHosts:
         if entry is None:
             return None
         if entry.expires <= time.time():
-            del self._hosts[host]
+            self._hosts.pop(host, None)  # inspection threads look up too: another may have dropped it
             return None
         return entry
 

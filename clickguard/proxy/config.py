@@ -52,6 +52,11 @@ class Config:
             "Directory for feed caches and the feeds status file.")
         add("clickguard_reload_ms", int, 1000,
             "Milliseconds between checks of the policy and feed files for changes.")
+        add("clickguard_inspect_deadline_ms", int, 5000,
+            "Milliseconds a response's inspection may take; past it the policy's on_check_error decides "
+            "and the audit record says timeout.")
+        add("clickguard_inspect_workers", int, 2,
+            "Threads that inspect response bodies (off the event loop).")
 
     def configure(self, updated: set[str]) -> None:
         """Apply clickguard's options; a bad policy at start-up is an option error."""
@@ -66,6 +71,14 @@ class Config:
         if "clickguard_audit_store" in updated:
             rt.store_override = Path(ctx.options.clickguard_audit_store) \
                 if ctx.options.clickguard_audit_store else None
+        if "clickguard_inspect_deadline_ms" in updated:
+            if ctx.options.clickguard_inspect_deadline_ms <= 0:
+                raise exceptions.OptionsError("clickguard_inspect_deadline_ms: must be positive")
+            rt.inspect_deadline = ctx.options.clickguard_inspect_deadline_ms / 1000
+        if "clickguard_inspect_workers" in updated:
+            if ctx.options.clickguard_inspect_workers <= 0:
+                raise exceptions.OptionsError("clickguard_inspect_workers: must be positive")
+            rt.use_inspectors(ctx.options.clickguard_inspect_workers)
         if "clickguard_feeds" in updated:
             try:
                 feeds_from_specs(ctx.options.clickguard_feeds, Path.cwd())

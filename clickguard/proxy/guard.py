@@ -4,6 +4,20 @@ What the hooks of one flow pass each other (the request's decision, the click it
 continues, the audit record being written) is one `FlowState`, made by the
 request hook and kept in ``flow.metadata["clickguard"]``, as mitmproxy's own
 addons leave their marks there.
+
+A response is inspected as the browser will get it, whatever the server chose:
+
+- held (within ``inspect.max_body``, Content-Length or chunked): its Content-Encoding
+  is undone within caps (`clickguard.inspection.bodies`), and the inspection runs in
+  the runtime's worker pool with a deadline; past it ``on_check_error`` decides and
+  the record says ``"timeout": true``. The event loop never reads a body.
+- streamed (announced too large, of unknown length and not HTML, or grown past
+  ``max_body`` while mitmproxy held it — it then streams mid-body, see
+  `_WatchedResponse`): held back until its first bytes, decoded, are sniffed; passed
+  on or cut short.
+- a fetch by the page's script (any ``Sec-Fetch-Dest``) from a suspect server (a
+  bare address on an odd port, a listed or learned Thingbot, an appliance by its
+  headers) is sniffed for payloads too; from ordinary servers only navigations are.
 """
 
 from __future__ import annotations
@@ -14,7 +28,7 @@ import logging
 import time
 import urllib.parse
 import weakref
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,13 +37,18 @@ from mitmproxy.proxy import server_hooks
 
 from clickguard import reasons
 from clickguard.decision.check import Decision, check, with_origin
+from clickguard.decision.judge import Judge
 from clickguard.decision.verdict import Finding, Verdict
 from clickguard.errors import URLError
+from clickguard.inspection.bodies import BodyDecoder, decode_body
+from clickguard.inspection.device_evidence import ServerFacts
+from clickguard.inspection.fingerprints import FingerprintDB, traits_from
 from clickguard.inspection.payloads import SNIFF_BYTES
-from clickguard.inspection.response import Inspection, inspect_response
+from clickguard.inspection.response import Inspection, address_hint, inspect_response, port_hint
 from clickguard.intel.resolver import ResolveError
 from clickguard.mail.clicks import ClickMark
 from clickguard.proxy.continuation import Continuation, continue_token
+from clickguard.proxy.facts import server_facts
 from clickguard.proxy.records import Event, audit_record
 from clickguard.proxy.runtime import Runtime
 from clickguard.urls import NormalizedURL, normalize_url, parent_domains
@@ -47,6 +66,7 @@ class FlowState:
     verdict: Verdict  # in force: the request's, then its streamed body's once that is sniffed
     mark: ClickMark | None = None  # the click this navigation continues
     inspect: bool = False  # let through and worth inspecting: its response is inspected
+    payloads_only: bool = False  # no navigation: inspected for payloads if its server is a suspect
     streamed: bool = False  # the body streams: judged by its headers and first bytes, not in response()
     record: asyncio.Task[None] | None = None  # the allowed request's audit record, being written
 
@@ -79,6 +99,28 @@ def worth_inspecting(headers: http.Headers) -> bool:
     """Whether a request's response is inspected: navigations, and any client that does not say."""
     destination = headers.get("sec-fetch-dest")
     return destination is None or destination in _INSPECTED_DESTINATIONS
+
+
+def _payload_findings(inspection: Inspection) -> Inspection:
+    """A fetch's inspection: only what its payload shows counts (navigations are the page's business)."""
+    if inspection.drive_by is None:
+        return inspection._replace(navigations=(), findings=(), hops=())
+    kept = tuple(f for f in inspection.findings if f.code != reasons.RESPONSE_REDIRECT)
+    return inspection._replace(navigations=(), findings=kept, hops=())
+
+
+def inspect_body(judge: Judge, fingerprints: FingerprintDB, *, url: NormalizedURL, status: int,
+                 headers: Sequence[tuple[str, str]], raw: bytes, max_body: int,
+                 thingbot: bool, server: ServerFacts | None = None) -> tuple[Inspection, str | None]:
+    """A held body inspected as the browser gets it (run in a worker): (inspection, why it saw less).
+
+    The Content-Encoding is undone within the caps; what did not decode, or lay
+    beyond a cap, is not seen, and the second value says why (None: all seen).
+    """
+    encoding = next((v for n, v in headers if n.lower() == "content-encoding"), None)
+    body, truncated = decode_body(raw, encoding, max_decoded=max_body)
+    return inspect_response(judge, fingerprints, url=url, status=status, headers=headers, body=body,
+                            thingbot=thingbot, server=server), truncated
 
 
 def _worth_a_record(inspection: Inspection) -> bool:
@@ -129,14 +171,23 @@ class _Replace:
         return [body] if body else []
 
 
-class _HeadSniffer:
-    """A streamed body held back until its first bytes are sniffed and judged, then passed on or cut."""
+class _StreamSniffer:
+    """A streamed body held back until its first bytes, decoded, are sniffed and judged; then passed or cut.
 
-    def __init__(self, guard: Guard, flow: http.HTTPFlow, state: FlowState) -> None:
+    What is held is bounded twice: decoded bytes by SNIFF_BYTES (the decoder's cap),
+    raw bytes by `hold` (a body whose encoding yields nothing, or too little, is
+    judged on what decoded by then).
+    """
+
+    def __init__(self, guard: Guard, flow: http.HTTPFlow, state: FlowState, hold: int) -> None:
+        assert flow.response is not None
         self.guard = guard
         self.flow = weakref.ref(flow)  # the flow holds this object: no cycle
         self.state = state
+        self.hold = hold
+        self.decoder = BodyDecoder(flow.response.headers.get("content-encoding"), max_decoded=SNIFF_BYTES)
         self.held: list[bytes] = []
+        self.decoded: list[bytes] = []
         self.size = 0
         self.phase = "holding"  # then "passing" or "cut"
 
@@ -147,28 +198,60 @@ class _HeadSniffer:
             return []
         self.held.append(data)
         self.size += len(data)
-        if data and self.size < SNIFF_BYTES:
+        # Decoded in steps: a chunk of a megabyte (mitmproxy's held body, replayed) is sniffed by its start.
+        for start in range(0, len(data), 65536):
+            if self.decoder.done:
+                break
+            self.decoded.append(self.decoder.feed(data[start:start + 65536]))
+        seen = sum(map(len, self.decoded))
+        if data and seen < SNIFF_BYTES and not self.decoder.done and self.size < self.hold:
             return []
-        head = b"".join(self.held)
-        self.held = []
+        held, self.held = self.held, []
+        head, self.decoded = b"".join(self.decoded)[:SNIFF_BYTES], []
         flow = self.flow()
         if flow is None or flow.response is None:
             self.phase = "passing"
-            return head
-        inspection, verdict = self.guard.inspect(flow, self.state.decision, head[:SNIFF_BYTES])
+            return held
+        truncated = self.decoder.truncated if self.decoder.truncated != "decoded cap" else None
+        if truncated is None and data and seen < SNIFF_BYTES:
+            truncated = "held cap"  # the encoding gave too little for what was held
+        inspection, verdict = self.guard.inspect(flow, self.state, head)
+        details = self.guard.details(inspection, truncated)
         if verdict.action == "allow":
             self.phase = "passing"
             if _worth_a_record(inspection) and is_navigation(flow.request.headers):
-                self.guard.record_streamed(flow, self.state, inspection, verdict)
-            return head
+                self.guard.record_streamed(flow, self.state, inspection, verdict, details)
+            return held
         # Warn or block: the headers are gone, so no page can be shown. The body stops here.
         self.phase = "cut"
-        self.guard.record_streamed(flow, self.state, inspection, verdict._replace(action="block"))
-        if "content-length" in flow.response.headers:
-            return []  # cut short: the browser reports a failed download
+        self.guard.record_streamed(flow, self.state, inspection, verdict._replace(action="block"), details)
+        if "content-length" in flow.response.headers or "content-encoding" in flow.response.headers:
+            return []  # cut short: the browser reports a failed download (or a broken encoding)
         # A body of unknown length cannot be told from a short one: say in it what happened.
         reasons = ", ".join(verdict.codes)
         return f"clickguard blocked this download ({reasons}).\n".encode()
+
+
+class _WatchedResponse(http.Response):
+    """A held response that mitmproxy may start streaming mid-body: the sniffer goes in when it does.
+
+    mitmproxy holds a body of unknown length (chunked, or read to the close) until
+    it outgrows ``stream_large_bodies``, then sets ``stream = True`` and streams it,
+    the part held first, without another hook. The held response is given this
+    class in `responseheaders`, so that assignment installs the sniffer instead.
+    """
+
+    @property  # type: ignore[override]
+    def stream(self) -> Callable[[bytes], Iterable[bytes] | bytes] | bool:
+        return self.__dict__.get("_clickguard_stream", False)  # type: ignore[no-any-return]
+
+    @stream.setter
+    def stream(self, value: Callable[[bytes], Iterable[bytes] | bytes] | bool) -> None:
+        if value is True:
+            install = self.__dict__.pop("_clickguard_sniffer", None)
+            if install is not None:
+                value = install()
+        self.__dict__["_clickguard_stream"] = value
 
 
 class Guard:
@@ -210,8 +293,9 @@ class Guard:
         state = flow.metadata[METADATA_KEY] = FlowState(decision, decision.verdict, mark)
         if not await self.enforce(flow, decision, client, user, "hop" if mark else "decision", mark):
             return
-        state.inspect = judge.policy.inspect.enabled and decision.verdict.allowed_by is None \
-            and worth_inspecting(flow.request.headers)
+        state.inspect = judge.policy.inspect.enabled and decision.verdict.allowed_by is None
+        # A fetch, a script or an image: sniffed for payloads if its server turns out a suspect.
+        state.payloads_only = not worth_inspecting(flow.request.headers)
 
     async def http_connect(self, flow: http.HTTPFlow) -> None:
         """Judge a CONNECT to a host whose TLS the policy does not intercept (host and address only)."""
@@ -288,23 +372,53 @@ class Guard:
         findings = judge.address_findings(addresses, host=None if url.is_ip else url.host)
         return judge.decide(findings, allowed_by=judge.allowed_by(url, addresses))
 
+    def _suspect_server(self, flow: http.HTTPFlow, decision: Decision) -> bool:
+        """Whether a response's server is a suspect by what is known before its body.
+
+        A bare address on an odd port, a listed or learned Thingbot, or a server
+        whose headers fingerprint as an appliance (what `inspect_response` calls one).
+        """
+        assert flow.response is not None
+        url = decision.url
+        if url.is_ip and port_hint(url) is not None:
+            return True
+        if any(f.code.startswith("landing.") for f in decision.verdict.findings):
+            return True
+        if self.runtime.judge.learned_entry(url.host) is not None:
+            return True
+        device = self.runtime.fingerprints.match(traits_from(flow.response.headers.items(multi=True), ""))
+        return device is not None and (device.strength == "device" or address_hint(url) is not None
+                                       or port_hint(url) is not None)
+
     def responseheaders(self, flow: http.HTTPFlow) -> Coroutine[None, None, None] | None:
-        """A body too large to hold (or of unknown length, not HTML): judge its headers, then sniff it."""
+        """Decide how a body is inspected: held whole (response()), or streamed and sniffed on the way."""
         state = flow_state(flow)
         response = flow.response
         if state is None or not state.inspect or response is None or not _has_body(flow):
             return None
-        large = bool(response.stream)  # mitmproxy streams what exceeds stream_large_bodies
+        if state.payloads_only and not self._suspect_server(flow, state.decision):
+            state.inspect = False  # an ordinary server's resource: today's scope (see module docstring)
+            return None
+        hold = self.runtime.judge.policy.inspect.max_body
+        large = bool(response.stream)  # mitmproxy streams what announces more than stream_large_bodies
         unknown = "content-length" not in response.headers and not response.headers.get(
             "content-type", "").lower().startswith(("text/html", "application/xhtml"))
         if not (large or unknown):
-            return None  # held whole: inspected in response()
+            # Held whole and inspected in response(); unless it outgrows max_body on the way
+            # (chunked, read to the close), when mitmproxy streams it: then it is sniffed.
+            def sniffer() -> _StreamSniffer:
+                state.streamed = True
+                return _StreamSniffer(self, flow, state, hold)
+
+            response.__class__ = _WatchedResponse
+            response.__dict__["_clickguard_sniffer"] = sniffer
+            return None
         state.streamed = True
         # What the headers show (an appliance, a download by name) can still get a page.
-        inspection, verdict = self.inspect(flow, state.decision, b"")
+        inspection, verdict = self.inspect(flow, state, b"")
         if verdict.action != "allow":
             return self._stop_before_body(flow, state, inspection, verdict)
-        response.stream = _HeadSniffer(self, flow, state)
+        response.stream = _StreamSniffer(self, flow, state, hold)
         if flow.request.http_version.startswith("HTTP/1") and not unknown:
             # A blocked body is cut short: closing the connection makes that a failed
             # download, not a client waiting for the bytes its Content-Length promised.
@@ -331,54 +445,108 @@ class Guard:
             return self._stop_tainted(flow, self._tainted[flow.server_conn])
         # A streamed body is judged as it passes (responseheaders): nothing more to do for it here.
         if state is not None and not state.streamed and flow.response is not None:
-            mark = state.mark
-            if state.inspect and _has_body(flow) and not flow.response.stream:
-                inspection, verdict = self.inspect(flow, state.decision, flow.response.content or b"")
-                if mark is not None:
-                    self._expect_hops(flow, mark, inspection.hops)
-                if verdict.action != "allow" or (_worth_a_record(inspection)
-                                                 and is_navigation(flow.request.headers)):
-                    return self._after_inspection(flow, state, inspection, verdict)
-            if mark is not None:
-                self._expect_next_hop(flow, mark)
+            if state.inspect and _has_body(flow) and not flow.response.stream \
+                    and not (state.payloads_only and not flow.response.raw_content):
+                return self._inspect_held(flow, state)
+            if state.mark is not None:
+                self._expect_next_hop(flow, state.mark)
         if pending is not None and not pending.done():
             return _wait(pending)
         return None
 
-    def inspect(self, flow: http.HTTPFlow, decision: Decision, body: bytes) -> tuple[Inspection, Verdict]:
-        """Inspect a response (or the first part of its body) and decide on it."""
+    async def _inspect_held(self, flow: http.HTTPFlow, state: FlowState) -> None:
+        """Inspect a held body in the worker pool, within the deadline; then act on what it showed."""
+        rt = self.runtime
+        judge, fingerprints = rt.judge, rt.fingerprints
+        assert flow.response is not None
+        response = flow.response
+        raw = response.raw_content or b""
+        thingbot = any(f.code.startswith("landing.") for f in state.decision.verdict.findings)
+        work = rt.inspector.submit(
+            inspect_body, judge, fingerprints, url=state.decision.url, status=response.status_code,
+            headers=list(response.headers.items(multi=True)), raw=raw, max_body=judge.policy.inspect.max_body,
+            thingbot=thingbot, server=server_facts(flow))
+        details: dict[str, object]
+        try:
+            inspection, truncated = await asyncio.wait_for(asyncio.wrap_future(work), rt.inspect_deadline)
+        except TimeoutError:
+            work.cancel()  # still queued: never runs; running: its result is dropped
+            logger.warning("inspection of %s passed its deadline (%.1f s)", state.decision.url.url[:200],
+                           rt.inspect_deadline)
+            verdict = judge.decide([], incomplete=f"the response was not inspected within "
+                                                  f"{rt.inspect_deadline:g} s")
+            inspection = Inspection(None, False, (), (), None, False, verdict.findings)
+            details = {"timeout": True, "deadline_s": rt.inspect_deadline}
+        except Exception:  # a heuristic tripping on what a server sent: not the user's fault
+            # Logged with its traceback so it gets fixed; the policy decides whether what
+            # cannot be inspected passes (on_check_error: open) or not (closed).
+            logger.exception("inspection failed for %s", state.decision.url.url[:200])
+            verdict = judge.decide([], incomplete="the response could not be inspected")
+            inspection = Inspection(None, False, (), (), None, False, verdict.findings)
+            details = {"failed": True}
+        else:
+            if state.payloads_only:
+                inspection = _payload_findings(inspection)
+            verdict = self._decide(flow, state.decision, inspection)
+            details = self.details(inspection, truncated)
+        if state.mark is not None:
+            self._expect_hops(flow, state.mark, inspection.hops)
+        if verdict.action != "allow" or (_worth_a_record(inspection) and is_navigation(flow.request.headers)):
+            await self._after_inspection(flow, state, inspection, verdict, details)
+        elif state.mark is not None:
+            self._expect_next_hop(flow, state.mark)
+        if state.record is not None and not state.record.done():
+            await state.record
+
+    @staticmethod
+    def details(inspection: Inspection, truncated: str | None) -> dict[str, object]:
+        """What the audit record keeps of an inspection, and why it saw less than the body if it did."""
+        details = inspection.details()
+        if truncated is not None:
+            details["truncated"] = truncated
+        return details
+
+    def inspect(self, flow: http.HTTPFlow, state: FlowState, body: bytes) -> tuple[Inspection, Verdict]:
+        """Inspect a response's headers and the first part of its body, here (it is small), and decide."""
         rt = self.runtime
         judge = rt.judge
+        decision = state.decision
         assert flow.response is not None
         # A feed lists the landing (its codes are landing.<category>, see reasons.feed_code).
         thingbot = any(f.code.startswith("landing.") for f in decision.verdict.findings)
         try:
             inspection = inspect_response(
                 judge, rt.fingerprints, url=decision.url, status=flow.response.status_code,
-                headers=list(flow.response.headers.items(multi=True)), body=body, thingbot=thingbot)
+                headers=list(flow.response.headers.items(multi=True)), body=body, thingbot=thingbot,
+                server=server_facts(flow))
         except Exception:  # a heuristic tripping on what a server sent: not the user's fault
-            # Logged with its traceback so it gets fixed; the policy decides whether what
-            # cannot be inspected passes (on_check_error: open) or not (closed).
             logger.exception("inspection failed for %s", decision.url.url[:200])
             verdict = judge.decide([], incomplete="the response could not be inspected")
             return Inspection(None, False, (), (), None, False, verdict.findings), verdict
+        if state.payloads_only:
+            inspection = _payload_findings(inspection)
+        return inspection, self._decide(flow, decision, inspection)
+
+    def _decide(self, flow: http.HTTPFlow, decision: Decision, inspection: Inspection) -> Verdict:
+        """The verdict on what an inspection found (a continue granted on a warning holds)."""
+        rt = self.runtime
+        judge = rt.judge
         if not inspection.findings:
-            return inspection, Verdict("allow")
+            return Verdict("allow")
         verdict = judge.decide([*decision.verdict.findings, *inspection.findings],
                                suspect=inspection.suspect)
         client, user = client_of(flow)
         if verdict.action == "warn" and rt.grants.active(client, user, decision.url.host):
             verdict = verdict._replace(action="allow")  # the user chose to continue
-        return inspection, verdict
+        return verdict
 
     async def _after_inspection(self, flow: http.HTTPFlow, state: FlowState, inspection: Inspection,
-                                verdict: Verdict) -> None:
+                                verdict: Verdict, details: dict[str, object]) -> None:
         """Audit what inspection found; learn and answer with the block or warn page if policy says so."""
         if state.record is not None:
             await state.record  # the request's record goes first
         decision, mark = state.decision, state.mark
         client, user = client_of(flow)
-        details = inspection.details()
         if verdict.action == "allow":
             await self.runtime.record(audit_record("response", client, user, decision.url.url, "allow",
                                                    verdict.findings, decision=decision, mark=mark,
@@ -401,8 +569,10 @@ class Guard:
         learned = self.runtime.learned
         hosts = [decision.url.host]
         peer = flow.server_conn.peername
-        if not decision.url.is_ip and inspection.appliance and peer:
-            hosts.append(str(peer[0]))  # an appliance is no shared host: its address goes too
+        # A name is learned as the name: its address may be a shared host's or a CDN's, and a
+        # server only claims to be a camera. The address goes too only when a feed lists it already.
+        if not decision.url.is_ip and peer and self.runtime.judge.index.match_ip(str(peer[0]).split("%")[0]):
+            hosts.append(str(peer[0]))
         for host in hosts:
             learned.learn(host, evidence[:500], decision.url.url, tuple(codes), policy.inspect.learn_for)
         logger.warning("learned %s as a Thingbot: %s", ", ".join(hosts), evidence[:200])
@@ -411,13 +581,13 @@ class Guard:
         task.add_done_callback(self._background.discard)
 
     def record_streamed(self, flow: http.HTTPFlow, state: FlowState, inspection: Inspection,
-                        verdict: Verdict) -> None:
+                        verdict: Verdict, details: dict[str, object]) -> None:
         """Audit (and learn from) a streamed body sniffed: passed on, or cut short after its headers."""
         decision = state.decision
         self.learn(flow, decision, inspection, verdict)
         client, user = client_of(flow)
         entry = audit_record("response", client, user, decision.url.url, verdict.action, verdict.findings,
-                             decision=decision, mark=state.mark, inspection=inspection.details(),
+                             decision=decision, mark=state.mark, inspection=details,
                              streamed=True)
         task = asyncio.create_task(self.runtime.record(entry))
         self._background.add(task)

@@ -12,6 +12,7 @@ import gc
 import logging
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
 
@@ -90,6 +91,11 @@ class Runtime:
         self.trail = ClickTrail()
         self.use_state_dir(state_dir)
         self.audit: AuditLog | None = None  # None when the policy turns both sinks off
+        # Response bodies are decoded and read here, never on the event loop (see Guard): threads,
+        # as inspection reads the judge and the fingerprints in place (a process would need a copy
+        # of the index). Sized and bounded by the options clickguard_inspect_workers and _deadline_ms.
+        self.inspector = ThreadPoolExecutor(2, thread_name_prefix="clickguard-inspect")
+        self.inspect_deadline = 5.0  # seconds an inspection may take; then on_check_error decides
         self._sinks: tuple[Path | None, Path | None] | None = None  # (log, store) the writer follows
         self._key: bytes | None = None
         self._watched: dict[Path, float | None] = {}
@@ -204,8 +210,15 @@ class Runtime:
             with contextlib.suppress(OSError):
                 write_status(self.state_dir / "feeds-status.json", self.state.feeds)
 
+    def use_inspectors(self, workers: int) -> None:
+        """Inspect in a pool of this many threads from now on (inspections under way finish)."""
+        old = self.inspector
+        self.inspector = ThreadPoolExecutor(workers, thread_name_prefix="clickguard-inspect")
+        old.shutdown(wait=False)
+
     def close(self) -> None:
-        """Stop the audit writer (flushing what is queued)."""
+        """Stop the audit writer (flushing what is queued) and the inspection workers."""
+        self.inspector.shutdown(wait=False, cancel_futures=True)
         if self.audit is not None:
             self.audit.close()
             self.audit = None
