@@ -40,6 +40,10 @@ lint: $(VENV)/.installed
 bench: $(VENV)/.installed
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	$(PY) bench/run.py
+	$(PY) -m bench.hostile
+	$(PY) -m bench.device_recognition
+	-$(PY) -m bench.differential_js --count 100000
+	-$(PY) -m bench.differential_html
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
