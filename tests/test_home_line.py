@@ -28,7 +28,7 @@ from clickguard.mail.links import click_context, make_click_link, verify_click_l
 from clickguard.mail.origin import TrustedBoundary, origin_of_message, read_sender
 from clickguard.policy.model import parse_policy
 from clickguard.tokens import b64url_decode, b64url_encode
-from tests.harness import HTML, start_proxy, upstream, write_policy
+from tests.harness import HTML, continue_link, start_proxy, upstream, write_policy
 
 RELAY = "mx1.corp.example"
 DATE = "Mon, 15 Jan 2024 09:12:01 +0000"
@@ -537,6 +537,14 @@ def test_mail_from_a_home_line_no_feed_lists_warns_at_the_click(tmp_path: Path, 
             assert record["origin_ip"] == "73.15.22.9"
             assert record["reasons"] == ["origin.home_line", "origin.unknown_landing"]
             assert record["action"] == "warn"
+            # Past the warning, the navigation's hop carries the home line too (continue token, click mark).
+            r = proxy.get(continue_link(r.text), HTML)
+            assert r.status == 303 and r.headers["location"] == f"{site.base}/track"
+            assert proxy.get(f"{site.base}/track", HTML).status == 200
+            hops = proxy.wait_for_audit(lambda rs: any(x.get("event") == "hop" for x in rs))
+            hop = next(x for x in hops if x.get("event") == "hop")
+            assert (hop["origin_ip"], hop["action"], hop["hop"]) == ("73.15.22.9", "allow", 1)
+            assert hop["reasons"] == ["origin.home_line", "origin.unknown_landing"]
 
             r = proxy.get(provider_link, HTML)
             assert r.status == 303 and r.headers["location"] == f"{site.base}/news"

@@ -15,6 +15,8 @@ from typing import NamedTuple
 
 from cachetools import TTLCache
 
+from clickguard.mail.home_line import Sign
+
 FOLLOW_SECONDS = 120.0
 MAX_HOPS = 20
 
@@ -26,15 +28,20 @@ class ClickMark(NamedTuple):
     origin_ip: str | None  # the e-mail's origin, as the click link carries it
     recipient: str | None  # as the click link names the recipient (hashed, plain or absent)
     hop: int  # 0 is the click itself, 1 the target it redirected to, …
+    home_line: Sign = Sign(0)  # the origin's home-line signs, as the click link carries them (none: 0)
 
     def as_dict(self) -> dict[str, object]:
         """The mark by field name, as signed tokens carry it (a new field never shifts another)."""
-        return {"id": self.click_id, "origin": self.origin_ip, "recipient": self.recipient, "hop": self.hop}
+        out: dict[str, object] = {"id": self.click_id, "origin": self.origin_ip, "recipient": self.recipient,
+                                  "hop": self.hop}
+        if self.home_line:
+            out["home"] = int(self.home_line)
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> ClickMark:
         """The mark `as_dict` made; ValueError for a field missing, unknown or of the wrong type."""
-        unknown = set(data) - {"id", "origin", "recipient", "hop"}
+        unknown = set(data) - {"id", "origin", "recipient", "hop", "home"}
         if unknown:
             # A field this code does not know is context it would drop: refuse rather than lose it.
             raise ValueError(f"unknown click fields {sorted(unknown)}")
@@ -47,7 +54,10 @@ class ClickMark(NamedTuple):
         if not (origin_ip is None or isinstance(origin_ip, str)) \
                 or not (recipient is None or isinstance(recipient, str)):
             raise ValueError("the click's origin or recipient is not text")
-        return cls(click_id, origin_ip, recipient, hop)
+        home = data.get("home", 0)
+        if not isinstance(home, int) or isinstance(home, bool) or not 0 <= home < 256:
+            raise ValueError("the click's home-line signs are not a byte")
+        return cls(click_id, origin_ip, recipient, hop, Sign(home))
 
 
 class ClickTrail:

@@ -7,7 +7,8 @@ The payload, signed by `clickguard.tokens.sign` (which adds ``exp``)::
      "c": CLIENT, "usr": USER or null,        who was warned: only they may continue
      "ref": REF,                              the warn page's audit record
      "codes": [CODE, ...],                    the reasons warned about
-     "click": {"id": ID, "origin": IP or null, "recipient": R or null, "hop": N}}
+     "click": {"id": ID, "origin": IP or null, "recipient": R or null, "hop": N,
+               "home": SIGNS (only when the origin is a home line)}}
                                               the click the navigation continues; absent if none
 
 Version 1, before this one, had no ``v`` and the click as a list in `ClickMark`'s

@@ -88,7 +88,7 @@ class Endpoint:
         except (TokenError, URLError) as e:
             await self._refuse(flow, "click", f"click link refused: {e}", ref)
             return
-        mark = ClickMark(ref, context.origin_ip, context.recipient, 0)
+        mark = ClickMark(ref, context.origin_ip, context.recipient, 0, context.home_line)
         decision = await check(judge, url, rt.resolver)
         if context.origin_ip:
             # The home-line evidence was judged from the mail's Received: header at rewrite time.

@@ -47,6 +47,7 @@ from clickguard.inspection.payloads import SNIFF_BYTES
 from clickguard.inspection.response import Inspection, address_hint, inspect_response, port_hint
 from clickguard.intel.resolver import ResolveError
 from clickguard.mail.clicks import ClickMark
+from clickguard.mail.home_line import describe
 from clickguard.proxy.continuation import Continuation, continue_token
 from clickguard.proxy.facts import server_facts
 from clickguard.proxy.records import Event, audit_record
@@ -289,7 +290,8 @@ class Guard:
             return
         mark = rt.trail.follow(client, user, url.url)
         if mark is not None and mark.origin_ip:
-            decision = with_origin(judge, decision, mark.origin_ip)
+            decision = with_origin(judge, decision, mark.origin_ip,
+                                   home_line=describe(mark.home_line) or None)
         state = flow.metadata[METADATA_KEY] = FlowState(decision, decision.verdict, mark)
         if not await self.enforce(flow, decision, client, user, "hop" if mark else "decision", mark):
             return
