@@ -84,6 +84,7 @@ class Inspection(NamedTuple):
             out["hints"] = list(self.hints)
         if self.navigations:
             out["navigations"] = [{"technique": str(n.technique), "target": n.target}
+                                  | ({"incomplete": n.incomplete} if n.incomplete else {})
                                   for n in self.navigations]
         if self.drive_by is not None:
             payload = self.drive_by.payload
@@ -128,7 +129,10 @@ def _off_site(navigation: Navigation, url: NormalizedURL) -> NormalizedURL | boo
     if navigation.technique is Technique.DOCUMENT_WRITE and not _WRITES_NAVIGATION.search(navigation.raw):
         return False  # a written <script src>: a resource the page loads, not a place it goes
     if navigation.target is None:
-        return navigation.technique is Technique.OBFUSCATED_SCRIPT
+        # A target the script hides, or a page the reader's budget stopped short of, is not harmless:
+        # where it goes is unknown, so it counts as leaving the site.
+        return (navigation.technique in (Technique.OBFUSCATED_SCRIPT, Technique.UNREAD)
+                or navigation.incomplete is not None)
     if navigation.technique in (Technique.DATA_URL, Technique.JAVASCRIPT_URL):
         return True
     try:
@@ -212,7 +216,12 @@ def _redirect_findings(judge: Judge, navigation: Navigation,
     if navigation.delay:
         how += f", after {navigation.delay:g} s"
     if not isinstance(target, NormalizedURL):
-        shown = navigation.target[:200] if navigation.target else "an address its script hides"
+        if navigation.target:
+            shown = navigation.target[:200]
+        elif navigation.incomplete or navigation.technique is Technique.UNREAD:
+            shown = f"an address not read ({navigation.incomplete or 'the reading stopped'})"
+        else:
+            shown = "an address its script hides"
         return [Finding(reasons.RESPONSE_REDIRECT, f"the page sends the browser to {shown} ({how})",
                         tags=(str(navigation.technique),), indicator=navigation.target)]
     found = [Finding(reasons.RESPONSE_REDIRECT, f"the page sends the browser to {target.url[:200]} ({how})",

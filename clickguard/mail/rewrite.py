@@ -22,7 +22,6 @@ import base64
 import binascii
 import codecs
 import functools
-import html
 import ipaddress
 import re
 import time
@@ -30,10 +29,19 @@ from collections.abc import MutableMapping
 from email.message import Message
 from email.policy import compat32
 from email.utils import getaddresses
-from html.entities import html5 as _HTML5_ENTITIES
 from typing import Literal, NamedTuple
+from urllib.parse import urlsplit
 
 from clickguard.errors import URLError
+from clickguard.inspection.navigation.markup_scan import (
+    HTML,
+    START,
+    SVG,
+    MarkupScanner,
+    ascii_lower,
+    decode_references,
+)
+from clickguard.inspection.navigation.url_resolution import resolve
 from clickguard.mail.links import ClickContext, click_context, is_click_link, make_click_link, unwrap
 from clickguard.urls import normalize_host, normalize_url, parent_domains
 
@@ -174,50 +182,23 @@ class _Wrapper:
 # The HTML tokenizer's view of a start tag's attributes (WHATWG 13.2.5.32 onwards):
 # separators are ASCII whitespace and "/", a name runs to whitespace, "/", ">" or "="
 # (an "=" may start one), a value is double-quoted, single-quoted or runs to
-# whitespace or ">". Only ">" or the end of the document ends the attributes (an
-# unclosed quote runs to the end, as in a browser), and possessive and atomic groups
-# never backtrack, so every scan is linear.
+# whitespace or ">". The tags themselves are found by the inspection's `MarkupScanner`,
+# which reads the document as a browser's parser does (raw text, script states,
+# foreign content, templates, <noscript> both with and without scripting).
 _WS = r"[\t\n\f\r ]"
-_VALUE = r"""(?>"[^"]*+(?:"|\Z)|'[^']*+(?:'|\Z)|[^\t\n\f\r >]*+)"""
-_ATTRIBUTE = rf"(?>[^\t\n\f\r />][^\t\n\f\r />=]*+(?>{_WS}*+={_WS}*+{_VALUE})?+)"
-_ATTRIBUTES = rf"(?:{_WS}++|/|{_ATTRIBUTE})*+"
-_TAG_END = r"(?:>|\Z)"  # a tag cut by the end of the document swallows the rest
-# Elements whose content is text to the tokenizer: an "<a href>" inside is no link.
-_RAW_TEXT = ("script", "style", "textarea", "title", "xmp", "iframe", "noembed", "noframes")
-# One alternative per element, not a backreference: a capturing group inside a possessive
-# repeat trips a bug in CPython 3.12's re ("The span of capturing group is wrong").
-_RAW_TEXT_ELEMENT = "|".join(
-    rf"<{name}(?=[\t\n\f\r />]){_ATTRIBUTES}{_TAG_END}.*?(?:</{name}(?=[\t\n\f\r />])|\Z)"
-    for name in _RAW_TEXT
-)
-# One match: everything up to the next <a>/<area> start tag, then that tag (if any).
-# What is skipped is consumed token by token, so an "<a" inside a comment, a raw-text
-# element or another tag's attribute value is never taken for a link.
-_HTML_SCAN = re.compile(
-    rf"""
-    (?:
-        [^<]++
-      | <!--(?:-?>|.*?(?:--!?>|\Z))                                  # comment
-      | <[!?][^>]*+>?                                                # doctype, bogus comment
-      | </[a-z][^\t\n\f\r />]*+{_ATTRIBUTES}{_TAG_END}                # end tag
-      | {_RAW_TEXT_ELEMENT}
-      | <plaintext(?=[\t\n\f\r />]).*                                # the rest is text
-      | <(?!(?:a|area)[\t\n\f\r />])[a-z][^\t\n\f\r />]*+{_ATTRIBUTES}{_TAG_END}  # other tag
-      | <(?![a-z!?/])                                                # a "<" that is text
-      | </                                                           # "</" not closing a tag
-    )*+
-    (?:<(?:a|area)(?=[\t\n\f\r />])(?P<attrs>{_ATTRIBUTES})(?P<close>>)?)?
-    """,
-    re.IGNORECASE | re.DOTALL | re.VERBOSE,
-)
+_LINK_TAGS = frozenset({"a", "area", "base"})
+# Where relative links are resolved when there is no <base>: those that stay here are the
+# document's own (a webmail's pages); "//host/" leaves it.
+_NO_BASE_HOST = "document.invalid"
+_NO_BASE = f"https://{_NO_BASE_HOST}/"
+_OTHER_HOST = re.compile(r"[\x00-\x20]*[/\\][\t\n\r]*[/\\]")  # "//host", "\\host", "/\\host"
 _ATTRIBUTE_PARTS = re.compile(
     rf"""{_WS}++|/|(?P<name>[^\t\n\f\r />][^\t\n\f\r />=]*+)
     (?:{_WS}*+={_WS}*+(?:"(?P<dq>[^"]*+)"|'(?P<sq>[^']*+)'|(?P<uq>[^\t\n\f\r >]*+)))?""",
     re.VERBOSE,
 )
 _FIRST_HREF = re.compile(
-    rf"""{_WS}++href{_WS}*+={_WS}*+(?:"([^"]*+)"|'([^']*+)'|([^\t\n\f\r >]*+))""", re.IGNORECASE)
-_CHARACTER_REFERENCE = re.compile(r"&(?:#[xX][0-9a-fA-F]+;?|#[0-9]+;?|([A-Za-z][A-Za-z0-9]*)(;?))")
+    rf"""{_WS}++href{_WS}*+={_WS}*+(?:"([^"]*+)"|'([^']*+)'|([^\t\n\f\r >]*+))""", re.IGNORECASE | re.ASCII)
 
 
 def rewrite_html(html_text: str, context: ClickContext, settings: RewriteSettings,
@@ -235,27 +216,51 @@ def _rewrite_html(text: str, wrapper: _Wrapper) -> str:
     """The document with hrefs replaced by wrapper's answers, spliced into the original text."""
     if "<" not in text:
         return text
+    links: list[tuple[int, int, str]] = []  # (start, stop, quote) of each link's URL
+    base: str | None = None
+    for tag in MarkupScanner(text, _LINK_TAGS, foreign_links=True):
+        if tag.kind != START or not tag.complete:
+            continue  # a last tag cut by the end of the document is dropped by a browser
+        if tag.ns == HTML:
+            if tag.name == "base":
+                if base is None and not tag.inert:
+                    base = _base_href(text, tag.attrs_start, tag.attrs_end)
+                continue
+            names: tuple[str, ...] = ("href",)
+        elif tag.ns == SVG:
+            if tag.name != "a":
+                continue
+            names = ("href", "xlink:href")  # SVG 2: href wins over xlink:href
+        else:
+            names = ("href", "xlink:href")  # MathML links (Firefox): any element
+        span = _href_value_span(text, tag.attrs_start, tag.attrs_end, names)
+        if span is not None:
+            links.append(span)
+    if not links:
+        return text
     pieces: list[str] = []
-    done = position = 0
-    end = len(text)
-    scan = _HTML_SCAN.match
-    while position < end:
-        match = scan(text, position)
-        if match is None:  # cannot happen: every part of the pattern is optional
-            break
-        attrs_start = match.start("attrs")
-        if attrs_start < 0 or match.start("close") < 0:
-            break  # the end of the document, or a last tag cut by it (which a browser drops)
-        position = match.end()
-        span = _href_value_span(text, attrs_start, match.end("attrs"))
-        if span is None:
+    done = 0
+    # The views of <noscript> (with and without scripting) may see the same link twice.
+    for start, stop, quote in sorted(set(links)):
+        if start < done:
             continue
-        start, stop, quote = span
         value = text[start:stop]
         url = _unescape_attribute(value) if "&" in value else value
-        wrapped = wrapper(url)
-        if wrapped == url:
-            continue
+        if _HAS_SCHEME.match(_TAB_OR_NEWLINE.sub("", url.strip(_C0_OR_SPACE))):
+            wrapped = wrapper(url)
+            if wrapped == url:
+                continue
+        else:
+            # A relative URL goes where the <base> says, and "//host/" to another host whatever
+            # the document's own URL is; relative to the document itself, it is not ours to judge.
+            if base is None and not _OTHER_HOST.match(url):
+                continue
+            resolved = _resolved(url, base or _NO_BASE)
+            if resolved is None:
+                continue
+            wrapped = wrapper(resolved)
+            if wrapped == resolved:
+                continue
         escaped = wrapped.replace("&", "&amp;")
         escaped = escaped.replace("'", "&#39;") if quote == "'" else escaped.replace('"', "&quot;")
         if not quote:  # an unquoted value becomes double-quoted: the new one may need it
@@ -269,43 +274,59 @@ def _rewrite_html(text: str, wrapper: _Wrapper) -> str:
     return "".join(pieces)
 
 
-def _href_value_span(text: str, start: int, end: int) -> tuple[int, int, str] | None:
-    """(start, end, quote) of the first href value among the attributes in text[start:end]."""
+@functools.lru_cache(maxsize=4096)
+def _resolved(url: str, base: str) -> str | None:
+    """url resolved against base, when it is a web URL that leaves the document's own host."""
+    resolved = resolve(url, base)
+    if resolved is None or not _WEB_URL.match(resolved) or urlsplit(resolved).netloc == _NO_BASE_HOST:
+        return None
+    return resolved
+
+
+def _base_href(text: str, start: int, end: int) -> str | None:
+    """The absolute http(s) URL a <base href> makes the document's base, or None."""
+    span = _href_value_span(text, start, end, ("href",))
+    if span is None:
+        return None
+    value = text[span[0]:span[1]]
+    url = (_unescape_attribute(value) if "&" in value else value).strip(_C0_OR_SPACE)
+    url = _TAB_OR_NEWLINE.sub("", url)
+    return url if _WEB_URL.match(url) else None
+
+
+def _href_value_span(text: str, start: int, end: int, names: tuple[str, ...]) -> tuple[int, int, str] | None:
+    """(start, end, quote) of the value of the first of names present in the attributes text[start:end]."""
     # Most links: href is the first attribute.
-    first = _FIRST_HREF.match(text, start, end)
-    if first is not None:
-        n = first.lastindex or 0
-        return first.start(n), first.end(n), ('"', "'", "")[n - 1]
+    if names[0] == "href":
+        first = _FIRST_HREF.match(text, start, end)
+        if first is not None:
+            n = first.lastindex or 0
+            return first.start(n), first.end(n), ('"', "'", "")[n - 1]
     # The first of duplicate attributes wins in HTML; later ones are dropped by the parser.
+    found: dict[str, tuple[int, int, str] | None] = {}
     for part in _ATTRIBUTE_PARTS.finditer(text, start, end):
         name = part.group("name")
-        if name is None or len(name) != 4 or name.lower() != "href":
+        if name is None:
             continue
+        name = ascii_lower(name)
+        if name not in names or name in found:
+            continue
+        found[name] = None  # without a value: no link
         for group, quote in (("dq", '"'), ("sq", "'"), ("uq", "")):
             if part.start(group) >= 0:
-                return part.start(group), part.end(group), quote
-        return None  # href without a value
+                found[name] = (part.start(group), part.end(group), quote)
+                break
+        if name == names[0]:
+            break
+    for name in names:
+        if name in found:
+            return found[name]
     return None
 
 
 def _unescape_attribute(value: str) -> str:
     """Decode character references as the HTML tokenizer does inside an attribute value."""
-    return _CHARACTER_REFERENCE.sub(_decode_reference, value)
-
-
-def _decode_reference(match: re.Match[str]) -> str:
-    """One character reference, decoded unless HTML's attribute rule keeps it literal."""
-    name, semicolon = match.group(1), match.group(2)
-    if name is None:
-        return html.unescape(match.group())  # numeric: html knows the replacement table
-    if semicolon:
-        return _HTML5_ENTITIES.get(name + ";", match.group())
-    # Without ";" only a legacy name decodes, and in an attribute not when "=" or an
-    # alphanumeric follows: "?a=1&copy=2" and "&region=eu" are query strings, not ©.
-    after = match.string[match.end():match.end() + 1]
-    if after == "=" or name not in _HTML5_ENTITIES:
-        return match.group()
-    return _HTML5_ENTITIES[name]
+    return decode_references(value, attribute=True)
 
 
 # ---------------------------------------------------------------------------

@@ -20,12 +20,13 @@ from clickguard.inspection.navigation.markup_scan import (
     ASCII_WS,
     AUTO_EVENTS,
     DOCUMENT,
-    END_TAGS,
+    HTML,
     INNER,
     JS_TYPES,
-    MARKUP_SCAN,
-    RAW_TEXT,
+    SCRIPT,
     WRITTEN,
+    MarkupScanner,
+    ascii_lower,
     is_hidden,
     tag_attributes,
 )
@@ -39,6 +40,7 @@ from clickguard.inspection.navigation.url_resolution import C0_AND_SPACE, prefix
 _MAX_FOUND = 64  # navigations kept from one page; more add nothing to the verdict
 _TRIVIAL_JS = re.compile(r"[\s;]*(?:void[\s(]*0[\s)]*|false|true|null|undefined|0|''|\"\"|)[\s;]*\Z")
 _NOT_LOADED_SCHEMES = frozenset({"", "about"})
+_READ_TAGS = frozenset({"meta", "base", "iframe", "frame", "form"})
 
 
 @dataclass(slots=True)
@@ -201,61 +203,45 @@ class Page:
         """Read HTML (a document, or markup a script writes) for the tags that navigate or load."""
         if depth > 4 or "<" not in text:
             return
-        in_noscript = False
         written = mode != DOCUMENT
-        pos = 0
-        end = len(text)
-        scan = MARKUP_SCAN.match
-        while pos < end:
-            match = scan(text, pos)
-            if match is None or match.start("name") < 0:
-                break
-            pos = match.end()
-            name = match.group("name").lower()
-            if match.group("end"):
-                in_noscript = False  # only </noscript> stops the scan as an end tag
+        for tag in MarkupScanner(text, _READ_TAGS, auto_events=True):
+            if tag.inert:
+                continue  # template contents: never rendered, never run
+            tag_raw = raw if raw is not None else text[tag.start:tag.end]
+            if tag.kind == SCRIPT:
+                if not tag.scripting_off and mode != INNER:
+                    attrs = tag_attributes(text[tag.attrs_start:tag.attrs_end], True)
+                    self._script(attrs, tag.text, ctx, depth, written, obfuscated, raw)
                 continue
-            complete = match.start("close") >= 0
-            attrs = tag_attributes(match.group("attrs"), complete)
-            tag_raw = raw if raw is not None else text[match.start("name") - 1:pos]
-            tag_ctx = self.never if in_noscript else ctx
-            if name == "meta":
-                self._meta(attrs, tag_raw, ctx, depth, mode, obfuscated)
-            elif name == "base":
-                href = attrs.get("href")
-                if href is not None and not self.base_set:
-                    self.base_set = True
-                    resolved = resolve(href, self.doc_url)
-                    if resolved is not None and scheme_of(resolved) not in ("data", "javascript"):
-                        self.base = resolved
-            elif name == "script":
-                if not complete:
-                    break
-                close = END_TAGS["script"].search(text, pos)
-                content = text[pos:close.start() if close else end]
-                pos = close.end() if close else end
-                if not in_noscript and mode != INNER:
-                    self._script(attrs, content, ctx, depth, written, obfuscated, raw)
-            elif name in ("iframe", "frame"):
-                self._frame(attrs, tag_raw, tag_ctx, depth, mode, obfuscated)
-            elif name == "form":
-                if not in_noscript:
+            attrs = tag_attributes(text[tag.attrs_start:tag.attrs_end], tag.complete)
+            name = tag.name
+            if tag.ns == HTML:
+                if name == "meta":
+                    # In <noscript> too: a browser without script obeys it.
+                    self._meta(attrs, tag_raw, ctx, depth, mode, obfuscated)
+                elif tag.scripting_off:
+                    if name in ("iframe", "frame"):
+                        self._frame(attrs, tag_raw, self.never, depth, mode, obfuscated)
+                    continue
+                elif name == "base":
+                    href = attrs.get("href")
+                    if href is not None and not self.base_set:
+                        self.base_set = True
+                        resolved = resolve(href, self.doc_url)
+                        if resolved is not None and scheme_of(resolved) not in ("data", "javascript"):
+                            self.base = resolved
+                elif name in ("iframe", "frame"):
+                    self._frame(attrs, tag_raw, ctx, depth, mode, obfuscated)
+                elif name == "form":
                     self.forms.append(_Form(attrs.get("id", ""), attrs.get("name", ""), attrs.get("action"),
                                             self.base))
-            elif name == "noscript":
-                in_noscript = True
-            elif name == "plaintext":
-                break
-            if not in_noscript and mode != INNER:
+            if not tag.scripting_off and mode != INNER:
                 self._event_attributes(attrs, tag_raw, ctx, depth, obfuscated)
-            if name in RAW_TEXT and complete:
-                close = END_TAGS[name].search(text, pos)
-                pos = close.end() if close else end
 
     def _meta(self, attrs: dict[str, str], raw: str, ctx: Ctx, depth: int, mode: int,
               obfuscated: bool) -> None:
         """A <meta http-equiv=refresh> (in <noscript> too: a browser without script obeys it)."""
-        if attrs.get("http-equiv", "").strip(ASCII_WS).lower() != "refresh" or "content" not in attrs:
+        if ascii_lower(attrs.get("http-equiv", "").strip(ASCII_WS)) != "refresh" or "content" not in attrs:
             return
         parsed = parse_refresh(attrs["content"])
         if parsed is None:
@@ -277,9 +263,9 @@ class Page:
         """An inline script, read for navigations; a written <script src> is a load by itself."""
         kind = attrs.get("type")
         if kind is not None:
-            if kind.strip(ASCII_WS).lower() not in JS_TYPES:
+            if ascii_lower(kind.strip(ASCII_WS)) not in JS_TYPES:
                 return
-        elif not attrs.get("language", "javascript").lower().startswith(
+        elif not ascii_lower(attrs.get("language", "javascript")).startswith(
                 ("javascript", "jscript", "ecmascript", "livescript")):
             return
         src = attrs.get("src")

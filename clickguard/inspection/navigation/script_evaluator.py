@@ -9,8 +9,10 @@ unknown part (`PH`), so a target that only starts with a literal keeps that part
 
 from __future__ import annotations
 
+import re
 from bisect import bisect_left
 from typing import TYPE_CHECKING
+from weakref import WeakKeyDictionary
 
 from clickguard.inspection.navigation.deobfuscation import DECODERS, decode_call, string_method
 from clickguard.inspection.navigation.script_lexer import (
@@ -34,13 +36,14 @@ from clickguard.inspection.navigation.script_values import (
     UNKNOWN,
     URL_PARTS,
     Val,
-    concat,
+    join,
     unknown,
     url_part,
 )
 from clickguard.inspection.navigation.url_resolution import resolve
 
 if TYPE_CHECKING:
+    from clickguard.inspection.navigation.page_reader import Page
     from clickguard.inspection.navigation.script_reader import Script
 
 # The names of the global object: `window.location` is `location`.
@@ -51,6 +54,7 @@ _CONTINUES = frozenset({
     "^", "<<", ">>", ">>>", ".", "?.", "[", "(",
 })  # after an expression: it goes on, so its value is not the literal's alone
 _MAX_EVAL_DEPTH = 24
+_NONE: list[int] = []
 
 
 class Evaluator(ScriptPart):
@@ -67,6 +71,10 @@ class Evaluator(ScriptPart):
         self.page = script.page
         self.scopes = script.scopes
         self.evaluating: set[int] = set()  # assignments being evaluated, so a cycle stays unknown
+        self.assigned: dict[str, dict[Ctx, list[int]]] = {}  # name -> scope -> its assignments, in order
+        # Whether a bound (on lookups, on depth) left a value unknown since the sink began: its
+        # navigation is then reported as hidden, not as an ordinary unknown target.
+        self.cut = False
 
     def reaching_assignments(self, name: str, low: int, high: int, scope: Ctx, at: int) -> list[int]:
         """The `name = ...` with low <= index < high, directly in scope, that may set the value used at `at`.
@@ -74,18 +82,29 @@ class Evaluator(ScriptPart):
         That is the last one sure to have run (its block is still open at `at`) and the later
         ones inside blocks closed before `at` (an if, a loop): any of them may have won.
         """
-        sites = self.tokens.name_sites(name)
-        texts, close_of = self.texts, self.tokens.close_of
+        sites = self._assignments(name).get(scope, _NONE)
+        close_of = self.tokens.close_of
         reaching: list[int] = []
         for k in reversed(sites[bisect_left(sites, low):bisect_left(sites, high)]):
-            if k + 1 >= self.n or texts[k + 1] != "=" or (k and texts[k - 1] in (".", "?.")) \
-                    or self.scopes.ctx_at(k) is not scope:
-                continue
             reaching.append(k)
             block = self.scopes.enclosing(k, False)
             if block < 0 or close_of.get(block, self.n) >= at or len(reaching) >= 4:
                 break
         return reaching
+
+    def _assignments(self, name: str) -> dict[Ctx, list[int]]:
+        """The `name = ...` of this script by the scope they run in, from one look at the name's tokens."""
+        known = self.assigned.get(name)
+        if known is not None:
+            return known
+        known = self.assigned[name] = {}
+        texts, n = self.texts, self.n
+        sites = self.tokens.name_sites(name)
+        self.script.steps.charge(len(sites))
+        for k in sites:
+            if k + 1 < n and texts[k + 1] == "=" and not (k and texts[k - 1] in (".", "?.")):
+                known.setdefault(self.scopes.ctx_at(k), []).append(k)
+        return known
 
     def _assignment_sites(self, name: str, at: int) -> list[tuple[Script, int]]:
         """Where the variable used at token `at` may have got its value, in the nearest scope that sets it."""
@@ -107,7 +126,7 @@ class Evaluator(ScriptPart):
             if name in scope.params:
                 return []
             if scope is self.page.root:
-                return self.page.global_sites(name, self.script)
+                return page_globals(self.page).sites(name, self.script)
             scope = scope.parent
         return []
 
@@ -120,8 +139,10 @@ class Evaluator(ScriptPart):
         """A variable's value at token `at`, as far as literals tell; unknown when branches disagree."""
         page = self.page
         if page.lookups > 2000 or page.lookup_depth > 12:
+            self.cut = True
             return None  # bounds the work, and the recursion of values defined from other values
         page.lookups += 1
+        self.script.steps.charge()
         values = []
         for script, k in self._assignment_sites(name, at):
             if k in script.values.evaluating:
@@ -130,6 +151,7 @@ class Evaluator(ScriptPart):
             page.lookup_depth += 1
             try:
                 values.append(script.values.value_from(k + 2))
+                self.cut = self.cut or script.values.cut
             finally:
                 page.lookup_depth -= 1
                 script.values.evaluating.discard(k)
@@ -161,18 +183,29 @@ class Evaluator(ScriptPart):
     def _expr(self, i: int, depth: int) -> tuple[Val, int]:
         """A concatenation of operands from i; where it stopped."""
         value, i = self._operand(i, depth)
-        texts, n = self.texts, self.n
-        while i < n and texts[i] == "+" and self.kinds[i] == PUNCT:
+        texts, kinds, n = self.texts, self.kinds, self.n
+        if i >= n or texts[i] != "+" or kinds[i] != PUNCT:
+            return value, i
+        parts = [value]  # joined once at the end: adding one part at a time would copy the string each time
+        while i < n and texts[i] == "+" and kinds[i] == PUNCT:
             right, i = self._operand(i + 1, depth)
-            value = concat(value, right)
-        return value, i
+            parts.append(right)
+        return self._joined(parts), i
+
+    def _joined(self, parts: list[Val]) -> Val:
+        """The concatenation of parts, charged by its length."""
+        value = join(parts)
+        self.script.steps.charge(len(value.text) >> 4)
+        return value
 
     def _operand(self, i: int, depth: int) -> tuple[Val, int]:
         """One operand and what follows it (.method(), [index])."""
         if i >= self.n:
             return UNKNOWN, self.n
         if depth > _MAX_EVAL_DEPTH:
+            self.cut = True
             return UNKNOWN, i + 1
+        self.script.steps.charge()
         kind, text = self.kinds[i], self.texts[i]
         close_of = self.tokens.close_of
         value: Val
@@ -213,21 +246,21 @@ class Evaluator(ScriptPart):
     def _template(self, i: int, depth: int) -> tuple[Val, int]:
         """A template literal with substitutions."""
         kinds = self.kinds
-        value = Val(*template_chunk(self.texts[i]))
+        parts = [Val(*template_chunk(self.texts[i]))]
         j = i + 1
         while True:
             inner, j = self._expr(j, depth + 1)
-            value = concat(value, inner)
+            parts.append(inner)
             if j < self.n and kinds[j] in (TPL_MID, TPL_TAIL):
-                value = concat(value, Val(*template_chunk(self.texts[j])))
+                parts.append(Val(*template_chunk(self.texts[j])))
                 if kinds[j] == TPL_TAIL:
-                    return value, j + 1
+                    return self._joined(parts), j + 1
                 j += 1
                 continue
             end = i
             while end in self.tokens.close_of:
                 end = self.tokens.close_of[end]
-            return unknown(value), (end + 1 if end != i else self.n)
+            return unknown(self._joined(parts)), (end + 1 if end != i else self.n)
 
     def _name_value(self, i: int, depth: int) -> tuple[Val, int]:
         """The value of a name: a decoder call, the page's own location, or a variable."""
@@ -332,3 +365,65 @@ class Evaluator(ScriptPart):
             else:
                 break
         return value, i
+
+
+# A name assigned with "=" (not "==", "=>"), not a member: the plain-text index of globals.
+_ASSIGNED_NAME = re.compile(r"(?<![\w$.\\])([A-Za-z_$][\w$]*+)\s*=(?![=>])")
+
+
+class PageGlobals:
+    """Which of a page's scripts assign which global names: each script's text indexed once.
+
+    A global used in one script and set in an earlier one (`var u = ...` in the head, used
+    in the body) is looked up here, not by searching every earlier script for every name.
+    """
+
+    def __init__(self, page: Page) -> None:
+        self.page = page
+        self.indexed = 0  # the page's sources indexed so far
+        self.assigning: dict[str, list[int]] = {}  # name -> the sources (by index) that assign it
+        self.position: dict[int, int] = {}  # id(script) -> its index among the page's sources
+
+    def _index(self) -> None:
+        """Index the sources added since the last look."""
+        page = self.page
+        for index in range(self.indexed, len(page.sources)):
+            code, ctx = page.sources[index]
+            script = page.scripts[index]
+            if script is not None:
+                script.steps.charge(len(code) >> 3)
+                self.position[id(script)] = index
+            if ctx is page.root:
+                for name in dict.fromkeys(_ASSIGNED_NAME.findall(code)):
+                    self.assigning.setdefault(name, []).append(index)
+        self.indexed = len(page.sources)
+
+    def sites(self, name: str, before: Script) -> list[tuple[Script, int]]:
+        """The top-level assignments that may set a global, in the nearest earlier script that sets it."""
+        self._index()
+        page = self.page
+        limit = self.position.get(id(before))
+        if limit is None:
+            limit = next((k for k, script in enumerate(page.scripts) if script is before), len(page.scripts))
+            self.position[id(before)] = limit
+        candidates = self.assigning.get(name, _NONE)
+        for at in range(bisect_left(candidates, limit) - 1, -1, -1):
+            index = candidates[at]
+            before.steps.charge()
+            script = page.script(index)
+            self.position[id(script)] = index
+            sites = script.values.reaching_assignments(name, 0, script.n, page.root, script.n)
+            if sites:
+                return [(script, site) for site in sites]
+        return []
+
+
+_GLOBALS: WeakKeyDictionary[Page, PageGlobals] = WeakKeyDictionary()
+
+
+def page_globals(page: Page) -> PageGlobals:
+    """The global-name index of a page, made on first use (kept beside the page, gone with it)."""
+    known = _GLOBALS.get(page)
+    if known is None:
+        known = _GLOBALS[page] = PageGlobals(page)
+    return known

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from clickguard.inspection.navigation.deobfuscation import unpack
 from clickguard.inspection.navigation.markup_scan import INNER, WRITTEN, is_hidden
-from clickguard.inspection.navigation.results import RAW_MAX, Technique
+from clickguard.inspection.navigation.results import RAW_MAX, Technique, active_steps
 from clickguard.inspection.navigation.script_evaluator import WINDOWS, Evaluator
 from clickguard.inspection.navigation.script_lexer import (
     JS_TOKEN,
@@ -29,42 +29,31 @@ from clickguard.inspection.navigation.script_lexer import (
     string_literal,
 )
 from clickguard.inspection.navigation.script_scopes import INHERIT, Ctx, Scopes, timer_delay
-from clickguard.inspection.navigation.script_values import FRAGMENT, PH, Val, concat
+from clickguard.inspection.navigation.script_values import FRAGMENT, PH, Val, join
 from clickguard.inspection.navigation.url_resolution import scheme_of
 
 if TYPE_CHECKING:
     from clickguard.inspection.navigation.page_reader import Page
 
 
-# Scripts without any of these cannot navigate, so they are not tokenized at all. Each
-# pattern starts with a literal, which Python's re finds with a fast string search; one
-# alternation of them all would be tried at every position, a hundred times slower.
-_SINK_HINTS = tuple(re.compile(pattern) for pattern in (
-    r"location\s*(?:=(?!=)|\[|\.\s*(?:href\s*=(?!=)|assign|replace\s*\(|host(?:name)?\s*=(?!=))|[;,)\n]|\Z)",
-    r"open\s*\(", r"write(?:ln)?\s*\(", r"submit\s*\(\s*\)", r"requestSubmit\s*\(", r"click\s*\(\s*\)",
-    r"innerHTML\s*=", r"outerHTML\s*=", r"navigate\s*\(", r"eval\s*\(", r"Function\s*\(", r"execScript\s*\(",
-    r"setTimeout\s*\(\s*(?:[\"'`]|atob|unescape|decodeURI|String)",
-    r"setInterval\s*\(\s*(?:[\"'`]|atob|unescape|decodeURI|String)",
-    r"createElement\s*\(\s*[\"'`]i?frame",
-    r"\\(?:x|u00|u\{)[4-7][0-9a-fA-F]",
-    *(rf"{name}\s*\[" for name in ("window", "self", "top", "parent", "opener", "globalThis", "frames",
-                                    "document")),
-))
-
-
-# Every hint contains one of these; plain substring tests cost less than the searches.
+# Scripts without any of these words cannot navigate, so they are not tokenized at all. Words,
+# not patterns: a comment or a line break may sit anywhere between a name and what follows
+# (`location/**/.assign(u)`, `location?.replace(u)`), and since reading a script costs time
+# linear in its length, a wide net costs little.
 _HINT_WORDS = ("location", "open", "write", "ubmit", "click", "HTML", "navigate", "eval", "Function",
-               "execScript", "setTimeout", "setInterval", "createElement", "\\", "[")
+               "execScript", "setTimeout", "setInterval", "createElement", "\\")
+# A computed member of one of these (`window["loc" + "ation"]`) may be anything.
+_COMPUTED_ROOTS = ("window", "self", "top", "parent", "opener", "globalThis", "frames", "document")
 
 
 def may_navigate(code: str) -> bool:
     """Whether a script contains anything that could navigate (cheap: no tokenizing)."""
-    for word in _HINT_WORDS:
-        if word in code:
-            return any(hint.search(code) for hint in _SINK_HINTS)
-    return False
+    if any(word in code for word in _HINT_WORDS):
+        return True
+    return "[" in code and any(root in code for root in _COMPUTED_ROOTS)
 
 
+_MAX_DEPTH = 4  # code in code (eval, timers) is read this deep (page_reader's bound); deeper is hidden
 _ROOTS = WINDOWS | {"document", "location", "frames"}
 _MEMBER_TRIGGERS = frozenset({
     "submit", "requestSubmit", "click", "innerHTML", "outerHTML", "href", "assign", "replace",
@@ -86,7 +75,10 @@ class Script:
                  raw: str | None) -> None:
         self.page = page
         self.code = code
+        self.steps = active_steps(len(code))
+        self.steps.charge(len(code) // 8)  # before lexing: a script past the budget is not lexed at all
         self.tokens = lex(code)
+        self.steps.charge(len(self.tokens.kinds))
         self.kinds = self.tokens.kinds
         self.texts = self.tokens.texts
         self.n = self.tokens.n
@@ -104,9 +96,10 @@ class Script:
 
     def run(self) -> None:
         """Handle every sink of the script."""
-        kinds = self.kinds
-        for i in [i for i, text in enumerate(self.texts) if text in _TRIGGERS]:
+        kinds, sites = self.kinds, self.tokens.sites
+        for i in sorted(k for name in _TRIGGERS.intersection(sites) for k in sites[name]):
             if kinds[i] == NAME:
+                self.steps.charge()
                 self._trigger(i)
 
     # -- sinks ----------------------------------------------------------------
@@ -119,6 +112,7 @@ class Script:
         """A name that may begin a navigation: a window or location chain, eval, a timer, submit()."""
         texts, n = self.texts, self.n
         name = texts[i]
+        self.values.cut = False
         prev = texts[i - 1] if i else ""
         following = texts[i + 1] if i + 1 < n else ""
         if name in _MEMBER_TRIGGERS:
@@ -230,6 +224,9 @@ class Script:
         """Record a navigation from this script."""
         target = None if value is None else self.page.target_of(value)
         hidden = self.obfuscated or obfuscated or (value is not None and value.obfuscated)
+        # A target left unknown by a bound on the work is hidden, not merely unknown: building
+        # it through more values than the reader follows is a way to hide it.
+        hidden = hidden or (self.values.cut and (value is None or PH in value.text))
         self.page.add(technique, target, self._raw(start), ctx or self.ctx, hidden, self.depth,
                       form_ref=form_ref)
 
@@ -266,9 +263,7 @@ class Script:
     def _write(self, start: int, opener: int, obfuscated: bool) -> None:
         """document.write(...): the markup written is read like the document's own."""
         self._at(start)
-        value = Val("")
-        for first, stop in self.tokens.args(opener):
-            value = concat(value, self.values.value_of(first, stop))
+        value = join([self.values.value_of(first, stop) for first, stop in self.tokens.args(opener)])
         if "<" not in value.text:
             return
         raw = self._raw(start)
@@ -290,7 +285,9 @@ class Script:
             if unpacked is not None:
                 value = unpacked
         code = value.text.split(PH, 1)[0]
-        if code.strip():
+        if code.strip() and self.depth >= _MAX_DEPTH:
+            self._emit(Technique.OBFUSCATED_SCRIPT, None, start, True)  # code too deep to read: hidden
+        elif code.strip():
             self.page.analyze_script(code, self.ctx, self.depth + 1, True, self._raw(start), prefilter=False)
         elif value.obfuscated or obfuscated:
             self._emit(Technique.SCRIPT, None, start, True)
@@ -326,7 +323,9 @@ class Script:
         ctx = Ctx(INHERIT, self.ctx, timer=True, delay=timer_delay(self.tokens, opener))
         value = self.values.value_of(first, stop)
         code = value.text.split(PH, 1)[0]
-        if code.strip():
+        if code.strip() and self.depth >= _MAX_DEPTH:
+            self._emit(Technique.OBFUSCATED_SCRIPT, None, start, True, ctx)
+        elif code.strip():
             self.page.analyze_script(code, ctx, self.depth + 1, self.obfuscated or value.obfuscated,
                                      self._raw(start), prefilter=False)
         elif value.obfuscated:

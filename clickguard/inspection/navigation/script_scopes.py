@@ -8,8 +8,12 @@ defined do not, unless a named function is seen being called from code that does
 
 from __future__ import annotations
 
+import re
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from clickguard.inspection.navigation.results import StepsSpent
 from clickguard.inspection.navigation.script_lexer import (
     NAME,
     NUM,
@@ -25,7 +29,11 @@ from clickguard.inspection.navigation.script_lexer import (
 from clickguard.inspection.navigation.script_values import NUMBER
 
 if TYPE_CHECKING:
+    from clickguard.inspection.navigation.page_reader import Page
     from clickguard.inspection.navigation.script_reader import Script
+
+_LINE_BREAK = re.compile("[\n\r\u2028\u2029]")
+_MAX_OPEN_SEARCH = 17  # the lexer pairs a closer with one of the 16 innermost open brackets (and parts)
 
 
 # How a function's body runs: by itself (the top level), as its caller does (an
@@ -129,7 +137,10 @@ class Scopes(ScriptPart):
     def __init__(self, script: Script) -> None:
         super().__init__(script)
         self.inside: dict[int, Ctx] = {}  # opener (or -2 - arrow) -> context of the code within
-        self.level: dict[int, int] = {}  # token -> the bracket around it (-1: none), arrows aside
+        self.brackets: list[int] | None = None  # token -> the bracket around it (-1: none), built once
+        self.bodies: list[int] | None = None  # token -> the bracket or bare arrow body around it
+        self.declared: dict[str, set[Ctx]] = {}  # name -> the scopes that declare it, built per name once
+        self.delays: dict[int, float | None] = {}  # timer call "(" -> its delay
 
     def ctx_at(self, i: int) -> Ctx:
         """The context token i runs in."""
@@ -153,52 +164,64 @@ class Scopes(ScriptPart):
 
     def enclosing(self, i: int, arrows: bool) -> int:
         """The innermost open bracket around token i; -2 - arrow for an arrow function's bare body; or -1."""
-        texts, kinds, open_of, close_of = self.texts, self.kinds, self.tokens.open_of, self.tokens.close_of
-        level = self.level
-        separated = not arrows
-        visited: list[int] = []
-        result = -1
-        j = i - 1
-        while j >= 0:
-            if separated:
-                # Tokens at one level share the bracket around them: remember it for later walks.
-                known = level.get(j)
-                if known is not None:
-                    result = known
-                    break
-                visited.append(j)
-            kind = kinds[j]
-            if not separated and kinds[j + 1] == NAME and self._line_break_after(j):
-                separated = True  # a new statement by automatic semicolon insertion
+        if self.brackets is None:
+            self._index_levels()
+        assert self.brackets is not None and self.bodies is not None
+        if i >= self.n:
+            return -1
+        return self.bodies[i] if arrows else self.brackets[i]
+
+    def _index_levels(self) -> None:
+        """One pass over the tokens: for each, the bracket around it and the arrow body it is in, if any.
+
+        An arrow function without braces (`x => location = x`) runs to the end of its
+        expression: the next "," or ";" at its level, its bracket's closer, or a line break
+        before a name (a new statement by automatic semicolon insertion).
+        """
+        kinds, texts, n = self.kinds, self.texts, self.n
+        close_of, open_of = self.tokens.close_of, self.tokens.open_of
+        brackets = [-1] * n
+        bodies = [-1] * n
+        stack: list[int] = []  # open brackets (and template parts) around the current token
+        arrows: list[int] = [-1]  # per level: the arrow whose bare body the current token is in, or -1
+        for i in range(n):
+            kind = kinds[i]
+            if i and kind == NAME and arrows[-1] != -1 and self._line_break_after(i - 1):
+                arrows[-1] = -1
+            bracket = stack[-1] if stack else -1
+            brackets[i] = bracket
+            bodies[i] = -2 - arrows[-1] if arrows[-1] != -1 else bracket
             if kind == PUNCT:
-                text = texts[j]
-                if text == ")" or text == "]" or text == "}":
-                    opener = open_of.get(j)
-                    if opener is not None:
-                        j = opener - 1
-                        continue
-                elif text == "(" or text == "[" or text == "{":
-                    result = j
-                    break
+                text = texts[i]
+                if text == "(" or text == "[" or text == "{":
+                    stack.append(i)
+                    arrows.append(-1)
+                elif text == ")" or text == "]" or text == "}":
+                    self._close_level(open_of.get(i), stack, arrows)
                 elif text == "=>":
-                    if not separated and j + 1 < self.n and texts[j + 1] != "{":
-                        return -2 - j
+                    arrows[-1] = i if i + 1 < n and texts[i + 1] != "{" else arrows[-1]
                 elif text == "," or text == ";":
-                    separated = True
-            elif kind in (TPL_HEAD, TPL_MID):
-                closer = close_of.get(j)
-                if closer is None or closer >= i:
-                    result = j
-                    break
-                j = open_of.get(j, j) - 1 if kind == TPL_MID else j - 1
-                continue
-            elif kind == TPL_TAIL:
-                j = open_of.get(j, j - 1)
-                continue
-            j -= 1
-        for k in visited:
-            level[k] = result
-        return result
+                    arrows[-1] = -1
+            elif kind == TPL_HEAD:
+                stack.append(i)
+                arrows.append(-1)
+            elif kind in (TPL_MID, TPL_TAIL):
+                self._close_level(open_of.get(i), stack, arrows)
+                if kind == TPL_MID and i in close_of:
+                    stack.append(i)
+                    arrows.append(-1)
+        self.brackets, self.bodies = brackets, bodies
+        self.script.steps.charge(n)
+
+    @staticmethod
+    def _close_level(opener: int | None, stack: list[int], arrows: list[int]) -> None:
+        """Leave the level a closer ends (and any left open inside it); an unpaired closer ends none."""
+        if opener is None or opener not in stack[-_MAX_OPEN_SEARCH:]:
+            return
+        while stack:
+            arrows.pop()
+            if stack.pop() == opener:
+                return
 
     def _line_break_after(self, j: int) -> bool:
         """Whether token j ends an expression and a line break follows it (so a new statement may start)."""
@@ -209,7 +232,7 @@ class Scopes(ScriptPart):
         elif kind == NAME and text in EXPRESSION_KEYWORDS:
             return False
         start = self.tokens.starts[j] + len(text)
-        return "\n" in self.tokens.code[start:self.tokens.starts[j + 1]]
+        return _LINE_BREAK.search(self.tokens.code, start, self.tokens.starts[j + 1]) is not None
 
     def _inside(self, key: int, outer: Ctx) -> Ctx:
         """The context of the code within a bracket (or arrow body) that runs in outer."""
@@ -345,7 +368,7 @@ class Scopes(ScriptPart):
         name = texts[callee]
         member = callee > 0 and texts[callee - 1] in (".", "?.")
         if name in ("setTimeout", "setInterval"):
-            return Ctx(INHERIT, ctx, timer=True, delay=timer_delay(self.tokens, opener))
+            return Ctx(INHERIT, ctx, timer=True, delay=self.timer_delay(opener))
         if name in _RUN_CALLBACKS or (name in ("$", "jQuery") and first and not member) \
                 or (name == "load" and member):
             return Ctx(INHERIT, ctx)
@@ -397,14 +420,96 @@ class Scopes(ScriptPart):
 
     def _declares(self, scope: Ctx, name: str) -> bool:
         """Whether a function body declares name itself (`function name`, `var name`, `let`, `const`)."""
-        script, span = scope.script, scope.span
-        if script is None or span is None:
+        script = scope.script
+        if script is None or scope.span is None:
             return False
-        texts = script.texts
-        for k in script.tokens.name_sites(name):
-            if span[0] <= k <= span[1] and k and texts[k - 1] in ("function", "var", "let", "const"):
-                if texts[k - 1] == "function" and script.scopes.in_expression(k - 1):
+        return scope in script.scopes.declarations(name)
+
+    def declarations(self, name: str) -> set[Ctx]:
+        """The scopes of this script that declare name, from one look at the name's tokens."""
+        known = self.declared.get(name)
+        if known is not None:
+            return known
+        known = self.declared[name] = set()
+        texts = self.texts
+        sites = self.tokens.name_sites(name)
+        self.script.steps.charge(len(sites))
+        for k in sites:
+            if k and texts[k - 1] in ("function", "var", "let", "const"):
+                if texts[k - 1] == "function" and self.in_expression(k - 1):
                     continue  # a named function expression's name is only seen inside it
-                if script.scopes.ctx_at(k) is scope:
-                    return True
+                known.add(self.ctx_at(k))
+        return known
+
+    def timer_delay(self, opener: int) -> float | None:
+        """The delay of the timer call whose "(" is at opener, read once."""
+        if opener not in self.delays:
+            self.delays[opener] = timer_delay(self.tokens, opener)
+        return self.delays[opener]
+
+
+class Callers:
+    """Which named functions of a page code that runs by itself calls, directly or through others.
+
+    The page's names are indexed once (every script tokenized once); a question is answered
+    by a walk back over the call graph from the function, each function's callers looked up
+    once: the cost follows the number of references walked, whatever the length of a chain
+    of calls. A walk that finds no automatic caller settles every function it visited (none
+    of them is reached), one that finds one settles the functions on the path. A walk the
+    step budget stops answers None: unknown.
+    """
+
+    def __init__(self, page: Page) -> None:
+        self.page = page
+        self.scripts_with: dict[str, list[int]] = {}  # name -> the page's scripts that hold it
+        for index in range(len(page.sources)):
+            for name in page.script(index).tokens.sites:
+                self.scripts_with.setdefault(name, []).append(index)
+
+    def automatic(self, function: Ctx) -> bool | None:
+        """Whether automatic code calls the named function; None when the budget stopped the search."""
+        called = self.page.called
+        known = called.get(function)
+        if known is not None:
+            return known
+        came_from: dict[Ctx, Ctx | None] = {function: None}  # caller -> the function it calls
+        queue = [function]
+        try:
+            while queue:
+                callee = queue.pop()
+                for script, site in self._references(callee):
+                    script.steps.charge()
+                    ctx = script.scopes.call_site(site, callee)
+                    if ctx is None:
+                        continue
+                    anchor = ctx.anchor()
+                    if anchor.mode == ALWAYS or (anchor.mode == NAMED and called.get(anchor) is True):
+                        settled: Ctx | None = callee
+                        while settled is not None:
+                            called[settled] = True
+                            settled = came_from[settled]
+                        return True
+                    if anchor.mode == NAMED and anchor not in came_from and called.get(anchor) is None:
+                        came_from[anchor] = callee
+                        queue.append(anchor)
+        except StepsSpent:
+            return None
+        for visited in came_from:  # each one's callers were all visited: none is reached
+            called[visited] = False
         return False
+
+    def _references(self, function: Ctx) -> Iterator[tuple[Script, int]]:
+        """Every token that names the function where it can be seen: its scope, or the whole page."""
+        scope = function.parent
+        name = function.name
+        if not function.member and scope is not None and scope.script is not None and scope.span is not None:
+            script = scope.script
+            sites = script.tokens.name_sites(name)
+            low, high = scope.span
+            for k in sites[bisect_left(sites, low):bisect_right(sites, high)]:
+                yield script, k
+            return
+        for index in self.scripts_with.get(name, ()):
+            script = self.page.script(index)
+            for k in script.tokens.name_sites(name):
+                yield script, k

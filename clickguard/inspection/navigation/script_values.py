@@ -38,6 +38,15 @@ def concat(left: Val, right: Val) -> Val:
     return Val(text, left.obfuscated or right.obfuscated)
 
 
+def join(values: list[Val]) -> Val:
+    """values[0] + values[1] + ..., built once (linear in the result), runs of unknown parts merged."""
+    text = "".join(v.text for v in values)
+    if PH + PH in text:
+        text = _PH_RUN.sub(PH, text)
+    return Val(text, any(v.obfuscated for v in values))
+
+
+_PH_RUN = re.compile(f"{PH}{{2,}}")
 NUMBER = re.compile(r"-?\d+(?:\.\d+)?")  # a number as a value's text: an index, a length, a delay
 
 # The properties of a URL object (and of `location`) that read as strings.
