@@ -8,20 +8,40 @@ server, and this module weighs that shape:
   name, a device-management port (TR-069's 7547, …) or an odd port;
 - *what it says it is*: a ``Server`` token that no ordinary web server, framework or CDN
   uses (an ``…httpd``, ``…-Webs``, ``UPnP/1.0``, a ``Linux, …`` banner, a model number, a
-  device word), a login realm or a page title of device shape (``Router XR-200``,
-  ``DS-7608NI Web Viewer``);
+  device word, a build system's ``$Revision: … $``, its own LAN address, or any product
+  with a version that is not on the list of ordinary servers), a login realm or a page
+  title of device shape (``Router XR-200``, ``DS-7608NI Web Viewer``, a title that is
+  only a model number, a realm of one name such as ``SpeedTouch``, a realm spelling out
+  the default login or carrying the device's MAC address, ``… Co., Ltd.``);
 - *how it answers*: no ``Date`` header, an ``HTTP/1.0`` status line to an HTTP/1.1
   request, header names cased as no ordinary stack writes them (``Content-type``), a tiny
   static page, ``/cgi-bin/`` or ``.cgi``/``.asp``/``.htm`` paths from a small server, a
   self-signed or device-named TLS certificate on an IP.
 
+Words are read as firmware writes them (``NETSurveillance``, ``IPCamera``, ``Acme_CWMP``
+are split before the word lists are read) and in the languages devices are sold in.
+These are shapes and generic nouns, never the vendor or model names of the fingerprint
+files: a second list of names would only find what the database already finds.
+
 What the proxy sees beyond headers and body (the status line's version, header names as
 received, the certificate) comes in as `ServerFacts`; without them the decision uses
 what the headers show. Each piece of evidence has a weight; an ordinary server's token
-(nginx, Apache, IIS, a CDN) counts against. A response is a device when the place *and*
-the server's own evidence both speak for it (`decide`): a bare IP alone, or an odd
-token alone, never makes a device. The weights and the thresholds are measured by
-leaving each vendor out of the fingerprint database in turn (``bench/device_recognition.py``).
+(nginx, Apache, IIS, a CDN, an application server) counts against. A response is a
+device when the place *and* the server's own evidence both speak for it (`decide`): a
+bare IP alone, or an odd token alone, never makes a device; nor does a login or
+administration title alone (an intranet app on a private IP and port 8080 titled
+"Login" is no device). The weights and the thresholds are measured by leaving each
+vendor out of the fingerprint database in turn (``bench/device_recognition.py``), and
+against ordinary servers' pages and the python3-doc corpus from bare IPs.
+
+What does not generalise, by design: a title of brand words only ("AXIS", "Kodi",
+"FRITZ!Box"), or a vendor's name before "Login" ("ASUS Login"), is what an ordinary
+app's page looks like too; such devices are found by the fingerprint database or by
+the firmware's way of answering, not by their words. The one trade-off taken: a realm
+of one name of no ordinary word ("SpeedTouch", "rokudev") counts as a device's on a
+bare IP, and so does a site's staging realm named after its project ("Acme"); the
+bench measures that apart. A realm only comes with a 401, so the cost is that 401's
+own redirects being judged as a device's.
 
 Favicon hashes (mmh3 of the base64 icon, as internet scanners index them) are left out
 on purpose: a favicon is fetched by its own request with ``Sec-Fetch-Dest: image``, which
@@ -48,6 +68,7 @@ PLACE_NEEDED = 1.0  # a bare IP, a home line, a DDNS name or a device-management
 SERVER_NEEDED = 2.0  # the server's own evidence: token, realm, title, firmware shape, certificate
 TOTAL_NEEDED = 3.0
 SHORT_TITLE = 5  # words: a device's title names it ("Shelly Plug S"); a longer one is prose
+TITLE_NAMING_MODEL = 3  # words: a title this short around a strong model number names the device
 CLOCK_SLACK = 86400.0  # seconds a Date may be off before the clock counts as never set
 TINY_PAGE = 1024  # bytes: a device's login or redirect page, not a site's page
 EVIDENCE_TEXT = 60  # characters of a quoted value kept in the summary
@@ -191,54 +212,121 @@ _ORDINARY_SERVERS = frozenset({
     "yunjiasu", "yunjiasu-nginx", "jsp3", "dps", "sun-one-web-server", "oracle-iplanet-web-server",
     "ecstatic", "http-server", "gitlab", "cloudflare-nginx", "zscaler", "restify", "swoole", "wsgiserver",
     "minio", "couchdb", "splunkd", "oracle-application-server-11g", "mojolicious", "php", "nodejs",
-    "openbsd", "rocket", "actix-web", "hyper", "warp", "axum", "tomcat", "resin", "iis",
+    "openbsd", "rocket", "actix-web", "hyper", "warp", "axum", "tomcat", "resin", "iis", "sap",
+    "lotus-domino", "domino", "oracle-web-cache", "sun-java-system-web-server", "jboss", "websphere",
+    "ibm-websphere", "zeus", "mochiweb", "netty", "vert.x", "pve-api-daemon", "cheroot", "grizzly", "yaws",
+    "starman", "tomee", "keycloak",
 })
 _PRODUCT = re.compile(r"[A-Za-z][\w.+-]*(?: Frontend)?")
 # Words and shapes of device firmware in a Server header. Deliberately structural (an
 # "httpd" or "-Webs" server, UPnP, a Linux banner, device words, model numbers), not the
 # product names the fingerprint files hold, so that unseen products are found.
-_EMBEDDED_SERVER = re.compile(
-    r"httpd\b|[\w-]webs\b|^webs\b|\bweb ?server\b|\bhttp ?server\b|\bupnp\b|\bdlna|\btr-?069\b|\bcwmp\b|"
-    r"^linux\b|\bvxworks\b|\bnucleus\b|\bthreadx\b|\becos\b|\brtos\b|\bwince\b|\blwip\b|\buip\b|"
-    r"\bembedded\b|\bmicro[ _-]|\bmini[ _-]|\w-http\b|httpproxy|\w[ _]server\b|"
-    r"\bipcam|\bweb ?cam|camera|\bdvr|\bnvr|\bdvs\b|"
-    r"router|gateway|\bmodem|\bcpe\b|printer|\bmfp\b|receiver|\bups_|\bsetting", re.IGNORECASE)
+# The first kind names a small server (as an ordinary server's long name may: "GlassFish Server"),
+# the second says what only firmware says (UPnP, TR-069, an RTOS, a camera) even after an ordinary
+# server's token ("Apache/2.4 UPnP/1.0").
+_SMALL_SERVER = re.compile(
+    r"httpd\b|[\w-]webs\b|^webs\b|\bweb ?server\b|\bhttp ?server\b|\bembedded\b|\bmicro[ _-]|\bmini[ _-]|"
+    r"\w-http\b|httpproxy|\w[ _]server\b|\bsetting", re.IGNORECASE)
+_DEVICE_SERVER = re.compile(
+    r"\bupnp\b|\bdlna|\btr-?069\b|\bcwmp\b|^linux\b|\bvxworks\b|\bnucleus\b|\bthreadx\b|\becos\b|\brtos\b|"
+    r"\bwince\b|\blwip\b|\buip\b|\bipcam|\bweb ?cam|camera|\bdvr|\bnvr|\bdvs\b|"
+    r"router|gateway|\bmodem|\bcpe\b|printer|\bmfp\b|receiver|\bups_", re.IGNORECASE)
 # A model number: capitals (a hyphen allowed) then digits, or digits then capitals: DIR-815, AV787,
-# RT-G32, WNR2000v4, DS-7608NI, SPA504G, 3300B. Version strings ("1.0.0") and words are no models.
+# RT-G32, WNR2000v4, DS-7608NI, SPA504G, 3300B, IP2IR, WL500g.Premium. Version strings ("1.0.0"),
+# words and years ("Report 2024") are no models.
 _MODEL = re.compile(r"(?<![\w.])(?:[A-Z]{1,6}-?[A-Z]?\d{2,}[A-Za-z0-9+]*(?:-[A-Z0-9]+)*|"
-                    r"\d{2,}[A-Z]{1,3}\d*|[A-Z][a-z]+(?:-\d{3,5}|-? \d{4,5})[A-Za-z]?)(?![\w.])")
-_PRODUCT_VERSION = re.compile(r"[A-Za-z][\w.+-]*(?: [A-Za-z][\w+-]*)?[/ ]v?\d+(?:\.\w+)*")
+                    r"\d{2,}[A-Z]{1,3}\d*|[A-Z]{2,}\d[A-Z]{2,}|"
+                    r"[A-Z][a-z]+(?:-\d{3,5}|-? (?!(?:19|20)\d\d\b)\d{4,5})[A-Za-z]?)(?!\w|\.\d)")
+# A model named strongly enough to stand for the device alone: letters after its digits (DCS-930L,
+# RT-AC68U, MFC-L5900DW), parts after its digits (HD-RX-201-C-E), or a long serial (SHARPV01111).
+# Standards and codes (X509, COVID-19, SHA256, ISO-9001) have none of these.
+_STRONG_MODEL = re.compile(r"\d[A-Za-z]|\d-[A-Z0-9]|\d{5}")
+# A product and its version: NET-DK/1.0, uc-httpd 1.0.0, Agranat-EmWeb/R4_01, RomPager/ 2.10, NetApp//8.1.
+_PRODUCT_VERSION = re.compile(r"[A-Za-z][\w.+-]*(?: [A-Za-z][\w+-]*)?(?:/+ ?[\w.+-]*\d| v?\d)")
+# A version-control keyword expanded into the banner ($ProjectRevision: 4.0.2.38 $): firmware built
+# from a Perforce or CVS tree; no ordinary server's release says that.
+_BUILD_BANNER = re.compile(r"\$[A-Za-z]+: [^$]*\$")
+# Words run together as firmware writes them, split for the word lists: HomeGateway, ReadyNAS,
+# NETSurveillance, IPCamera, Acme_CWMP, MiniAVServer. One lower-case letter in front stays (iPhone).
+_RUN_TOGETHER = re.compile(r"(?<=[a-z]{2})(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z]{2})|_")
 _REALM = re.compile(r"""\brealm\s*=\s*(?:"([^"]*)"|([^\s,]+))""", re.IGNORECASE)
-# Device words in a realm or a page title.
+# Device words in a realm or a page title (a few languages: device pages speak their market's).
 _DEVICE_WORDS = re.compile(
     r"\b(?:router|modem|gateway|access ?point|repeater|extender|wireless|wi-?fi|wlan|broadband|a?dsl|"
-    r"ont|gpon|cpe|camera|ip ?cam|web ?cam|cam\b|dvr|nvr|dvs|video (?:recorder|server|decoder|encoder)|"
+    r"ont|gpon|cpe|cwmp|tr-?069|home network(?:ing)?|(?-i:SOHO)|powerline|"
+    r"fib(?:er|re) (?:box|gateway|modem|network box)|"
+    r"camera|ip ?cam|web ?cam|cam\b|dvr|nvr|dvs|video (?:recorder|server|decoder|encoder)|"
     r"surveillance|cctv|nas|network storage|storage|disk ?station|printer|mfp|scanner|set-?top|"
     r"receiver|decoder|encoder|tuner|ups|pdu|relay|power control|thermostat|controller|control board|"
-    r"card|sensor|inverter|plug|bulb|lighting|alarm|intercom|door|garage|ip phone|phone|"
-    r"web ?viewer|remote ?view|live (?:view|images?)|firmware|smart home)s?\b|"
-    # The same words run together with a name, as firmware writes them: HuaweiHomeGateway, ReadyNAS.
-    r"(?-i:[a-z](?:Gateway|Router|Modem|Camera|Cam|NAS|Station|Phone|Plug|Box)\b)",
+    r"(?:web|snmp|management|interface|network|\d+) card|sensor|inverter|plug|bulb|lighting|alarm|"
+    r"intercom|door|garage|ip phone|phone|cdu|web ?viewer|remote ?view|live (?:view|images?)|firmware|"
+    r"smart home|embedded web server|media (?:server|renderer)|"
+    # German, French, Spanish, Portuguese, Italian, Polish, Dutch, Russian.
+    r"\w*kamera|caméra|cámara|câmera|telecamera|drucker|imprimante|impresora|impressora|stampante|drukarka|"
+    r"routeur|enrutador|roteador|passerelle|netzwerkspeicher|überwachungs\w*|videovigilancia|"
+    r"videosorveglianza|videoregistratore|rejestrator|bewakingscamera|камера|принтер|роутер|"
+    r"маршрутизатор|видеорегистратор|видеонаблюдени\w*)s?\b|"
+    # Chinese and Japanese run words together: no word boundaries to look for.
+    r"摄像|路由器|录像机|打印机|监控|网络存储|カメラ|ルーター|プリンター|レコーダー",
     re.IGNORECASE)
 _WORD = re.compile(r"\w+")
 # Words of a device's own administration page.
 _ADMIN_WORDS = re.compile(
     r"\b(?:configuration|configurator|setup|management|console|control panel|web interface|"
-    r"main menu|system manager|settings|status|diagnostics|administration|login|log ?in|admin)\b",
+    r"main menu|system manager|settings|status|diagnostics|administration|login|log ?in|admin|"
+    r"anmeldung|einstellungen|verwaltung|konfiguration|connexion|identification|paramètres|"
+    r"configuración|administración|iniciar sesión|configuração|configurazione|impostazioni|accesso|"
+    r"logowanie|konsola|ustawienia|zarządzani\w*|inloggen|instellingen|beheer|вход|настройки|"
+    r"управлени\w*)\b|登录|登入|管理|设置|ログイン|設定",
     re.IGNORECASE)
-# Realms ordinary sites use: they say nothing about the device behind them.
-_PLAIN_REALM = re.compile(
-    r"^(?:restricted(?: area| access| zone)?|authentication required|login|log ?in|admin(?:istrator)?|"
-    r"protected(?: area)?|private|secure(?: area)?|members(?: only)?|staff|users?|please log ?in|"
-    r"password required|enter password|default|realm|test|auth|authorization required)$",
-    re.IGNORECASE)
+# Words of the realms ordinary sites write ("Restricted Content", "closed site", "Administrator's
+# Area"): a realm of these words only says nothing about the device behind it.
+_PLAIN_REALM_WORDS = frozenset({
+    "restricted", "content", "area", "access", "zone", "authentication", "authorization", "authorisation",
+    "required", "login", "log", "in", "logon", "sign", "admin", "administrator", "administrators",
+    "administration", "protected", "private", "secure", "security", "members", "member", "only", "staff",
+    "users", "user", "please", "enter", "your", "the", "a", "for", "to", "of", "and", "password",
+    "passwords", "credentials", "default", "realm", "test", "testing", "auth", "closed", "site", "server",
+    "web", "internal", "intranet", "dev", "development", "staging", "stage", "preview", "beta", "demo",
+    "production", "prod", "api", "docs", "files", "file", "download", "downloads", "upload", "backup",
+    "team", "office", "company", "portal", "management", "manager", "console", "dashboard", "panel",
+    "control", "system", "status", "stats", "statistics", "metrics", "monitoring", "application", "app",
+    "repository", "registry", "service", "services", "proxy", "authorized", "authorised", "personnel",
+    "limited", "s", "identify", "yourself", "welcome",
+})
+# Realms ordinary server software sends (lower-case, first word): application servers, CI, registries,
+# monitoring. They say nothing of a device either, as the ordinary Server tokens do not.
+_ORDINARY_REALMS = frozenset({
+    "traefik", "jenkins", "hudson", "tomcat", "rabbitmq", "sonatype", "nexus", "artifactory", "docker",
+    "subversion", "svn", "git", "gitea", "gogs", "gitlab", "gerrit", "nagios", "icinga", "munin", "cacti",
+    "zabbix", "phpmyadmin", "kibana", "elasticsearch", "opensearch", "grafana", "prometheus", "alertmanager",
+    "solr", "couchdb", "airflow", "flower", "haproxy", "transmission", "jupyter", "portainer", "sonarqube",
+    "jira", "confluence", "teamcity", "webdav", "owncloud", "nextcloud", "seafile", "minio", "squid",
+    "privoxy", "tinyproxy", "spark", "hadoop", "kafka", "consul", "vault", "kubernetes", "webmin",
+    "cockpit", "netdata", "glassfish", "weblogic", "jboss", "wildfly", "websphere", "iis", "nginx", "apache",
+    "wordpress", "drupal", "joomla", "roundcube", "mailman", "awstats", "webalizer", "collectd", "graphite",
+    "influxdb", "mongo", "mongodb", "redis", "pgadmin", "adminer", "airsonic", "calibre",
+})
+# Realms of firmware: the maker as Asian OEMs name themselves ("… Co., Ltd."), the default login
+# spelled out, the device's MAC address. ("Acme Corp" or "Acme Inc" is as likely a site's staging realm.)
+_MAKER = re.compile(r"\bco\.?,? ?ltd\b", re.IGNORECASE)
+_DEFAULT_LOGIN = re.compile(r"\b(?:default|user(?:name)?|pass(?:word)?|pwd)\s*[:=]|\badmin ?/ ?\w+",
+                            re.IGNORECASE)
+_MAC_ADDRESS = re.compile(r"\b[0-9A-Fa-f]{2}(?:([:-])[0-9A-Fa-f]{2})(?:\1[0-9A-Fa-f]{2}){4}\b")
+_HOST_NAME = re.compile(r"@|\b[a-z0-9][\w-]*\.[a-z]{2,}\b")  # testrealm@host.com, files.example.org
+REALM_WORDS = 5  # a longer realm is a sentence, not a device's name
 _CLASS_WORDS: tuple[tuple[DeviceClass, re.Pattern[str]], ...] = (
-    (DeviceClass.DVR, re.compile(r"\b(?:dvr|nvr|dvs|video recorder)", re.IGNORECASE)),
-    (DeviceClass.CAMERA, re.compile(r"camera|ip ?cam|web ?cam|surveillance|cctv", re.IGNORECASE)),
+    (DeviceClass.DVR, re.compile(r"\b(?:dvr|nvr|dvs|video recorder)|videoregistratore|rejestrator|"
+                                 r"видеорегистратор|录像机|レコーダー", re.IGNORECASE)),
+    (DeviceClass.CAMERA, re.compile(r"camera|ip ?cam|web ?cam|surveillance|cctv|kamera|caméra|cámara|"
+                                    r"câmera|камера|摄像|カメラ", re.IGNORECASE)),
     (DeviceClass.ROUTER, re.compile(r"router|modem|gateway|access ?point|repeater|extender|a?dsl|"
-                                    r"\bcpe\b|\bont\b|gpon|tr-?069|cwmp|broadband", re.IGNORECASE)),
-    (DeviceClass.NAS, re.compile(r"\bnas\b|storage|disk ?station", re.IGNORECASE)),
-    (DeviceClass.PRINTER, re.compile(r"printer|\bmfp\b|scanner", re.IGNORECASE)),
+                                    r"\bcpe\b|\bont\b|gpon|tr-?069|cwmp|broadband|powerline|routeur|"
+                                    r"enrutador|roteador|passerelle|роутер|маршрутизатор|路由器|ルーター",
+                                    re.IGNORECASE)),
+    (DeviceClass.NAS, re.compile(r"\bnas\b|storage|disk ?station|netzwerkspeicher|网络存储", re.IGNORECASE)),
+    (DeviceClass.PRINTER, re.compile(r"printer|\bmfp\b|scanner|drucker|imprimante|impresora|impressora|"
+                                     r"stampante|drukarka|принтер|打印机|プリンター", re.IGNORECASE)),
     (DeviceClass.TV, re.compile(r"\btv\b|set-?top|receiver|tuner|media", re.IGNORECASE)),
 )
 
@@ -254,8 +342,10 @@ def ordinary_server(server: str | None) -> bool:
     if not server:
         return False
     product = _PRODUCT.match(server.strip())
-    token = product[0].split("/")[0].lower() if product else ""
-    return token in _ORDINARY_SERVERS and _EMBEDDED_SERVER.search(server) is None
+    if product is None or product[0].split("/")[0].lower() not in _ORDINARY_SERVERS:
+        return False
+    # Judged after the product's own name: "Microsoft-Azure-Application-Gateway" is no gateway device.
+    return _DEVICE_SERVER.search(server.strip()[product.end():]) is None
 
 
 def _server_token(server: str | None) -> list[Evidence]:
@@ -264,11 +354,33 @@ def _server_token(server: str | None) -> list[Evidence]:
         return []
     if ordinary_server(server):
         return [Evidence(f"ordinary server {_quoted(server)}", -3.0, "against")]
-    if _EMBEDDED_SERVER.search(server) or _MODEL.search(server):
+    split = _split(server)
+    shapes = (_SMALL_SERVER, _DEVICE_SERVER, _DEVICE_WORDS)
+    if (any(shape.search(text) for shape in shapes for text in (server, split)) or _MODEL.search(server)
+            or _BUILD_BANNER.search(server) or _private_address_in(server)):
         return [Evidence(f"Server {_quoted(server)}", 2.5, "server")]
     if _PRODUCT_VERSION.match(server.strip()):  # a product of its own (NET-DK/1.0), not a stray word
         return [Evidence(f"unknown server product {_quoted(server)}", 2.0, "server")]
     return [Evidence(f"unknown Server {_quoted(server)}", 1.0, "server")]
+
+
+def _split(text: str) -> str:
+    """Words run together split apart: "NETSurveillance" -> "NET Surveillance", "IP_Cam" -> "IP Cam"."""
+    return _RUN_TOGETHER.sub(" ", text)
+
+
+_ADDRESS = re.compile(r"(?<![\d.])\d{1,3}(?:\.\d{1,3}){3}(?![\d.])")
+
+
+def _private_address_in(text: str) -> bool:
+    """Whether the text names a private address (a device's own LAN address in its banner)."""
+    for found in _ADDRESS.finditer(text):
+        try:
+            if ipaddress.ip_address(found[0]).is_private:
+                return True
+        except ValueError:
+            continue
+    return False
 
 
 def realm_of(authenticate: str | None) -> str | None:
@@ -279,30 +391,50 @@ def realm_of(authenticate: str | None) -> str | None:
 
 def _realm(authenticate: str | None) -> list[Evidence]:
     """A login realm of device shape: device words, a model number, or a product's own name."""
-    stripped = (realm_of(authenticate) or "").strip()
+    stripped = " ".join((realm_of(authenticate) or "").split())
     if not stripped or "://" in stripped:
         return []  # no realm, or a token issuer's URL
-    if _DEVICE_WORDS.search(stripped) or _MODEL.search(stripped):
+    if _DEVICE_WORDS.search(_split(stripped)) or _MODEL.search(stripped):
         return [Evidence(f"realm {_quoted(stripped)}", 2.5, "server")]
-    if "@" in stripped or "." in stripped:
+    if _DEFAULT_LOGIN.search(stripped):
+        return [Evidence(f"realm telling the default login {_quoted(stripped)}", 2.5, "server")]
+    if _MAC_ADDRESS.search(authenticate or ""):  # in the realm or the nonce, as Thomson gateways send it
+        return [Evidence(f"MAC address in the login challenge (realm {_quoted(stripped)})", 2.5, "server")]
+    if _HOST_NAME.search(stripped):
         return []  # a site's host name (RFC 7616's testrealm@host.com): nothing of a device
-    if _PLAIN_REALM.match(stripped) or len(stripped.split()) > 4:
+    words = [w.lower() for w in _WORD.findall(stripped)]
+    if _MAKER.search(stripped) and len(words) <= REALM_WORDS:
+        return [Evidence(f"maker-named realm {_quoted(stripped)}", 2.0, "server")]
+    if (not words or len(words) > REALM_WORDS or words[0] in _ORDINARY_REALMS
+            or all(w in _PLAIN_REALM_WORDS for w in words)):
         return [Evidence(f"login realm {_quoted(stripped)}", 0.5, "server")]
-    return [Evidence(f"product-named realm {_quoted(stripped)}", 1.5, "server")]
+    # One name of no ordinary word ("SpeedTouch", "rokudev") is how firmware names its realm; a few
+    # words with a name in them are as often a site's ("Acme Staging").
+    weight = 2.0 if " " not in stripped else 1.5
+    return [Evidence(f"product-named realm {_quoted(stripped)}", weight, "server")]
 
 
 def _title(title: str | None) -> list[Evidence]:
     """A page title of device shape: device words, a model number, an administration page."""
     if not title:
         return []
-    device_word, model = _DEVICE_WORDS.search(title), _MODEL.search(title)
+    device_word, model = _DEVICE_WORDS.search(_split(title)), _MODEL.search(title)
     admin = _ADMIN_WORDS.search(title)
     if len(_WORD.findall(title)) > SHORT_TITLE and not (model or admin):
         device_word = None  # prose that mentions a printer or a gateway, as documentation does
-    weight = (2.0 if device_word else 0.0) + (1.5 if model else 0.0) + (1.0 if admin else 0.0)
+    weight = (2.0 if device_word else 0.0) + (_model_weight(title, model) if model else 0.0) \
+        + (1.0 if admin else 0.0)
     if weight == 0.0:
         return []
     return [Evidence(f"title {_quoted(title)}", min(weight, 3.0), "server")]
+
+
+def _model_weight(title: str, model: re.Match[str]) -> float:
+    """A model number in a title; more when the title is little else ("B426", "Acme - XR200N")."""
+    words = [w for w in title.split() if _WORD.search(w)]
+    if len(words) == 1 or (len(words) <= TITLE_NAMING_MODEL and _STRONG_MODEL.search(model[0])):
+        return 2.0
+    return 1.5
 
 
 # --- how it answers ---------------------------------------------------------------------------
