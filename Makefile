@@ -29,6 +29,8 @@ test: $(VENV)/.installed
 		{ apt-get update -qq && apt-get install -y -qq chromium libnss3-tools; }
 	@# The audit durability test (tests/test_store.py) traces the writer's system calls.
 	@command -v strace >/dev/null || { apt-get update -qq && apt-get install -y -qq strace; }
+	@# The audit log under Debian's logrotate, create and copytruncate (tests/test_logrotate.py).
+	@command -v logrotate >/dev/null || { apt-get update -qq && apt-get install -y -qq logrotate; }
 	$(VENV)/bin/ruff check clickguard tests bench
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest -q

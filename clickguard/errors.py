@@ -8,7 +8,7 @@
     ├── TokenError(ValueError)      a signed token that is tampered, truncated, expired or not ours
     ├── UsageError(ValueError)      command-line input that cannot be used: a bad --feed, stdin not text
     ├── FileAccessError(OSError)    a file named on the command line that cannot be read or written
-    └── AuditError(OSError)         a record the audit store could not take (the file raises plain OSError)
+    └── AuditError(OSError)         an audit record not recorded (disk full, store failing); see audit.writer
 
 A single malformed line in a feed is not an error: parsers skip it and count it
 (`feeds.SkippedLine`). A problem names its place as ``file:line: field: message``
@@ -77,4 +77,4 @@ class FileAccessError(ClickguardError, OSError):
 
 
 class AuditError(ClickguardError, OSError):
-    """An audit record that did not reach the store: the store failed, or the record is unusable."""
+    """An audit record that could not be recorded (`AuditLog.write` raises it under on_failure closed)."""

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from clickguard.errors import TokenError
+from clickguard.files import private_dir
 
 KEY_BYTES = 32
 _MAC_BYTES = 16
@@ -29,7 +30,7 @@ def load_or_create_key(path: Path) -> bytes:
     try:
         key = bytes.fromhex(path.read_text().strip())
     except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
         key = secrets.token_bytes(KEY_BYTES)
         # O_EXCL: two processes starting together must not each write a different key.
         try:

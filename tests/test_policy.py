@@ -112,7 +112,8 @@ BROKEN = [
     ("allow:\n  host: [example.com]\n", "2: allow.host: unknown key; did you mean 'hosts'?"),
     ("never_judge:\n  servers: []\n",
      "2: never_judge.servers: unknown key (allowed here: clients, destinations)"),
-    ("audit:\n  path: x.jsonl\n", "2: audit.path: unknown key (allowed here: log, store, retention)"),
+    ("audit:\n  path: x.jsonl\n",
+     "2: audit.path: unknown key (allowed here: log, store, retention, on_failure)"),
     ("bogus:\n", "1: bogus: unknown key (allowed here: version, click_host, feeds,"),
     # feeds
     ("feeds:\n  - name: a\n    format: csv\n    path: a.txt\n",
@@ -177,6 +178,9 @@ BROKEN = [
     ("audit:\n  store: true\n", "2: audit.store: must be a file path (got true)"),
     ("audit:\n  retention: 0\n", "2: audit.retention: must be at least 1 second (got 0)"),
     ("audit:\n  retention: 3 months\n", "2: audit.retention: must be whole seconds or a duration"),
+    ("audit:\n  retention: 30d\n  on_failure: shut\n",
+     "3: audit.on_failure: must be one of open, closed (got 'shut')"),
+    ("audit:\n  on_failure: true\n", "2: audit.on_failure: must be one of open, closed (got true)"),
     ("allow: [example.com]\n", "1: allow: must be a mapping of keys to values (got a list)"),
     ("feeds:\n  name: a\n", "1: feeds: must be a list (got a mapping)"),
     # the file itself
@@ -404,6 +408,7 @@ def test_defaults_for_a_minimal_policy() -> None:
     assert policy.audit.log == DEFAULT_AUDIT_LOG  # relative: the proxy's working directory
     assert policy.audit.store == DEFAULT_AUDIT_STORE
     assert policy.audit.retention == 90 * 86400
+    assert policy.audit.on_failure == "open"  # availability: a full disk does not stop the browsing
     assert policy.feeds == ()
 
 
@@ -451,3 +456,9 @@ def test_audit_sinks_and_retention(text: str, log: Path | None, store: Path | No
                                    retention: float | None) -> None:
     audit = parse_policy(text, filename="p.yaml", base_dir=Path("/etc/cg")).audit
     assert (audit.log, audit.store, audit.retention) == (log, store, retention)
+
+
+@pytest.mark.parametrize("value", ["open", "closed"])
+def test_audit_on_failure(value: str) -> None:
+    audit = parse_policy(f"audit:\n  on_failure: {value}\n", filename="p.yaml", base_dir=Path(".")).audit
+    assert audit.on_failure == value

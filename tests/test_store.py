@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -20,7 +21,7 @@ import pytest
 from clickguard import cli
 from clickguard.audit import store
 from clickguard.audit import writer as audit
-from clickguard.audit.writer import AuditLog, read_records
+from clickguard.audit.writer import AuditLog, OnFailure, read_records
 from clickguard.decision.verdict import Finding
 from clickguard.errors import AuditError
 from clickguard.proxy.runtime import Runtime
@@ -332,33 +333,130 @@ async def test_store_only(tmp_path: Path) -> None:
     lambda tmp: tmp,  # a directory, not a database
     lambda tmp: tmp / "not-a-db.sqlite",  # a file that is not SQLite
 ], ids=["parent-is-file", "is-directory", "not-a-database"])
-async def test_failing_store_fails_the_write_and_says_so(
+async def test_a_failing_store_shows_in_health_while_the_log_records(
         tmp_path: Path, make_store: Any, caplog: pytest.LogCaptureFixture) -> None:
     (tmp_path / "a-file").write_text("")
     (tmp_path / "not-a-db.sqlite").write_bytes(b"this is not a database, just text " * 200)
-    log = AuditLog(tmp_path / "audit.jsonl", make_store(tmp_path))
+    log = AuditLog(tmp_path / "audit.jsonl", make_store(tmp_path), on_failure="closed")
     try:
         for n in range(2):  # and again: a failure does not wedge the writer
-            with caplog.at_level(logging.ERROR, logger="clickguard.audit"), pytest.raises(AuditError):
+            with caplog.at_level(logging.ERROR, logger="clickguard.audit"):
                 async with asyncio.timeout(WAIT):
-                    await log.write(_record(n))
+                    assert await log.write(_record(n)) is True  # the log, the primary record, has it
+        health = log.health()
     finally:
         log.close()
     assert "audit store" in caplog.text
-    assert log.written == 0
-    # The file took what the store could not: nothing is lost, and the import can catch up later.
+    assert health["written"] == log.written == 2
+    assert health["log"]["failing"] is False
+    assert health["store"]["failing"] is True and health["store"]["last_error"]
     assert [r["ref"] for r in read_records(tmp_path / "audit.jsonl")] == ["ref0", "ref1"]
 
 
-async def test_unusable_record_fails_alone(tmp_path: Path) -> None:
-    log = AuditLog(tmp_path / "audit.jsonl", tmp_path / "audit.sqlite")
+@pytest.mark.parametrize("on_failure", ["open", "closed"])
+async def test_a_failing_store_alone_fails_the_write(tmp_path: Path, on_failure: OnFailure) -> None:
+    """With the log off the store is the record: a record it cannot take is not recorded."""
+    (tmp_path / "not-a-db.sqlite").write_bytes(b"this is not a database, just text " * 200)
+    log = AuditLog(None, tmp_path / "not-a-db.sqlite", on_failure=on_failure)
+    try:
+        async with asyncio.timeout(WAIT):
+            if on_failure == "closed":
+                with pytest.raises(AuditError, match="audit record ref1 not recorded: audit store "):
+                    await log.write(_record(1))
+            else:
+                assert await log.write(_record(1)) is False
+    finally:
+        log.close()
+    assert (log.written, log.health()["not_recorded"]) == (0, 1)
+
+
+@pytest.mark.parametrize("with_log", [True, False], ids=["log-and-store", "store-only"])
+async def test_unusable_record_fails_alone(tmp_path: Path, with_log: bool) -> None:
+    log = AuditLog(tmp_path / "audit.jsonl" if with_log else None, tmp_path / "audit.sqlite",
+                   on_failure="closed")
     try:
         async with asyncio.timeout(WAIT):
             results = await asyncio.gather(log.write({"ref": "no-url"}), log.write(_record(1)),
                                            return_exceptions=True)
     finally:
         log.close()
-    assert isinstance(results[0], AuditError) and results[1] is None
+    if with_log:  # the log has it as it came; the store could not index it (and said so)
+        assert list(results) == [True, True]
+    else:
+        assert isinstance(results[0], AuditError) and results[1] is True
+    assert _store_rows(tmp_path / "audit.sqlite")[0]["ref"] == "ref1"
+
+
+async def test_a_locked_store_holds_up_nothing_and_catches_up(tmp_path: Path) -> None:
+    """Another process holds the store's write lock (an import, sqlite3 by hand): nothing waits for it.
+
+    The log takes every record at once; the store keeps them in memory, tries again
+    every second and takes them when the lock is let go.
+    """
+    store_path = tmp_path / "audit.sqlite"
+    holder = store.connect(store_path)
+    log = AuditLog(tmp_path / "audit.jsonl", store_path, on_failure="closed")
+    try:
+        holder.execute("BEGIN IMMEDIATE")  # the write lock, as an import's transaction holds it
+        async with asyncio.timeout(WAIT):
+            assert [await log.write(_record(n)) for n in range(5)] == [True] * 5  # one batch each
+        assert [r["ref"] for r in read_records(tmp_path / "audit.jsonl")] == [f"ref{n}" for n in range(5)]
+        wait_until(lambda: log.health()["store"]["backlog"] == 5, WAIT, "the store thread to keep them")
+        health = log.health()["store"]
+        assert health["failing"] is True and "locked" in health["last_error"]
+        holder.execute("ROLLBACK")
+        wait_until(lambda: log.health()["store"]["backlog"] == 0, WAIT, "the store to catch up")
+        assert log.health()["store"]["failing"] is False
+    finally:
+        store.close(holder)
+        log.close()
+    assert [r["ref"] for r in _store_rows(store_path)] == [f"ref{n}" for n in range(5)]
+
+
+async def test_a_failing_store_keeps_a_bounded_backlog(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    """Memory stays bounded however long the store fails: past the cap the oldest are only in the log."""
+    monkeypatch.setattr(audit, "STORE_BACKLOG", 3)
+    (tmp_path / "not-a-db.sqlite").write_bytes(b"this is not a database, just text " * 200)
+    log = AuditLog(tmp_path / "audit.jsonl", tmp_path / "not-a-db.sqlite")
+    try:
+        async with asyncio.timeout(WAIT):
+            assert [await log.write(_record(n)) for n in range(5)] == [True] * 5
+        wait_until(lambda: (log.health()["store"]["backlog"], log.health()["store"]["dropped"]) == (3, 2),
+                   WAIT, "the backlog at its cap")
+    finally:
+        log.close()
+    assert "the oldest are only in the log now" in caplog.text
+    assert len(read_records(tmp_path / "audit.jsonl")) == 5
+
+
+async def test_the_log_is_not_held_up_by_a_slow_store(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A store that takes its time (a slow disk) delays acknowledgements, never the log's own writes."""
+    release = threading.Event()
+    insert_rows = store.insert_rows
+
+    def slow_insert(connection: sqlite3.Connection, rows: Any) -> int:
+        release.wait(WAIT)
+        return insert_rows(connection, rows)
+
+    monkeypatch.setattr(store, "insert_rows", slow_insert)
+    log_path = tmp_path / "audit.jsonl"
+    log = AuditLog(log_path, tmp_path / "audit.sqlite")
+    writes = []
+    try:
+        for n in range(3):
+            writes.append(asyncio.ensure_future(log.write(_record(n))))
+            await asyncio.sleep(0)  # queued
+            wait_until(lambda n=n: len(read_records(log_path)) == n + 1, 10, f"ref{n} in the log")  # type: ignore[misc]
+        assert not any(w.done() for w in writes)  # acknowledged only once the store has them too
+        release.set()
+        async with asyncio.timeout(WAIT):
+            assert await asyncio.gather(*writes) == [True] * 3
+    finally:
+        release.set()
+        log.close()
+    assert [r["ref"] for r in _store_rows(tmp_path / "audit.sqlite")] == ["ref0", "ref1", "ref2"]
 
 
 # The writer in a child: four coroutines write at once (so batches hold several records) and print

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import os
 import stat
 import string
 from collections.abc import Callable
@@ -148,3 +149,13 @@ def test_binary_garbage_key_file(tmp_path: Path) -> None:
     path.write_bytes(b"\xff\xfe\x00garbage")
     with pytest.raises(TokenError, match="not a hex-encoded key"):
         load_or_create_key(path)
+
+
+def test_the_key_and_its_folder_are_private_whatever_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0)
+    try:
+        load_or_create_key(tmp_path / "certs" / "clickguard.key")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "certs").stat().st_mode) == 0o750
+    assert stat.S_IMODE((tmp_path / "certs" / "clickguard.key").stat().st_mode) == 0o600

@@ -18,12 +18,15 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
+
+from clickguard import files
 
 SCHEMA_VERSION = 1
 # Audit events that are not decisions about what users browse: kept in the JSON Lines log
@@ -183,16 +186,20 @@ def row_of(record: Mapping[str, Any], text: str | None = None) -> Prepared:
     return row, findings
 
 
-def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
-    """A connection to the store; the writer's creates the schema, readers never write."""
+def connect(path: Path, *, readonly: bool = False, timeout: float = 10.0) -> sqlite3.Connection:
+    """A connection to the store; the writer's creates the file (0640) and the schema, readers never write.
+
+    ``timeout`` is how long a writer waits for a lock another one holds (an
+    import, a prune) before failing: the proxy's audit writer waits briefly and
+    tries again later, a command waits longer.
+    """
     if readonly:
         connection = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True,
                                      check_same_thread=False)
         connection.execute("PRAGMA query_only=ON")
         return connection
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # A writer waits this long for another one (an import, a prune by hand) before failing.
-    connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10.0)
+    _make_private(path)
+    connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=timeout)
     try:
         version = connection.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
@@ -201,12 +208,28 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute("PRAGMA synchronous=FULL")  # a commit is durable before it is acknowledged
         connection.execute("PRAGMA foreign_keys=ON")
-        connection.executescript(_SCHEMA)
-        connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        connection.executescript(_SCHEMA)  # what exists is left alone, without taking the write lock
+        if version != SCHEMA_VERSION:  # a write: not at every connect, so a busy store still opens
+            connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
     except BaseException:
         connection.close()
         raise
     return connection
+
+
+def _make_private(path: Path) -> None:
+    """Create the database file 0640 before SQLite does (its -wal and -shm files take its mode).
+
+    A store, -wal or -shm left world-readable by an older version is made private too.
+    """
+    for name in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if name is not path and not name.exists():
+            continue
+        try:
+            fd = files.open_private(name, os.O_RDONLY)
+        except FileNotFoundError:
+            continue  # a -wal or -shm that another connection's close just removed
+        os.close(fd)
 
 
 def close(connection: sqlite3.Connection) -> None:

@@ -1,21 +1,38 @@
 """The audit log: every decision in a JSON Lines file and in the SQLite store, durable before acknowledged.
 
-Records are written by one thread off the event loop. The writer takes every
-record queued so far, writes them to the file and calls fdatasync once, and
-inserts them into the store (`clickguard.store`) in one transaction (group
-commit); only then does it resolve each caller's future. A page that shows a
-reference id, or a response let through, is never ahead of its record in
-either sink, so a crash loses nothing that was acknowledged. A sink that fails
-fails the futures of its batch (OSError; `AuditError` for the store) after
-logging why; each sink still keeps what it could take. An exception the writer
-does not expect (a bug) is logged with its traceback and fails the batch it
-met (`AuditError`), or delays the prune it met; the thread goes on, so no
-later write waits forever for a writer that died.
+Two threads write, off the event loop. The log thread takes every record
+queued so far, appends them to the file and calls fdatasync once (group
+commit); the store thread inserts what the log thread hands it into the store
+in one transaction; only then is each caller's future resolved. A page that
+shows a reference id, or a response let through, is never ahead of its record,
+so a crash loses nothing that was acknowledged.
 
-The same thread keeps the store's retention: at start-up and then every
-`prune_every` seconds it deletes what is older than `retention`, a few
-thousand records a transaction, between batches of new records. The file is
-never pruned.
+The file is the primary record. A record is *recorded* once the file has it
+(with the log off: once the store has it); `write` says whether it was, and
+under ``on_failure: closed`` raises `AuditError` when it was not, so the proxy
+refuses what it cannot record. The store never holds the file up: it waits
+`STORE_BUSY_TIMEOUT` for a lock another process holds (an import, a prune by
+hand), then keeps the rows in memory (up to `STORE_BACKLOG`) and tries again
+every `STORE_RETRY` seconds; while it fails, records are acknowledged once the
+file has them. What it still misses when the proxy stops is in the file, for
+`clickguard audit import`. Each sink's state (failing or not, its last error and
+when) is in `AuditLog.health()`.
+
+A write that fails (a full disk) is cut back to where its batch started, so
+the next acknowledged record never joins a torn line; a file that ends torn
+anyway (a crash mid-write) gets a newline first. The file is reopened when its
+path names another file (logrotate's ``create`` moved it) or none, and on
+`AuditLog.reopen()` (SIGHUP); ``copytruncate`` needs nothing: it is opened
+O_APPEND, so writes go on at the new end. Files are created private
+(`clickguard.files`).
+
+An exception the writer does not expect (a bug) is logged with its traceback
+and fails the records it met (`AuditError`), or delays the prune it met; the
+threads go on, so no later write waits forever for a writer that died.
+
+The store thread also keeps the retention: at start-up and then every
+`prune_every` seconds it deletes what is older than `retention`, a few thousand
+records a transaction, between batches of new records. The file is never pruned.
 """
 
 from __future__ import annotations
@@ -27,13 +44,16 @@ import os
 import queue
 import secrets
 import sqlite3
+import stat
 import threading
 import time
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, NamedTuple
 
+from clickguard import files
 from clickguard.audit import store
 from clickguard.decision.verdict import Finding
 from clickguard.errors import AuditError
@@ -41,9 +61,22 @@ from clickguard.errors import AuditError
 logger = logging.getLogger(__name__)
 
 PRUNE_BATCH = 5000  # decisions a prune transaction deletes: tens of milliseconds of writer time
+STORE_BUSY_TIMEOUT = 0.5  # seconds the store thread waits for a lock another process holds
+STORE_RETRY = 1.0  # seconds before a store that failed is tried again
+STORE_BACKLOG = 20_000  # rows (~1.5 KB each) kept for a failing store; older ones: `audit import`
+CATCH_UP_BATCH = 5000  # backlog rows a transaction takes besides the new ones
 
+type OnFailure = Literal["open", "closed"]
 type _Entry = tuple[str, dict[str, Any], asyncio.Future[None], asyncio.AbstractEventLoop]
-type _Item = _Entry | None
+type _Outcome = OSError | None  # None: recorded; else why not
+
+
+class _Handed(NamedTuple):
+    """A batch the log thread hands to the store thread."""
+
+    batch: list[_Entry]
+    log_error: OSError | None  # why the file did not take it; None if it did, or there is no file
+    settled: bool  # the futures are resolved already: nobody waits for the store
 
 
 def new_ref() -> str:
@@ -72,189 +105,443 @@ def record(*, ref: str, event: str, client: str | None, user: str | None, url: s
     return out
 
 
+@dataclass
+class SinkHealth:
+    """What one sink last did: failing or not, and its last error with when (kept after it recovers)."""
+
+    path: Path
+    failing: bool = False
+    last_error: str | None = None
+    last_error_at: float | None = None  # Unix time
+    failures: int = 0  # batches (or opens) that failed
+
+    def failed(self, error: BaseException) -> None:
+        """Note a failure."""
+        self.failing = True
+        self.last_error = str(error) or repr(error)
+        self.last_error_at = time.time()
+        self.failures += 1
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready, for the status the proxy publishes."""
+        return {"path": str(self.path), "failing": self.failing, "last_error": self.last_error,
+                "last_error_at": self.last_error_at, "failures": self.failures}
+
+
+class _LogFile:
+    """The JSON Lines file: whole batches appended and synced, never a torn line before a record, rotated.
+
+    Used by the log thread only, except `reopen`, which any thread may call.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.health = SinkHealth(path)
+        self._fd: int | None = None
+        self._identity: tuple[int, int] | None = None  # (device, inode) of the file open
+        self._torn = False  # the file ends inside a line: the next batch starts with a newline
+        self._reopen = threading.Event()
+
+    def open(self) -> None:
+        """Open (creating it 0640) the file the path names now; OSError if it cannot be."""
+        self.close()
+        # Read and write: the last byte tells whether a crash left a torn line. Unbuffered: a
+        # failed write leaves nothing behind to be written later by surprise.
+        fd = files.open_private(self.path, os.O_RDWR | os.O_APPEND)
+        info = os.fstat(fd)
+        self._fd, self._identity = fd, (info.st_dev, info.st_ino)
+        self._torn = stat.S_ISREG(info.st_mode) and info.st_size > 0 \
+            and os.pread(fd, 1, info.st_size - 1) != b"\n"
+
+    def close(self) -> None:
+        """Close the file, if open."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            try:
+                os.close(fd)
+            except OSError as e:
+                logger.error("audit log %s: close failed: %s", self.path, e)
+
+    def reopen(self) -> None:
+        """Open the path again before the next batch (after a rotation; safe from any thread)."""
+        self._reopen.set()
+
+    def append(self, data: bytes) -> None:
+        """Append whole lines and fdatasync; OSError with the file cut back to where it was."""
+        fd = self._current()
+        if self._torn:
+            data = b"\n" + data
+        start = os.fstat(fd).st_size
+        done = 0
+        try:
+            view = memoryview(data)
+            while done < len(data):
+                done += os.write(fd, view[done:])
+            os.fdatasync(fd)  # data and the size it needs, not the timestamps
+        except OSError:
+            self._cut_back(fd, start, data, done)
+            raise
+        self._torn = False
+
+    def _current(self) -> int:
+        """The descriptor of the file the path names now: opened again if asked, moved or removed."""
+        if self._fd is None or self._reopen.is_set() or self._moved():
+            self._reopen.clear()
+            self.open()
+        assert self._fd is not None
+        return self._fd
+
+    def _moved(self) -> bool:
+        """Whether the path names another file than the one open, or none (one stat a batch)."""
+        try:
+            info = os.stat(self.path)
+        except FileNotFoundError:
+            return True
+        except OSError:
+            return False  # cannot tell (a parent made unreadable): keep writing where we are
+        return (info.st_dev, info.st_ino) != self._identity
+
+    def _cut_back(self, fd: int, start: int, data: bytes, done: int) -> None:
+        """After a failed write: take the batch's bytes off again, or note the torn line it left."""
+        if not done:
+            return
+        try:
+            info = os.fstat(fd)
+            # Only our own bytes: logrotate's copytruncate may have emptied the file meanwhile.
+            if stat.S_ISREG(info.st_mode) and info.st_size == start + done:
+                os.ftruncate(fd, start)
+                return
+        except OSError as e:
+            logger.error("audit log %s: cannot cut back a failed write: %s", self.path, e)
+        self._torn = data[done - 1:done] != b"\n"
+
+
+class _StoreSink:
+    """The store as the store thread uses it: a connection, rows kept while it fails, the prune."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.health = SinkHealth(path)
+        self.backlog: list[store.Prepared] = []  # rows the file has and the store does not, oldest first
+        self.dropped = 0  # rows given up on while the backlog was full (they are in the file)
+        self.error: OSError | None = None  # the last failure, while failing
+        self.retry_at = 0.0  # monotonic
+        self._connection: sqlite3.Connection | None = None
+
+    def connection(self) -> sqlite3.Connection:
+        """The writer's connection, opened (and the schema created) at first use."""
+        if self._connection is None:
+            self._connection = store.connect(self.path, timeout=STORE_BUSY_TIMEOUT)
+        return self._connection
+
+    def close(self) -> None:
+        """Close the connection; the next use opens it again."""
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            try:
+                store.close(connection)
+            except sqlite3.Error as e:
+                logger.error("audit store %s: close failed: %s", self.path, e)
+
+    def take(self, rows: list[store.Prepared], *, keep: bool, now: float) -> OSError | None:
+        """Insert rows, and some of the backlog, in one transaction; the error if the store failed.
+
+        While failing it is tried again only every STORE_RETRY seconds; rows it
+        could not take are kept for then if `keep`.
+        """
+        if self.health.failing and now < self.retry_at:
+            if keep:
+                self._keep(rows)
+            return self.error
+        catch_up = self.backlog[:CATCH_UP_BATCH]
+        try:
+            if rows or catch_up:
+                store.insert_rows(self.connection(), rows + catch_up)
+            else:
+                self.connection()
+        except (sqlite3.Error, OSError) as e:
+            logger.error("audit store %s: write failed: %s", self.path, e)
+            return self._failed(e, rows if keep else [], now)
+        except Exception as e:  # a bug must not end the writer: later records would wait forever
+            logger.exception("audit store %s: a batch of %d records failed", self.path, len(rows))
+            return self._failed(e, rows if keep else [], now)
+        del self.backlog[:len(catch_up)]
+        if self.health.failing:
+            logger.warning("audit store %s: writing again", self.path)
+        self.health.failing, self.error = False, None
+        return None
+
+    def _failed(self, e: Exception, rows: list[store.Prepared], now: float) -> OSError:
+        """Note a failure: rows kept, the next try scheduled, a fresh connection then."""
+        self.close()  # the file may have been replaced, or the error be sticky
+        self._keep(rows)
+        self.health.failed(e)
+        self.error = AuditError(f"audit store {self.path}: {e}")
+        self.retry_at = now + STORE_RETRY
+        return self.error
+
+    def _keep(self, rows: list[store.Prepared]) -> None:
+        """Keep rows for the next try; past STORE_BACKLOG the oldest go (the file has them)."""
+        self.backlog.extend(rows)
+        over = len(self.backlog) - STORE_BACKLOG
+        if over > 0:
+            del self.backlog[:over]
+            if not self.dropped:
+                logger.error("audit store %s: more than %d records wait for it; the oldest are only in "
+                             "the log now (`clickguard audit import` loads them)", self.path, STORE_BACKLOG)
+            self.dropped += over
+
+    def prune_step(self, retention: float | None, prune_every: float) -> tuple[float, int]:
+        """Delete one batch of records past retention; (when the next batch is due, how many went)."""
+        now = time.monotonic()
+        if retention is None:
+            return now + prune_every, 0
+        try:
+            deleted = store.prune(self.connection(), time.time() - retention, PRUNE_BATCH)
+        except (sqlite3.Error, OSError) as e:
+            logger.error("audit store %s: prune failed: %s", self.path, e)
+            self.close()
+            return now + prune_every, 0
+        # More is due: the next batch right after the records queued meanwhile.
+        return (now if deleted == PRUNE_BATCH else now + prune_every), deleted
+
+
 class AuditLog:
-    """Commits records to a JSON Lines file and to the store from one writer thread, then acknowledges."""
+    """Commits records to a JSON Lines file and to the store from two writer threads, then acknowledges."""
 
     def __init__(self, path: Path | None, store_path: Path | None = None, *,
-                 retention: float | None = None, prune_every: float = 3600.0) -> None:
+                 retention: float | None = None, prune_every: float = 3600.0,
+                 on_failure: OnFailure = "open") -> None:
         self.path = path  # the JSON Lines file; None: no file
         self.store_path = store_path  # the SQLite store; None: no store
         self.retention = retention  # seconds the store keeps a record; None: forever (may change live)
         self.prune_every = prune_every
-        self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._fd: int | None = None
-        self._store: sqlite3.Connection | None = None  # opened and used by the writer thread only
-        self.written = 0  # records acknowledged: in every sink
+        self.on_failure: OnFailure = on_failure  # what write() does about a record not recorded (live)
+        self._queue: queue.SimpleQueue[_Entry | None] = queue.SimpleQueue()
+        self._handed: queue.SimpleQueue[_Handed | None] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._log = _LogFile(path) if path is not None else None
+        self._store = _StoreSink(store_path) if store_path is not None else None
+        self._count_lock = threading.Lock()
+        self.written = 0  # records recorded: in the file (in the store, with the file off)
+        self.not_recorded = 0
         self.pruned = 0  # records the retention deleted from the store
         self._pruning = 0  # deleted so far in this round of prune batches, for one log line
 
     def start(self) -> None:
-        """Open the file and start the writer thread (the store is opened by the thread)."""
-        if self._thread is not None:
+        """Open the file (OSError if it cannot be) and start the writer threads."""
+        if self._threads:
             return
-        if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            # Unbuffered: a failed write leaves nothing behind to be written later by surprise.
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
-        self._thread = threading.Thread(target=self._run, name="clickguard-audit", daemon=True)
-        self._thread.start()
+        if self._log is not None:
+            try:
+                self._log.open()
+            except OSError as e:
+                self._log.health.failed(e)
+                raise
+        self._threads = [threading.Thread(target=self._run_log, name="clickguard-audit", daemon=True)]
+        if self._store is not None:
+            self._threads.append(threading.Thread(target=self._run_store, name="clickguard-audit-store",
+                                                  daemon=True))
+        for thread in self._threads:
+            thread.start()
 
-    async def write(self, entry: Mapping[str, Any]) -> None:
-        """Queue one record and return once every sink has it; OSError if one could not take it."""
-        if self._thread is None:
-            self.start()
+    async def write(self, entry: Mapping[str, Any]) -> bool:
+        """Queue one record and return True once it is recorded.
+
+        A record not recorded returns False under on_failure ``open`` (the writer
+        logged why) and raises `AuditError` under ``closed``.
+        """
+        if not self._threads:
+            try:
+                self.start()
+            except OSError as e:
+                return self._refused(entry, AuditError(f"audit log {self.path}: {e}"), count=True)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
         # ASCII-only JSON: a lone surrogate (mitmproxy keeps undecodable bytes that way)
         # cannot make the line unwritable. The store keeps the same text as the file.
         line = json.dumps(entry, separators=(",", ":")) + "\n"
         self._queue.put((line, dict(entry), future, loop))
-        await future
+        try:
+            await future
+        except OSError as e:
+            return self._refused(entry, e, count=False)
+        return True
+
+    def _refused(self, entry: Mapping[str, Any], error: OSError, *, count: bool) -> bool:
+        """False, or AuditError under on_failure closed, for a record not recorded."""
+        if count:
+            with self._count_lock:
+                self.not_recorded += 1
+        if self.on_failure == "closed":
+            raise AuditError(f"audit record {entry.get('ref')} not recorded: {error}") from error
+        return False
+
+    def reopen(self) -> None:
+        """Open the log file again before the next batch (SIGHUP after a rotation); safe from any thread."""
+        if self._log is not None:
+            self._log.reopen()
+
+    def health(self) -> dict[str, Any]:
+        """Each sink's state (failing, last error and when; the store's backlog) and the counts, as JSON."""
+        out: dict[str, Any] = {"on_failure": self.on_failure, "written": self.written,
+                               "not_recorded": self.not_recorded,
+                               "log": self._log.health.as_dict() if self._log is not None else None,
+                               "store": None}
+        if self._store is not None:
+            out["store"] = {**self._store.health.as_dict(), "backlog": len(self._store.backlog),
+                            "dropped": self._store.dropped}
+        return out
 
     def close(self) -> None:
-        """Write what is queued, then stop the thread and close the file and the store."""
-        if self._thread is None:
+        """Write what is queued, then stop the threads and close the file and the store."""
+        if not self._threads:
             return
         self._queue.put(None)
-        self._thread.join()
-        self._thread = None
-        if self._fd is not None:
-            try:
-                os.close(self._fd)
-            except OSError as e:
-                logger.error("audit log %s: close failed: %s", self.path, e)
-            self._fd = None
+        for thread in self._threads:
+            thread.join()
+        self._threads = []
+        if self._log is not None:
+            self._log.close()
 
-    def _run(self) -> None:
-        """Writer thread: group commit until told to stop; prune the store when due."""
-        next_prune = time.monotonic()  # at start-up, then every prune_every
+    # The log thread.
+
+    def _run_log(self) -> None:
+        """Group commit to the file until told to stop, handing each batch to the store thread."""
         stop = False
-        if self.store_path is not None:
-            # Created now, not at the first record: readers (the dashboard) can open it at once.
-            try:
-                self._connection()
-            except (sqlite3.Error, OSError) as e:
-                logger.error("audit store %s: cannot open: %s", self.store_path, e)
-            except Exception:  # a bug: the first batch meets it again and fails with it
-                logger.exception("audit store %s: cannot open", self.store_path)
-        try:
-            while not stop:
-                if time.monotonic() >= next_prune:
-                    try:
-                        next_prune = self._prune_step()
-                    except Exception:  # a bug must not end the writer: every later flow would hang
-                        logger.exception("audit writer: pruning the store failed")
-                        self._close_store()
-                        next_prune = time.monotonic() + self.prune_every
+        while not stop:
+            item = self._queue.get()
+            batch: list[_Entry] = []
+            while item is not None:
+                batch.append(item)
                 try:
-                    item = self._queue.get(True, max(0.0, next_prune - time.monotonic()))
+                    item = self._queue.get_nowait()
                 except queue.Empty:
-                    continue
-                batch: list[_Entry] = []
-                while True:
-                    if item is None:
-                        stop = True
-                        break
-                    batch.append(item)
-                    try:
-                        item = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                if batch:
-                    try:
-                        self._commit(batch)
-                    except Exception as e:  # a bug must not end the writer: every later flow would hang
-                        logger.exception("audit writer: a batch of %d records failed", len(batch))
-                        self._close_store()  # the bug may have left a transaction open
-                        _settle_batch(batch, [AuditError(f"audit writer failed: {e!r}")] * len(batch))
-        finally:
-            self._close_store()
-
-    def _connection(self) -> sqlite3.Connection:
-        """The writer's store connection, opened (and the schema created) at first use."""
-        if self._store is None:
-            assert self.store_path is not None
-            self._store = store.connect(self.store_path)
-        return self._store
-
-    def _close_store(self) -> None:
-        """Close the store connection; the next batch opens it again."""
-        connection, self._store = self._store, None
-        if connection is not None:
+                    break
+            stop = item is None
+            if not batch:
+                continue
             try:
-                store.close(connection)
-            except sqlite3.Error as e:
-                logger.error("audit store %s: close failed: %s", self.store_path, e)
+                self._log_batch(batch)
+            except Exception as e:  # a bug must not end the writer: every later flow would hang
+                logger.exception("audit writer: a batch of %d records failed", len(batch))
+                self._finish(batch, [AuditError(f"audit writer failed: {e!r}")] * len(batch))
+        self._handed.put(None)
 
-    def _commit(self, batch: list[_Entry]) -> None:
-        """Write and fdatasync the batch to the file, insert it into the store, then settle its futures."""
-        errors: list[OSError | None] = [None] * len(batch)
-        if self._fd is not None:
+    def _log_batch(self, batch: list[_Entry]) -> None:
+        """Append the batch to the file, then settle it or hand it to the store thread."""
+        error: OSError | None = None
+        if self._log is not None:
             data = "".join(entry[0] for entry in batch).encode("utf-8", "backslashreplace")
             try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(self._fd, view):]
-                os.fdatasync(self._fd)  # data and the size it needs, not the timestamps
+                self._log.append(data)
             except OSError as e:
-                logger.error("audit log %s: write failed: %s", self.path, e)
-                errors = [e] * len(batch)
-        if self.store_path is not None:
-            self._store_batch(batch, errors)
-        self.written += errors.count(None)
-        _settle_batch(batch, errors)
-
-    def _store_batch(self, batch: list[_Entry], errors: list[OSError | None]) -> None:
-        """Insert the batch into the store in one transaction; note each record it could not take."""
-        rows: list[store.Prepared] = []
-        taken: list[int] = []
-        for i, (line, entry, _future, _loop) in enumerate(batch):
-            try:
-                rows.append(store.row_of(entry, line[:-1]))
-            except (ValueError, TypeError, AttributeError) as e:
-                logger.error("audit store %s: record %s not stored: %s", self.store_path, entry.get("ref"), e)
-                errors[i] = errors[i] or AuditError(f"audit store: record not stored: {e}")
-                continue
-            taken.append(i)
-        if not rows:
+                logger.error("audit log %s: %d records not written: %s", self.path, len(batch), e)
+                self._log.health.failed(e)
+                error = AuditError(f"audit log {self.path}: {e}")
+            else:
+                self._log.health.failing = False
+        if self._store is None:
+            self._finish(batch, [error] * len(batch))
             return
-        try:
-            store.insert_rows(self._connection(), rows)
-        except (sqlite3.Error, OSError) as e:
-            logger.error("audit store %s: write failed: %s", self.store_path, e)
-            error = AuditError(f"audit store {self.store_path}: {e}")
-            for i in taken:
-                errors[i] = errors[i] or error
-            # A fresh connection next time: the file may have been replaced, or the error be sticky.
-            self._close_store()
+        # Under closed nothing serves a record the file refused: no sink keeps it, none says "allowed".
+        refused = error is not None and self.on_failure == "closed"
+        # The file is the record: while the store fails, nobody waits for it.
+        settled = refused or (self._log is not None and self._store.health.failing)
+        if settled:
+            self._finish(batch, [error] * len(batch))
+        if not refused:
+            self._handed.put(_Handed(batch, error, settled))
 
-    def _prune_step(self) -> float:
-        """Delete one batch of records past retention from the store; when the next batch is due."""
-        now = time.monotonic()
-        retention = self.retention
-        if self.store_path is None or retention is None:
-            return now + self.prune_every
+    # The store thread.
+
+    def _run_store(self) -> None:
+        """Insert what the log thread hands over, retry what failed, prune when due; until told to stop."""
+        sink = self._store
+        assert sink is not None
+        sink.take([], keep=False, now=time.monotonic())  # created now: readers can open it at once
+        next_prune = time.monotonic()  # at start-up, then every prune_every
+        stop = False
+        while not stop:
+            if time.monotonic() >= next_prune:
+                next_prune = self._prune(sink)
+            wake = min(next_prune, sink.retry_at) if sink.backlog else next_prune
+            handed: list[_Handed] = []
+            try:
+                item = self._handed.get(True, max(0.0, wake - time.monotonic()))
+                while item is not None:
+                    handed.append(item)
+                    item = self._handed.get_nowait()
+                stop = True
+            except queue.Empty:
+                pass
+            if handed or (sink.backlog and time.monotonic() >= sink.retry_at):
+                self._store_batches(sink, handed)
+        if sink.backlog:  # a last try, then what is left is only in the file
+            sink.retry_at = 0.0
+            self._store_batches(sink, [])
+            if sink.backlog:
+                logger.error("audit store %s: %d records are not in it; `clickguard audit import %s` loads "
+                             "them", self.store_path, len(sink.backlog), self.path)
+                sink.backlog.clear()
+        sink.close()
+
+    def _store_batches(self, sink: _StoreSink, handed: list[_Handed]) -> None:
+        """Insert handed batches in one transaction and settle those still waiting."""
+        outcomes: list[list[_Outcome]] = []
+        rows: list[store.Prepared] = []
+        owners: list[tuple[int, int]] = []
+        for h, (batch, log_error, _settled) in enumerate(handed):
+            outcome: list[_Outcome] = [log_error] * len(batch)
+            for i, (line, entry, _future, _loop) in enumerate(batch):
+                try:
+                    rows.append(store.row_of(entry, line[:-1]))
+                except (ValueError, TypeError, AttributeError) as e:
+                    logger.error("audit store %s: record %s not stored: %s",
+                                 self.store_path, entry.get("ref"), e)
+                    if self._log is None:
+                        outcome[i] = AuditError(f"audit store: record not stored: {e}")
+                    continue
+                owners.append((h, i))
+            outcomes.append(outcome)
+        # With the file off the store is the record: under closed, rows refused are not kept for later.
+        keep = self._log is not None or self.on_failure == "open"
+        error = sink.take(rows, keep=keep, now=time.monotonic())
+        if error is not None and self._log is None:
+            for h, i in owners:
+                outcomes[h][i] = error
+        for (batch, _log_error, settled), outcome in zip(handed, outcomes, strict=True):
+            if not settled:
+                self._finish(batch, outcome)
+
+    def _prune(self, sink: _StoreSink) -> float:
+        """One prune batch; when the next is due (a bug delays it, and is logged)."""
         try:
-            deleted = store.prune(self._connection(), time.time() - retention, PRUNE_BATCH)
-        except (sqlite3.Error, OSError) as e:
-            logger.error("audit store %s: prune failed: %s", self.store_path, e)
-            self._close_store()
-            return now + self.prune_every
+            next_prune, deleted = sink.prune_step(self.retention, self.prune_every)
+        except Exception:  # a bug must not end the writer: every later flow would hang
+            logger.exception("audit writer: pruning the store failed")
+            sink.close()
+            return time.monotonic() + self.prune_every
         self.pruned += deleted
         self._pruning += deleted
-        if deleted == PRUNE_BATCH:
-            return now  # more is due: the next batch right after the records queued meanwhile
-        if self._pruning:
+        if deleted < PRUNE_BATCH and self._pruning and self.retention is not None:
             logger.info("audit store %s: deleted %d records older than %g days",
-                        self.store_path, self._pruning, retention / 86400)
+                        self.store_path, self._pruning, self.retention / 86400)
             self._pruning = 0
-        return now + self.prune_every
+        return next_prune
+
+    def _finish(self, batch: list[_Entry], outcomes: list[_Outcome]) -> None:
+        """Count a batch's outcomes and resolve its futures."""
+        failed = sum(1 for outcome in outcomes if outcome is not None)
+        with self._count_lock:
+            self.written += len(outcomes) - failed
+            self.not_recorded += failed
+        _settle_batch(batch, outcomes)
 
 
-def _settle_batch(batch: list[_Entry], errors: list[OSError | None]) -> None:
+def _settle_batch(batch: list[_Entry], errors: list[_Outcome]) -> None:
     """Hand each caller its outcome on its own loop: one wake-up per loop and batch, not per record."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[None], OSError | None]]] = {}
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[None], _Outcome]]] = {}
     for (_line, _entry, future, loop), error in zip(batch, errors, strict=True):
         by_loop.setdefault(loop, []).append((future, error))
     for loop, settled in by_loop.items():
@@ -264,7 +551,7 @@ def _settle_batch(batch: list[_Entry], errors: list[OSError | None]) -> None:
             logger.warning("audit writer: %d records done for an event loop now closed", len(settled))
 
 
-def _settle(settled: list[tuple[asyncio.Future[None], OSError | None]]) -> None:
+def _settle(settled: list[tuple[asyncio.Future[None], _Outcome]]) -> None:
     """Resolve callers' futures on their own loop (one may have been cancelled meanwhile)."""
     for future, error in settled:
         if future.done():
@@ -283,5 +570,3 @@ def read_records(path: Path) -> list[dict[str, Any]]:
             if line.endswith("\n"):
                 out.append(json.loads(line))
     return out
-
-

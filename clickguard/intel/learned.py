@@ -4,7 +4,8 @@ A host that served a blocked appliance redirect or payload is remembered for a
 time the policy sets, with the evidence, so the next request to it is refused
 before the proxy connects. Entries live in memory (one dict lookup a request)
 and in a JSON file in the state directory, rewritten whole (write, fsync,
-rename) when an entry is added, so a crash leaves the old file or the new one.
+rename) when an entry is added, so a crash leaves the old file or the new one;
+the file is private (0640, `clickguard.files`), as it holds the URLs.
 A file that cannot be read is set aside, not trusted and not lost.
 """
 
@@ -18,6 +19,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
+
+from clickguard import files
 
 logger = logging.getLogger(__name__)
 
@@ -118,11 +121,5 @@ class LearnedHosts:
         with self._write_lock:
             if generation <= self._written:
                 return  # a newer snapshot is already on disk
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            temporary = self.path.with_name(self.path.name + ".tmp")
-            with open(temporary, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(temporary, self.path)
+            files.write_private(self.path, data)  # full URLs (tokens in them): not for every local user
             self._written = generation

@@ -186,6 +186,9 @@ class FeedConfig(_Model):
     url: str | None = None
     refresh: Annotated[float, BeforeValidator(_seconds)] = 3600.0  # seconds; url feeds only
     cache: Path | None = None  # url feeds: last good copy on disk; None = the caller decides
+    # url feeds: the most bytes a fetch may bring, counted after gzip/deflate are undone; a bigger
+    # body is refused and the last good copy kept. 64 MiB: the biggest real feeds are ~3 MB.
+    max_bytes: Annotated[int, BeforeValidator(_size), Field(ge=1)] = 64 * 2**20
     category: Annotated[str, AfterValidator(_category)] = "thingbot"
     min_count: Annotated[StrictInt, Field(ge=1)] = 1  # ipsum only: lists an IP must be on
     match: frozenset[Kind] | None = None  # indicator kinds to index; None = the format's default
@@ -230,7 +233,7 @@ class FeedConfig(_Model):
             found.append(((), "give the feed a path (a local file) or a url"))
         if self.url is None:
             found.extend(((key,), f"{key} only applies to feeds fetched by url")
-                         for key in ("refresh", "cache") if key in given)
+                         for key in ("refresh", "cache", "max_bytes") if key in given)
         if "min_count" in given and self.format != "ipsum":
             found.append((("min_count",),
                           f"min_count only applies to format ipsum (this feed is {self.format})"))
@@ -340,12 +343,14 @@ def _is_off(value: object) -> bool:
 
 
 class AuditConfig(_Model):
-    """Where decisions are recorded, and how long the store keeps them."""
+    """Where decisions are recorded, how long the store keeps them, what happens when recording fails."""
 
     # Absolute after validation, except the defaults above; None: `off`, that sink is not written.
     log: Path | None = DEFAULT_AUDIT_LOG  # JSON Lines, appended, never pruned
     store: Path | None = DEFAULT_AUDIT_STORE  # SQLite, what reports and the dashboard read
     retention: float | None = 90 * 86400.0  # seconds the store keeps a record; None: `off`, forever
+    # A decision that cannot be recorded (disk full): served anyway (open), or refused (closed).
+    on_failure: Literal["open", "closed"] = "open"
 
     @field_validator("log", "store", mode="before")
     @classmethod

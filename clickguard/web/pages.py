@@ -106,6 +106,20 @@ def warn_page(url: str, findings: Iterable[Finding], ref: str, continue_url: str
     return _page("warn", "Warning from clickguard", "#c77c00", inner, ref)
 
 
+def not_recorded_page(url: str, ref: str) -> Page:
+    """503 instead of a page whose decision could not be recorded (the policy's audit.on_failure: closed)."""
+    inner = (
+        "<h1>Not opened: this visit could not be recorded</h1>"
+        "<p>You asked to open:</p>"
+        f'<code class="url">{escape(url)}</code>'
+        "<p>Your organisation records every visit clickguard lets through, and its record cannot "
+        "be written right now, so the page was not opened. Try again in a few minutes; if this "
+        "keeps happening, contact your IT help desk.</p>"
+    )
+    page = _page("block", "Not opened by clickguard", "#b3261e", inner, ref)
+    return page._replace(status=503, headers={**page.headers, "Retry-After": "60"})
+
+
 def message_page(title: str, message: str, ref: str, *, action: str = "block") -> Page:
     """A short page for the proxy's own endpoints (an expired continue link, an unknown path)."""
     inner = f"<h1>{escape(title)}</h1><p>{escape(message)}</p>"
