@@ -1,25 +1,40 @@
 """Feed sources: where each feed's text comes from, its last good copy, and its status.
 
 A feed comes from a file or from an http(s) URL. URL feeds are fetched in the
-background (one shared aiohttp session, conditional GET with ETag and
-Last-Modified) into a cache file that is also read at start-up, so the proxy
-never waits for a fetch to serve. Whatever goes wrong (unreachable server, a
+background (one shared aiohttp session, `feed_session()`; conditional GET with
+ETag and Last-Modified) into a cache file that is also read at start-up, so the
+proxy never waits for a fetch to serve. Whatever goes wrong (unreachable server, a
 file that suddenly parses to nothing), the last good copy keeps serving and the
 status says what happened.
+
+A feed server is as much the attacker's as any page, so a fetch is bounded:
+
+- size: at most the feed's `max_bytes` (default 64 MiB), counted after gzip or
+  deflate are undone here, piece by piece (a bomb stops at the cap); a
+  Content-Length above the cap is refused before reading;
+- time: `FetchTimeouts` (connect 15 s, 60 s of silence, 300 s in all);
+- the event loop: the body is parsed, compared and written in a worker thread;
+- the network: proxies from the environment (HTTP_PROXY, HTTPS_PROXY, NO_PROXY),
+  or the deployment's parent proxy given to `FeedSet.fetch`.
+
+A refused body (HTTP error, timeout, too big, cut short, not decodable, no usable
+line, empty) never touches the cached copy.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
 import re
 import tempfile
 import time
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiohttp
 
@@ -30,6 +45,181 @@ from clickguard.policy.model import FeedConfig
 logger = logging.getLogger(__name__)
 
 _SKIPPED_EXAMPLES = 5
+_CHUNK = 64 * 1024  # bytes taken off the connection at a time
+_PIECE = 256 * 1024  # most bytes one decompression step makes before the event loop runs again
+_ACCEPT_ENCODING = "gzip, deflate"  # what fetches ask for and decode; anything else is refused
+
+
+class FetchTimeouts(NamedTuple):
+    """How long one feed fetch may take, in seconds."""
+
+    connect: float = 15.0  # to get a connection to the server, or to the proxy
+    read: float = 60.0  # the longest silence between two reads of the response
+    total: float = 300.0  # the whole fetch, headers and body
+
+    def client_timeout(self) -> aiohttp.ClientTimeout:
+        """The same bounds in aiohttp's terms."""
+        return aiohttp.ClientTimeout(total=self.total, connect=self.connect,
+                                     sock_connect=self.connect, sock_read=self.read)
+
+    def __str__(self) -> str:
+        return f"connect {self.connect:g}s, read {self.read:g}s, total {self.total:g}s"
+
+
+DEFAULT_TIMEOUTS = FetchTimeouts()
+
+
+def feed_session() -> aiohttp.ClientSession:
+    """The session URL feeds are fetched with (call it inside the running event loop)."""
+    # trust_env: HTTP_PROXY, HTTPS_PROXY and NO_PROXY (and ~/.netrc for the proxy's credentials),
+    # as every other tool on the host honours them. A feed server's cookies are never sent back,
+    # and bodies are decoded by the fetch itself, within the feed's cap.
+    return aiohttp.ClientSession(trust_env=True, cookie_jar=aiohttp.DummyCookieJar(),
+                                 auto_decompress=False, timeout=DEFAULT_TIMEOUTS.client_timeout())
+
+
+class _Refused(Exception):
+    """Why a fetched body is not used (never leaves `FeedSet.fetch`); the message names the URL."""
+
+
+class _Download(NamedTuple):
+    """A feed body read within its cap, with the validators for the next conditional GET."""
+
+    body: bytes
+    etag: str | None
+    last_modified: str | None
+
+
+def _decompressor(url: str, encoding: str) -> zlib._Decompress | None:
+    """The decoder of a Content-Encoding fetches ask for; None for identity; _Refused otherwise."""
+    name = encoding.strip().lower()
+    if name in ("", "identity"):
+        return None
+    if name in ("gzip", "x-gzip"):
+        return zlib.decompressobj(16 + zlib.MAX_WBITS)
+    if name == "deflate":
+        return zlib.decompressobj(zlib.MAX_WBITS)
+    raise _Refused(f"{url}: Content-Encoding {encoding!r} was not asked for ({_ACCEPT_ENCODING})")
+
+
+class _BoundedBody:
+    """A response body gathered within a cap, its Content-Encoding undone on the way."""
+
+    def __init__(self, url: str, encoding: str, cap: int) -> None:
+        self.url = url
+        self.cap = cap
+        self.size = 0  # decoded bytes so far
+        self._pieces: list[bytes] = []
+        self._inflate = _decompressor(url, encoding)
+
+    async def add(self, chunk: bytes) -> None:
+        """Take one chunk as it came off the connection; _Refused past the cap or if it does not decode."""
+        if self._inflate is None:
+            self._keep(chunk)
+            return
+        pending = chunk
+        while True:
+            try:
+                # At most _PIECE bytes a step: a gzip bomb grows by 256 KiB at a time, never past
+                # the cap, and the event loop gets its turn between steps.
+                piece = self._inflate.decompress(pending, _PIECE)
+            except zlib.error as e:
+                raise _Refused(f"{self.url}: the compressed body does not decode: {e}") from None
+            self._keep(piece)
+            if self._inflate.eof and self._inflate.unused_data:
+                raise _Refused(f"{self.url}: data after the end of the compressed body")
+            pending = self._inflate.unconsumed_tail
+            if not pending and len(piece) < _PIECE:
+                return  # a full piece may leave output inside zlib: ask again with no input
+            await asyncio.sleep(0)
+
+    def _keep(self, piece: bytes) -> None:
+        """Count and keep decoded bytes; _Refused once they pass the cap."""
+        self.size += len(piece)
+        if self.size > self.cap:
+            decoded = " decoded" if self._inflate is not None else ""
+            raise _Refused(f"{self.url}: body over the cap of {self.cap} bytes{decoded} "
+                           "(max_bytes); stopped reading")
+        self._pieces.append(piece)
+
+    def finish(self) -> bytes:
+        """The whole decoded body; _Refused if a compressed body ended before its end mark."""
+        if self._inflate is not None and not self._inflate.eof:
+            raise _Refused(f"{self.url}: the compressed body ends early")
+        return b"".join(self._pieces)
+
+
+async def _download(session: aiohttp.ClientSession, feed: FeedConfig, headers: dict[str, str],
+                    proxy: str | None, timeouts: FetchTimeouts) -> _Download | None:
+    """GET a feed's URL within its cap and the timeouts; None for 304; _Refused or aiohttp's errors."""
+    url = str(feed.url)
+    async with session.get(url, headers={**headers, "Accept-Encoding": _ACCEPT_ENCODING},
+                           proxy=proxy, timeout=timeouts.client_timeout(),
+                           auto_decompress=False) as response:
+        if response.status == 304:
+            return None
+        if response.status != 200:
+            raise _Refused(f"{url}: HTTP {response.status}")
+        length = response.content_length
+        if length is not None and length > feed.max_bytes:
+            raise _Refused(f"{url}: Content-Length {length} is over the cap of {feed.max_bytes} "
+                           "bytes (max_bytes); not read")
+        body = _BoundedBody(url, response.headers.get("Content-Encoding", ""), feed.max_bytes)
+        received = 0
+        async for chunk in response.content.iter_chunked(_CHUNK):
+            received += len(chunk)
+            if received > feed.max_bytes:  # compressed and still bigger than the cap
+                raise _Refused(f"{url}: body over the cap of {feed.max_bytes} bytes (max_bytes); "
+                               "stopped reading")
+            await body.add(chunk)
+        return _Download(body.finish(), response.headers.get("ETag"),
+                         response.headers.get("Last-Modified"))
+
+
+def _error_text(error: BaseException) -> str:
+    """An exception's type and message, for a status line."""
+    message = str(error)
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__
+
+
+def _conditional_headers(path: Path, meta_path: Path) -> dict[str, str]:
+    """If-None-Match and If-Modified-Since for the cached copy, if there is one."""
+    headers: dict[str, str] = {}
+    if not path.exists():
+        return headers
+    try:
+        meta = json.loads(meta_path.read_text())
+        if meta.get("etag"):
+            headers["If-None-Match"] = meta["etag"]
+        if meta.get("last_modified"):
+            headers["If-Modified-Since"] = meta["last_modified"]
+    except (OSError, ValueError, AttributeError):  # AttributeError: JSON that is not an object
+        pass
+    return headers
+
+
+def _store(feed: FeedConfig, download: _Download, path: Path, meta_path: Path) -> bool:
+    """Parse a fetched body and, if usable, make it the cached copy; True if it changed (in a thread)."""
+    url = str(feed.url)
+    parsed = parse_feed(feed.format, download.body.decode("utf-8", errors="replace"),
+                        min_count=feed.min_count)
+    if not _usable(parsed):
+        first = parsed.skipped[0]
+        raise _Refused(f"{url}:{first.line}: {feed.format}: {first.reason} (no usable line)")
+    try:
+        cached: bytes | None = path.read_bytes()
+    except OSError:
+        cached = None
+    if parsed.size == 0 and cached is not None:
+        # A body with no entry at all is far likelier a failed export than a clean world.
+        raise _Refused(f"{url}: no entries in {len(download.body)} bytes")
+    changed = cached != download.body
+    if changed:
+        _atomic_write(path, download.body)
+    _atomic_write(meta_path, json.dumps({"etag": download.etag,
+                                         "last_modified": download.last_modified,
+                                         "fetched_at": time.time()}).encode())
+    return changed
 
 
 @dataclass
@@ -145,8 +335,8 @@ class FeedSet:
                     status.last_error = None
                 else:
                     first = candidate.skipped[0]
-                    status.last_error = (f"{status.source}:{first.line}: {feed.format}: {first.reason} "
-                                         f"(no usable line; keeping the last good copy)")
+                    status.last_error = (f"feed {feed.name}: {status.source}:{first.line}: {feed.format}: "
+                                         f"{first.reason} (no usable line); keeping the last good copy")
             if parsed is None and feed.name in self._good:
                 parsed = parse_feed(feed.format, self._good[feed.name][0], min_count=feed.min_count)
             if parsed is None:
@@ -164,54 +354,36 @@ class FeedSet:
             status.entries = index.counts.get(name, 0)
         return index
 
-    async def fetch(self, session: aiohttp.ClientSession, feed: FeedConfig) -> bool:
-        """Fetch one URL feed into its cache; True if a new good copy arrived. Never raises for I/O."""
+    async def fetch(self, session: aiohttp.ClientSession, feed: FeedConfig, *,
+                    proxy: str | None = None, timeouts: FetchTimeouts = DEFAULT_TIMEOUTS) -> bool:
+        """Fetch one URL feed into its cache; True if a new good copy arrived. Never raises for I/O.
+
+        `session` is best `feed_session()`'s; `proxy` is the deployment's parent proxy for this
+        URL (None: the session's choice, the environment's proxy with `feed_session()`). On any
+        failure the cached copy stays as it was, byte for byte, and the status says why.
+        """
         status = self.status[feed.name]
         path = cache_path(feed, self.cache_dir)
         meta_path = path.with_suffix(path.suffix + ".meta.json")
-        headers: dict[str, str] = {}
-        if path.exists():
-            try:
-                meta = json.loads(meta_path.read_text())
-                if meta.get("etag"):
-                    headers["If-None-Match"] = meta["etag"]
-                if meta.get("last_modified"):
-                    headers["If-Modified-Since"] = meta["last_modified"]
-            except (OSError, ValueError):
-                pass
         status.last_attempt = time.time()
         try:
-            async with session.get(str(feed.url), headers=headers,
-                                   timeout=aiohttp.ClientTimeout(total=120)) as response:
-                if response.status == 304:
-                    status.last_error = None
-                    return False
-                if response.status != 200:
-                    status.last_error = f"{feed.url}: HTTP {response.status}; keeping the last good copy"
-                    return False
-                body = await response.read()
-                etag = response.headers.get("ETag")
-                last_modified = response.headers.get("Last-Modified")
-        except (aiohttp.ClientError, TimeoutError, OSError) as e:
-            status.last_error = f"{feed.url}: {type(e).__name__}: {e}; keeping the last good copy"
-            return False
-        text = body.decode("utf-8", errors="replace")
-        parsed = parse_feed(feed.format, text, min_count=feed.min_count)
-        if not _usable(parsed):
-            first = parsed.skipped[0]
-            status.last_error = (f"{feed.url}:{first.line}: {feed.format}: {first.reason} "
-                                 "(no usable line; keeping the last good copy)")
-            return False
-        try:
-            unchanged = path.read_bytes() == body
-        except OSError:
-            unchanged = False
-        if not unchanged:
-            _atomic_write(path, body)
-        _atomic_write(meta_path, json.dumps({"etag": etag, "last_modified": last_modified,
-                                             "fetched_at": time.time()}).encode())
-        status.last_error = None
-        return not unchanged
+            headers = await asyncio.to_thread(_conditional_headers, path, meta_path)
+            download = await _download(session, feed, headers, proxy, timeouts)
+            if download is None:
+                status.last_error = None
+                return False
+            changed = await asyncio.to_thread(_store, feed, download, path, meta_path)
+        except _Refused as e:
+            why = str(e)
+        except TimeoutError as e:  # aiohttp's own timeouts are TimeoutErrors too
+            why = f"{feed.url}: timed out ({timeouts}): {_error_text(e)}"
+        except (aiohttp.ClientError, OSError) as e:
+            why = f"{feed.url}: {_error_text(e)}"
+        else:
+            status.last_error = None
+            return changed
+        status.last_error = f"feed {feed.name}: {why}; keeping the last good copy"
+        return False
 
     def snapshot(self) -> list[dict[str, Any]]:
         """Every feed's status, JSON-ready."""
