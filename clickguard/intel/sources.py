@@ -26,9 +26,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import re
-import tempfile
 import time
 import zlib
 from collections.abc import Iterator, Sequence
@@ -38,6 +36,7 @@ from typing import Any, NamedTuple
 
 import aiohttp
 
+from clickguard import files
 from clickguard.intel.index import FeedInput, ReputationIndex
 from clickguard.intel.parsers import DEFAULT_KINDS, Kind, ParsedFeed, parse_feed
 from clickguard.policy.model import FeedConfig
@@ -391,21 +390,11 @@ class FeedSet:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    """Replace a file in one step, so a reader never sees half of it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    """Replace a file in one step, so a reader never sees half of it; private (0640, folders 0750)."""
+    files.write_private(path, data)
 
 
-def write_status(path: Path, feeds: FeedSet) -> None:
-    """Publish the feeds' status for `clickguard feeds status` (another process)."""
-    _atomic_write(path, json.dumps({"written_at": time.time(), "feeds": feeds.snapshot()},
+def write_status(path: Path, feeds: FeedSet, *, audit: dict[str, Any] | None = None) -> None:
+    """Publish the feeds' status, and the audit sinks' (`AuditLog.health`), for `clickguard feeds status`."""
+    _atomic_write(path, json.dumps({"written_at": time.time(), "feeds": feeds.snapshot(), "audit": audit},
                                    indent=1).encode())
