@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import email.errors
 import gc
-import ipaddress
+import io
 import json
 import sqlite3
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -35,11 +36,11 @@ from clickguard.intel.resolver import Resolver
 from clickguard.mail.home_line import OriginAddress, judge_sender
 from clickguard.mail.links import decode, is_click_link
 from clickguard.mail.origin import TrustedBoundary, origin_of_message, read_sender
-from clickguard.mail.rewrite import RewriteSettings, rewrite_message
+from clickguard.mail.rewrite import RewriteResult, RewriteSettings, rewrite_message
 from clickguard.policy.model import AuditConfig, Policy, check_policy, load_policy
 from clickguard.shipped import DEFAULT_POLICY
 from clickguard.tokens import load_or_create_key
-from clickguard.urls import normalize_url, registered_domain
+from clickguard.urls import canonical_ip, normalize_url, registered_domain
 
 
 def _listen(value: str) -> tuple[str, int]:
@@ -69,6 +70,20 @@ def _duration(value: str) -> float:
     return seconds
 
 
+CHECK_EXIT = (
+    "exit status: 0 when every URL was judged; 1 when some could not be (a URL that does not parse, "
+    "a line of stdin that is not UTF-8 text): each gets its own result with an \"error\" and its "
+    "action, and the batch goes on; 2 only when the check could not run at all (a bad policy, feed "
+    "or option)."
+)
+REWRITE_EXIT = (
+    "exit status: 0 when every message was rewritten (or had no link to rewrite); 1 when some were "
+    "passed through unchanged or skipped (a file that cannot be read), each named on stderr with "
+    "its reason while the batch goes on, then a summary line; 2 only when the batch could not run "
+    "at all (no such input, a bad policy or option, an output that cannot be written)."
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(
@@ -91,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE",
                      help="any other mitmproxy option, passed through")
 
-    chk = sub.add_parser("check", help="judge URLs against the policy and feeds")
+    chk = sub.add_parser("check", help="judge URLs against the policy and feeds", epilog=CHECK_EXIT)
     chk.add_argument("url", help="URL to check, or - to read URLs one per line from stdin")
     chk.add_argument("--origin", help="IP address of the e-mail's origin, judged against the feeds")
     chk.add_argument("--origin-received", metavar="LINE",
@@ -118,7 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--state-dir", type=Path, default=Path("var"))
     status.add_argument("--json", action="store_true")
 
-    rw = sub.add_parser("rewrite", help="rewrite the links of e-mail into signed click links")
+    rw = sub.add_parser("rewrite", help="rewrite the links of e-mail into signed click links",
+                        epilog=REWRITE_EXIT)
     rw.add_argument("input", type=Path, help="an .eml file, a directory of them, or an mbox file")
     rw.add_argument("-o", "--output", type=Path,
                     help="where to write (a file, or a directory for a directory; default: stdout)")
@@ -283,14 +299,20 @@ def judge_url(judge: Judge, raw: str, origin_ip: str | None = None,
     try:
         url = normalize_url(raw)
     except URLError as e:
-        found = judge.origin_findings(origin_ip, home_line=home_line) if origin_ip else []
-        verdict = judge.decide(found, incomplete=f"the address cannot be parsed: {e}")
-        return {"url": raw, "error": str(e), "action": verdict.action,
-                "reasons": [f.as_dict() for f in verdict.findings]}
+        return error_result(judge, raw, str(e), origin_ip, home_line=home_line)
     decision = asyncio.run(check(judge, url, resolver)) if resolver else check_offline(judge, url)
     if origin_ip:
         decision = with_origin(judge, decision, origin_ip, home_line=home_line)
     return decision_json(raw, decision)
+
+
+def error_result(judge: Judge, raw: str, error: str, origin_ip: str | None = None, *,
+                 home_line: str | None = None) -> dict[str, Any]:
+    """The result for input that cannot be judged as a URL: the error, and what policy does then."""
+    found = judge.origin_findings(origin_ip, home_line=home_line) if origin_ip else []
+    verdict = judge.decide(found, incomplete=f"the address cannot be parsed: {error}")
+    return {"url": raw, "error": error, "action": verdict.action,
+            "reasons": [f.as_dict() for f in verdict.findings]}
 
 
 def origin_of_received(judge: Judge, line: str, origin_ip: str | None) -> tuple[str, str | None]:
@@ -299,7 +321,7 @@ def origin_of_received(judge: Judge, line: str, origin_ip: str | None) -> tuple[
     if sender is None:
         raise UsageError("--origin-received: the line names no sender address (expected the shape "
                          "'from HELO (NAME [IP]) by RELAY …')")
-    if origin_ip is not None and _canonical_ip(origin_ip) != sender.address:
+    if origin_ip is not None and canonical_ip(origin_ip) != sender.address:
         raise UsageError(f"--origin {origin_ip} is not the sender of --origin-received ({sender.address})")
     email = judge.policy.email
     boundary = TrustedBoundary(email.trusted_relays, email.internal_networks)
@@ -307,23 +329,14 @@ def origin_of_received(judge: Judge, line: str, origin_ip: str | None) -> tuple[
     return sender.address, home.detail() if home is not None else None
 
 
-def _canonical_ip(text: str) -> str | None:
-    """An address as origin.py spells it (IPv4-mapped IPv6 as IPv4), or None if text is none."""
-    try:
-        address = ipaddress.ip_address(text.strip())
-    except ValueError:
-        return None
-    mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
-    return str(mapped or address)
-
-
 def cmd_check(args: argparse.Namespace) -> int:
-    """Judge one URL, or many from stdin, and print the verdicts."""
+    """Judge one URL, or many from stdin, and print the verdicts; exit status as CHECK_EXIT says."""
     judge, _feeds = load_judge(args.policy, args.feed, args.state_dir)
     resolver = Resolver() if args.resolve else None
     origin_ip, home_line = args.origin, None
     if args.origin_received is not None:
         origin_ip, home_line = origin_of_received(judge, args.origin_received, origin_ip)
+    _results_out(as_json=args.json)
 
     def judge_one(raw: str) -> dict[str, Any]:
         return judge_url(judge, raw, origin_ip, resolver, home_line=home_line)
@@ -333,18 +346,48 @@ def cmd_check(args: argparse.Namespace) -> int:
         if "host" in result:
             result["registered_domain"] = registered_domain(result["host"])
         _print_result(result, args.json, sys.stdout)
-        return 2 if "error" in result else 0
+        return 1 if "error" in result else 0
     out: list[str] = []
-    for line in _stdin_lines():
-        raw = line.strip()
-        if not raw or raw.startswith("#"):
+    unjudged = 0
+    for raw, not_text in _stdin_urls():
+        if not_text is not None:
+            result = error_result(judge, raw, not_text, origin_ip, home_line=home_line)
+        elif not raw or raw.startswith("#"):
             continue
-        out.append(format_result(judge_one(raw), args.json))
+        else:
+            result = judge_one(raw)
+        unjudged += "error" in result
+        out.append(format_result(result, args.json))
         if len(out) >= 4096:
             sys.stdout.write("".join(out))
             out.clear()
     sys.stdout.write("".join(out))
-    return 0
+    return 1 if unjudged else 0
+
+
+def _results_out(*, as_json: bool) -> None:
+    """Make stdout take any result: JSON Lines in UTF-8, text in the locale's encoding.
+
+    A URL given as an argument may hold lone surrogates (bytes that were not UTF-8): they
+    are written as \\udcff, which in JSON is the string's own escape, so every line stays
+    valid and no result can stop the batch.
+    """
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        if as_json:
+            sys.stdout.reconfigure(encoding="utf-8", errors="backslashreplace")
+        else:
+            sys.stdout.reconfigure(errors="backslashreplace")
+
+
+def _stdin_urls() -> Iterator[tuple[str, str | None]]:
+    """(URL, None) per line of stdin, stripped; (the line, bad bytes escaped, why) if it is not UTF-8."""
+    for number, line in enumerate(sys.stdin.buffer, 1):
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as e:
+            yield line.strip().decode("utf-8", "backslashreplace"), f"line {number} is not UTF-8 text: {e}"
+        else:
+            yield text.strip(), None
 
 
 def _stdin_lines() -> Iterator[str]:
@@ -453,56 +496,103 @@ def _published_status(path: Path) -> dict[str, Any]:
     return published
 
 
-def cmd_rewrite(args: argparse.Namespace) -> int:
-    """Rewrite one message, a directory of messages or an mbox; a message that fails is kept unchanged."""
-    policy = policy_or_default(args.policy)
-    with user_files():
-        key = load_or_create_key(args.certs / "clickguard.key")
-    settings = RewriteSettings(policy.click_host, key, policy.click_links.recipient,
-                               policy.click_links.skip_domains)
-    counts = {"messages": 0, "links": 0, "unchanged": 0}
+# What a message the mail code cannot take may raise (codecs raise LookupError and UnicodeError,
+# a ValueError); anything else is a bug and shows its traceback.
+_UNREWRITABLE = (ValueError, LookupError, email.errors.MessageError)
 
-    def one(raw: bytes, name: str) -> bytes:
-        origin = origin_of_message(raw, trusted_relays=policy.email.trusted_relays,
-                                   internal_networks=policy.email.internal_networks)
+
+class RewriteBatch:
+    """One `rewrite` run: each message rewritten, or passed through unchanged with its reason, counted."""
+
+    def __init__(self, policy: Policy, settings: RewriteSettings, recipient: str | None) -> None:
+        self.policy = policy
+        self.settings = settings
+        self.recipient = recipient
+        self.messages = self.links = self.unchanged = self.skipped = 0
+
+    def rewrite(self, raw: bytes, name: str) -> bytes:
+        """The message rewritten; raw itself, named on stderr with the reason, if it cannot be."""
+        self.messages += 1
+        try:
+            result = self._rewrite(raw)
+        except _UNREWRITABLE as e:
+            reason = str(e) if isinstance(e, ClickguardError) else f"{type(e).__name__}: {e}"
+            return self._pass_through(raw, name, reason)
+        if result.error:
+            return self._pass_through(raw, name, result.error)
+        self.links += result.links
+        return result.data
+
+    def _rewrite(self, raw: bytes) -> RewriteResult:
+        """rewrite_message with the message's origin (and its home-line evidence) read from it."""
+        email_policy = self.policy.email
+        origin = origin_of_message(raw, trusted_relays=email_policy.trusted_relays,
+                                   internal_networks=email_policy.internal_networks)
         # The home-line evidence rides on the address into the click links (see OriginAddress).
         origin_ip = origin.ip
         if origin_ip and origin.home_line:
             origin_ip = OriginAddress(origin_ip, origin.home_line)
-        result = rewrite_message(raw, settings, origin_ip=origin_ip, recipient=args.recipient)
-        counts["messages"] += 1
-        counts["links"] += result.links
-        if result.error:
-            counts["unchanged"] += 1
-            print(f"{name}: passed through unchanged: {result.error}", file=sys.stderr)
-        return result.data
+        return rewrite_message(raw, self.settings, origin_ip=origin_ip, recipient=self.recipient)
 
+    def _pass_through(self, raw: bytes, name: str, reason: str) -> bytes:
+        """raw, counted and reported as passed through unchanged."""
+        self.unchanged += 1
+        print(f"{name}: passed through unchanged: {reason}", file=sys.stderr)
+        return raw
+
+    def skip(self, name: str, error: OSError) -> None:
+        """Count and report an input that could not be read (nothing is written for it)."""
+        self.messages += 1
+        self.skipped += 1
+        print(f"{name}: skipped (could not be read): {error.strerror or error}", file=sys.stderr)
+
+    def finish(self) -> int:
+        """Print the summary line; the exit status (REWRITE_EXIT)."""
+        skipped = f", {self.skipped} skipped (could not be read)" if self.skipped else ""
+        print(f"clickguard rewrite: {self.messages} messages, {self.links} links rewritten, "
+              f"{self.unchanged} passed through unchanged{skipped}", file=sys.stderr)
+        return 1 if self.unchanged or self.skipped else 0
+
+
+def cmd_rewrite(args: argparse.Namespace) -> int:
+    """Rewrite one message, a directory of messages or an mbox; exit status as REWRITE_EXIT says."""
+    policy = policy_or_default(args.policy)
+    # Checked once here: a bad relay or network entry stops the batch, not each message.
+    TrustedBoundary(policy.email.trusted_relays, policy.email.internal_networks)
+    recipient = _text_argument(args.recipient, "--recipient")
+    with user_files():
+        key = load_or_create_key(args.certs / "clickguard.key")
+    settings = RewriteSettings(policy.click_host, key, policy.click_links.recipient,
+                               policy.click_links.skip_domains)
+    batch = RewriteBatch(policy, settings, recipient)
     source: Path = args.input
     if source.is_dir():
         if args.output is None:
             raise UsageError("rewriting a directory needs -o DIRECTORY")
-        with user_files():
-            args.output.mkdir(parents=True, exist_ok=True)
-            paths = sorted(p for p in source.iterdir() if p.is_file())
-        for path in paths:
-            rewritten = one(_read(path), str(path))
-            with user_files():
-                (args.output / path.name).write_bytes(rewritten)
-    elif _read(source)[:5] == b"From ":
+        _rewrite_directory(source, args.output, batch)
+    elif _head(source, 5) == b"From ":
         if args.output is None:
             raise UsageError("rewriting an mbox needs -o FILE")
-        with user_files():
-            _rewrite_mbox(source, args.output, one)
+        _rewrite_mbox(source, args.output, batch)
     else:
-        data = one(_read(source), str(source))
+        data = batch.rewrite(_read(source), str(source))
         if args.output is None:
             sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
         else:
             with user_files():
                 args.output.write_bytes(data)
-    print(f"clickguard rewrite: {counts['messages']} messages, {counts['links']} links rewritten, "
-          f"{counts['unchanged']} passed through unchanged", file=sys.stderr)
-    return 0
+    return batch.finish()
+
+
+def _text_argument(value: str | None, option: str) -> str | None:
+    """An argument that must be text (bytes that are not UTF-8 reach Python as lone surrogates)."""
+    if value is not None:
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise UsageError(f"{option}: not UTF-8 text: {value!r}") from None
+    return value
 
 
 def _read(path: Path) -> bytes:
@@ -511,22 +601,73 @@ def _read(path: Path) -> bytes:
         return path.read_bytes()
 
 
-def _rewrite_mbox(source: Path, output: Path, one: Callable[[bytes, str], bytes]) -> None:
-    """Rewrite every message of an mbox into another, each with its own From_ line."""
+def _head(path: Path, size: int) -> bytes:
+    """The first bytes of a file the user named; FileAccessError if it cannot be read."""
+    with user_files(), path.open("rb") as f:
+        return f.read(size)
+
+
+def _rewrite_directory(source: Path, output: Path, batch: RewriteBatch) -> None:
+    """Rewrite every file of a directory into output, under the same name; unreadable ones skipped."""
+    with user_files():
+        output.mkdir(parents=True, exist_ok=True)
+        entries = sorted(source.iterdir())
+    for path in entries:
+        try:
+            if not path.is_file():
+                continue  # a subdirectory, a FIFO, a dangling link: not a message
+            raw = path.read_bytes()
+        except OSError as e:
+            batch.skip(str(path), e)
+            continue
+        rewritten = batch.rewrite(raw, str(path))
+        with user_files():
+            (output / path.name).write_bytes(rewritten)
+
+
+def _rewrite_mbox(source: Path, output: Path, batch: RewriteBatch) -> None:
+    """Rewrite every message of an mbox into another, each with its own From_ line.
+
+    Messages are taken and written as bytes: the email package never parses or
+    re-serialises them (it re-folds headers and cannot write some 8-bit messages back),
+    so a message passed through is the same bytes, and its From_ line stays as it was.
+    """
     import mailbox
 
-    out = mailbox.mbox(output)
-    out.lock()
+    with user_files():
+        box = mailbox.mbox(source, create=False)
     try:
-        for n, message in enumerate(mailbox.mbox(source, create=False)):
-            rewritten = one(message.as_bytes(unixfrom=False), f"{source}#{n + 1}")
-            entry = mailbox.mboxMessage(rewritten)
-            entry.set_from(message.get_from())
-            out.add(entry)
-        out.flush()
+        with user_files():
+            keys = box.keys()
+            out = mailbox.mbox(output)
+        try:
+            _lock(out, output)
+            for n, key in enumerate(keys, 1):
+                name = f"{source}#{n}"
+                try:
+                    envelope, _, raw = box.get_bytes(key, from_=True).partition(b"\n")
+                except OSError as e:
+                    batch.skip(name, e)
+                    continue
+                rewritten = batch.rewrite(raw, name)
+                with user_files():
+                    out.add(envelope + b"\n" + rewritten)
+            with user_files():
+                out.flush()
+        finally:
+            out.close()  # unlocks too
     finally:
-        out.unlock()
-        out.close()
+        box.close()
+
+
+def _lock(box: Any, path: Path) -> None:
+    """Lock an mbox for writing; UsageError if another program holds it."""
+    import mailbox
+
+    try:
+        box.lock()
+    except mailbox.ExternalClashError as e:
+        raise UsageError(f"{path}: {e}") from e
 
 
 def cmd_decode(args: argparse.Namespace) -> int:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import re
+import socket
 import unicodedata
 from typing import NamedTuple
 from urllib.parse import unquote_to_bytes
@@ -29,11 +30,16 @@ from clickguard.errors import URLError
 
 __all__ = [
     "DEFAULT_PORTS",
+    "IPV4_MAPPED",
+    "EmbeddedIPv4",
     "NormalizedURL",
+    "canonical_ip",
+    "embedded_ipv4",
     "normalize_host",
     "normalize_url",
     "parent_domains",
     "registered_domain",
+    "url_of",
 ]
 
 DEFAULT_PORTS: dict[str, int] = {"http": 80, "https": 443, "ws": 80, "wss": 443, "ftp": 21}
@@ -159,6 +165,96 @@ def parent_domains(host: str) -> list[str]:
 def _is_ip_host(host: str) -> bool:
     """Whether a normalised host is an IP literal (a domain never ends in a number)."""
     return ":" in host or host[host.rfind(".") + 1:].isdigit()
+
+
+class EmbeddedIPv4(NamedTuple):
+    """An IPv4 address carried inside an IPv6 address, and the form that carries it."""
+
+    ipv4: str  # dotted quad
+    form: str  # "NAT64", "local-use NAT64", "6to4", "IPv4-mapped", "IPv4-compatible", "Teredo client"…
+
+    def __str__(self) -> str:
+        if self.form.startswith("Teredo"):
+            return f"the {self.form} {self.ipv4}"
+        return f"the {self.form} form of {self.ipv4}"
+
+
+IPV4_MAPPED = "IPv4-mapped"  # the one form that is the same socket address as its IPv4
+_LOW32 = 0xFFFFFFFF
+# (form, prefix length, prefix value): forms whose IPv4 address is the last 32 bits.
+_LAST_32_BITS = (
+    ("NAT64", 96, 0x0064FF9B << 64),  # RFC 6052 well-known prefix 64:ff9b::/96
+    ("local-use NAT64", 48, 0x0064FF9B0001),  # RFC 8215 64:ff9b:1::/48, its /96 layout
+    (IPV4_MAPPED, 96, 0xFFFF),  # ::ffff:0:0/96
+    ("IPv4-compatible", 96, 0),  # ::/96 (RFC 4291, deprecated), without :: and ::1
+)
+
+
+def embedded_ipv4(address: str) -> tuple[EmbeddedIPv4, ...]:
+    """The IPv4 addresses an IPv6 address carries, each with its form; () for anything else.
+
+    An address of one of these forms reaches (or is routed by) the IPv4 host inside it,
+    so a listed IPv4 address written as one of them must be judged as itself:
+
+    - NAT64, the well-known prefix ``64:ff9b::/96`` (RFC 6052): the last 32 bits;
+    - local-use NAT64, ``64:ff9b:1::/48`` (RFC 8215): the last 32 bits (the /96 layout
+      DNS64 deployments use; the shorter RFC 6052 layouts are not read);
+    - 6to4, ``2002::/16`` (RFC 3056): bits 16 to 47;
+    - IPv4-mapped, ``::ffff:0:0/96``: the last 32 bits (a dual-stack socket's IPv4 peer);
+    - IPv4-compatible, ``::/96`` except ``::`` and ``::1``: the last 32 bits;
+    - Teredo, ``2001::/32`` (RFC 4380): the client, the last 32 bits with every bit
+      flipped, then the server, bits 32 to 63.
+
+    ``address`` is IPv6 text as anything writes it (a ``%zone`` suffix is ignored).
+    """
+    if ":" not in address:
+        return ()
+    try:
+        number = int.from_bytes(socket.inet_pton(socket.AF_INET6, address.partition("%")[0]), "big")
+    except (OSError, ValueError):  # not IPv6 text; ValueError for an embedded NUL
+        return ()
+    for form, prefixlen, prefix in _LAST_32_BITS:
+        if number >> (128 - prefixlen) == prefix:
+            if form == "IPv4-compatible" and number <= 1:
+                return ()
+            return (EmbeddedIPv4(_dotted(number & _LOW32), form),)
+    if number >> 112 == 0x2002:
+        return (EmbeddedIPv4(_dotted((number >> 80) & _LOW32), "6to4"),)
+    if number >> 96 == 0x20010000:
+        return (EmbeddedIPv4(_dotted((number & _LOW32) ^ _LOW32), "Teredo client"),
+                EmbeddedIPv4(_dotted((number >> 64) & _LOW32), "Teredo server"))
+    return ()
+
+
+def _dotted(number: int) -> str:
+    """Dotted-quad text of a 32-bit number."""
+    return socket.inet_ntop(socket.AF_INET, number.to_bytes(4, "big"))
+
+
+def url_of(scheme: str, host: str, port: int, path: str = "/") -> str:
+    """The absolute URL of a request's parts, an IPv6 host in brackets.
+
+    mitmproxy's ``Request.url`` writes an IPv6 host bare (``http://64:ff9b::1:8080/``),
+    which no URL parser reads as that host: build the URL to judge from the parts.
+    """
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"{scheme}://{host}:{port}{path if path != '*' else ''}"
+
+
+def canonical_ip(text: str) -> str | None:
+    """An address in one spelling: an IPv4-mapped IPv6 as its IPv4, IPv6 compressed, no zone.
+
+    A mapped address is the same socket address as its IPv4 (it is how a dual-stack socket
+    shows an IPv4 peer); every other embedding names another host and is kept as written
+    (see `embedded_ipv4`). None when text is no IP address.
+    """
+    try:
+        address = ipaddress.ip_address(text.strip().partition("%")[0])
+    except ValueError:
+        return None
+    mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
+    return str(mapped or address)
 
 
 def _parse_url(raw: str, default_scheme: str | None) -> NormalizedURL:

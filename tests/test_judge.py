@@ -100,6 +100,17 @@ def judge(tmp_path: Path) -> Judge:
                                                  "(network 192.0.2.128/25)")]),
         ("http://www.denied.example/", []),  # a denied host is exact, not a domain
         ("https://example.org/", []),
+        # an IPv6 literal is judged as the IPv4 inside it too (203.0.113.9 is cb00:7109)
+        ("http://[64:ff9b::cb00:7109]:8080/i",
+         [("landing.thingbot", "64:ff9b::cb00:7109 (the NAT64 form of 203.0.113.9) is listed by feed "
+                               "'bots' (tags: mirai)")]),
+        ("http://[2002:c633:6404::1]/",
+         [("landing.thingbot", "2002:c633:6404::1 (the 6to4 form of 198.51.100.4) is in the network "
+                               "198.51.100.0/24, listed by feed 'bots' (tags: sbl1)")]),
+        ("http://[64:ff9b::c000:282]/",
+         [("policy.deny", "64:ff9b::c000:282 is on the policy's deny list (network 192.0.2.128/25; the "
+                          "address is the NAT64 form of 192.0.2.130)")]),
+        ("http://[64:ff9b::c000:202]/", []),
     ],
 )
 def test_url_findings(judge: Judge, raw: str, expected: list[tuple[str, str]]) -> None:
@@ -119,6 +130,13 @@ def test_url_findings(judge: Judge, raw: str, expected: list[tuple[str, str]]) -
          [("policy.deny", "shop.example resolves to 192.0.2.129, on the policy's deny list "
                           "(network 192.0.2.128/25)")]),
         (["192.0.2.1", "2001:db8::1"], "shop.example", []),
+        # an AAAA answer embedding a listed IPv4 (Teredo's client field is the address, bits flipped)
+        (["2001:0:4136:e378:8000:63bf:34ff:8ef6"], "shop.example",
+         [("landing.thingbot", "shop.example resolves to 2001:0:4136:e378:8000:63bf:34ff:8ef6 (the "
+                               "Teredo client 203.0.113.9), which is listed by feed 'bots' (tags: mirai)")]),
+        (["64:ff9b::c000:282"], "shop.example",
+         [("policy.deny", "shop.example resolves to 64:ff9b::c000:282, on the policy's deny list "
+                          "(network 192.0.2.128/25; the address is the NAT64 form of 192.0.2.130)")]),
     ],
 )
 def test_address_findings(judge: Judge, addresses: list[str], host: str | None,
@@ -143,6 +161,9 @@ def test_address_findings_carry_feed_and_tags(judge: Judge) -> None:
                                                "network 198.51.100.0/24, listed by feed 'bots' "
                                                "(tags: sbl1)")]),
         ("192.0.2.5", []),
+        ("64:ff9b::cb00:7109", [("origin.thingbot", "the e-mail was handed over by 64:ff9b::cb00:7109 "
+                                                    "(the NAT64 form of 203.0.113.9), listed by feed "
+                                                    "'bots' (tags: mirai)")]),
     ],
 )
 def test_origin_findings(judge: Judge, address: str, expected: list[tuple[str, str]]) -> None:
@@ -176,6 +197,17 @@ def test_unknown_landing_from_a_thingbot_origin(tmp_path: Path, origin: str, lan
     assert judge.decide(findings).action == expected
 
 
+def test_a_learned_address_is_found_inside_an_ipv6_address(judge: Judge) -> None:
+    judge.learned.learn("203.0.113.50", "a camera's redirect", "http://203.0.113.50/", ("response.redirect",),
+                        ttl=3600)
+    (finding,) = judge.url_findings(normalize_url("http://[64:ff9b::cb00:7132]/"))
+    assert (finding.code, finding.feed, finding.indicator) == ("landing.thingbot", "learned", "203.0.113.50")
+    assert finding.detail.startswith("64:ff9b::cb00:7132 (the NAT64 form of 203.0.113.50) was learned ")
+    (finding,) = judge.address_findings(["2002:cb00:7132::"], host="shop.example")
+    assert finding.detail.startswith("shop.example resolves to 2002:cb00:7132:: (the 6to4 form of "
+                                     "203.0.113.50), which was learned ")
+
+
 # --- allow list ------------------------------------------------------------------------------
 
 
@@ -190,6 +222,11 @@ def test_unknown_landing_from_a_thingbot_origin(tmp_path: Path, origin: str, lan
         ("http://10.9.8.7/", (), "allow list: network 10.0.0.0/8"),
         ("http://[2001:db8:aaaa::5]/", (), "allow list: network 2001:db8:aaaa::/48"),
         ("http://11.0.0.1/", (), None),
+        ("http://[::ffff:10.9.8.7]/", (), "allow list: network 10.0.0.0/8"),  # the same socket address
+        # An entry vouches for no other host: the IPv4 inside a NAT64, 6to4 or Teredo address
+        # is the sender's choice (findings count either way, trust only the address itself).
+        ("http://[64:ff9b::a09:807]/", (), None),
+        ("https://app.example/", ("2002:a09:807::",), None),
         # a host name is allowed by its addresses only when every one of them is allowed
         ("https://app.example/", ("10.1.1.1", "10.2.2.2"), "allow list: network 10.0.0.0/8"),
         ("https://app.example/", ("10.1.1.1", "2001:db8:aaaa::1"), "allow list: network 10.0.0.0/8"),
@@ -280,6 +317,9 @@ def test_destination_exempt(judge: Judge, address: str, exempt: bool) -> None:
         ("http://10.1.2.3/", "allow", ["landing.thingbot"], ("10.1.2.3",),
          "allow list: network 10.0.0.0/8"),
         ("http://192.0.2.200/", "block", ["policy.deny", "landing.thingbot"], ("192.0.2.200",), None),
+        # Teredo: an allow-listed server (10.1.2.3) does not vouch for a listed client (203.0.113.9)
+        ("http://[2001:0:a01:203::34ff:8ef6]/", "block", ["landing.thingbot"],
+         ("2001:0:a01:203::34ff:8ef6",), None),
     ],
 )
 def test_check_offline(judge: Judge, raw: str, action: str, codes: list[str],
@@ -327,6 +367,21 @@ async def test_check_resolution_failure(tmp_path: Path, on_check_error: str, act
     assert decision.verdict.action == action
     assert decision.verdict.codes == codes
     assert decision.addresses == ()
+
+
+class _DNS64Resolver(Resolver):
+    """A resolver behind DNS64: every name answers with the NAT64 form of a listed address."""
+
+    async def resolve(self, host: str) -> tuple[str, ...]:
+        return ("64:ff9b::cb00:7109",)  # 203.0.113.9
+
+
+async def test_check_judges_the_ipv4_inside_an_aaaa_answer(judge: Judge) -> None:
+    decision = await check(judge, normalize_url("https://shop.example/"), _DNS64Resolver())
+    assert decision.verdict.action == "block"
+    (finding,) = decision.verdict.findings
+    assert finding.detail == ("shop.example resolves to 64:ff9b::cb00:7109 (the NAT64 form of 203.0.113.9), "
+                              "which is listed by feed 'bots' (tags: mirai)")
 
 
 async def test_check_skips_resolution_when_already_blocked(judge: Judge) -> None:

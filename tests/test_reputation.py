@@ -57,7 +57,7 @@ NETWORKS = _index(_feed("nets", [
         ("2001:db8::1", [("2001:db8::1", Kind.IP), ("2001:db8::/32", Kind.CIDR)]),
         ("2001:db8:1::99", [("2001:db8:1::/48", Kind.CIDR), ("2001:db8::/32", Kind.CIDR)]),
         ("2001:db9::1", []),
-        # IPv4-mapped IPv6 reaches the IPv4 host, so it is judged as that address
+        # IPv4-mapped IPv6 reaches the IPv4 host, so it is judged as that address (and says so)
         ("::ffff:198.51.100.7", [("198.51.100.7", Kind.IP), ("198.51.100.0/24", Kind.CIDR),
                                  ("198.51.0.0/16", Kind.CIDR), ("198.0.0.0/8", Kind.CIDR)]),
         ("::ffff:c633:6408", [("198.51.100.0/24", Kind.CIDR), ("198.51.0.0/16", Kind.CIDR),
@@ -69,8 +69,57 @@ NETWORKS = _index(_feed("nets", [
 def test_match_ip_most_specific_first(address: str, expected: list[tuple[str, Kind]]) -> None:
     matches = NETWORKS.match_ip(address)
     assert [(m.indicator, m.kind) for m in matches] == expected
-    assert all(m.subject == address for m in matches)
+    mapped = {"::ffff:198.51.100.7": "198.51.100.7", "::ffff:c633:6408": "198.51.100.8"}
+    subject = f"{address} (the IPv4-mapped form of {mapped[address]})" if address in mapped else address
+    assert all(m.subject == subject for m in matches)
     assert all(m.attribution.feed == "nets" for m in matches)
+
+
+# 198.51.100.7 is c633:6407 in hex; flipped for Teredo's client field, 39cc:9bf8.
+EMBEDDED = _index(
+    _feed("nets", [Indicator(Kind.IP, "198.51.100.7", ("exact",)),
+                   Indicator(Kind.CIDR, "198.51.100.0/24", ("p24",))]),
+    _feed("v6", [Indicator(Kind.CIDR, "64:ff9b::/96", ("nat64",)),
+                 Indicator(Kind.IP, "2002:c633:6407::1", ("six",))]),
+)
+
+
+@pytest.mark.parametrize(
+    ("address", "expected"),
+    [
+        # judged as itself, then as the IPv4 inside: a listing of either counts
+        ("64:ff9b::c633:6407", [
+            ("64:ff9b::c633:6407", "64:ff9b::/96"),
+            ("64:ff9b::c633:6407 (the NAT64 form of 198.51.100.7)", "198.51.100.7"),
+            ("64:ff9b::c633:6407 (the NAT64 form of 198.51.100.7)", "198.51.100.0/24")]),
+        ("64:ff9b:1:0:1::c633:6408", [
+            ("64:ff9b:1:0:1::c633:6408 (the local-use NAT64 form of 198.51.100.8)", "198.51.100.0/24")]),
+        ("2002:c633:6407::1", [
+            ("2002:c633:6407::1", "2002:c633:6407::1"),
+            ("2002:c633:6407::1 (the 6to4 form of 198.51.100.7)", "198.51.100.7"),
+            ("2002:c633:6407::1 (the 6to4 form of 198.51.100.7)", "198.51.100.0/24")]),
+        ("::c633:6407", [
+            ("::c633:6407 (the IPv4-compatible form of 198.51.100.7)", "198.51.100.7"),
+            ("::c633:6407 (the IPv4-compatible form of 198.51.100.7)", "198.51.100.0/24")]),
+        ("2001:0:4136:e378:8000:63bf:39cc:9bf8", [
+            ("2001:0:4136:e378:8000:63bf:39cc:9bf8 (the Teredo client 198.51.100.7)", "198.51.100.7"),
+            ("2001:0:4136:e378:8000:63bf:39cc:9bf8 (the Teredo client 198.51.100.7)", "198.51.100.0/24")]),
+        ("2001:0:c633:6409::ffff:fffe", [
+            ("2001:0:c633:6409::ffff:fffe (the Teredo server 198.51.100.9)", "198.51.100.0/24")]),
+        ("64:ff9b::c634:1", [("64:ff9b::c634:1", "64:ff9b::/96")]),  # the IPv4 inside is not listed
+        ("2001:db8::c633:6407", []),  # not a form that carries IPv4
+        ("::1", []),
+    ],
+)
+def test_match_ip_judges_the_ipv4_an_ipv6_address_embeds(address: str,
+                                                          expected: list[tuple[str, str]]) -> None:
+    assert [(m.subject, m.indicator) for m in EMBEDDED.match_ip(address)] == expected
+
+
+def test_match_url_judges_the_ipv4_an_ipv6_literal_host_embeds() -> None:
+    matches = EMBEDDED.match_url(normalize_url("http://[2002:c633:6408::]:8080/bins/x"))
+    assert [(m.subject, m.indicator) for m in matches] == [
+        ("2002:c633:6408:: (the 6to4 form of 198.51.100.8)", "198.51.100.0/24")]
 
 
 def test_plain_ipv4_lane() -> None:

@@ -10,11 +10,15 @@ import pytest
 from clickguard import urls
 from clickguard.errors import URLError
 from clickguard.urls import (
+    EmbeddedIPv4,
     NormalizedURL,
+    canonical_ip,
+    embedded_ipv4,
     normalize_host,
     normalize_url,
     parent_domains,
     registered_domain,
+    url_of,
 )
 
 URLHAUS_FILES = ["urlhaus_csv_online_2026-01-27.csv", "urlhaus_csv_online_2025-04-21.csv"]
@@ -348,3 +352,85 @@ def test_every_urlhaus_url_normalises(feeds_dir: Path, name: str) -> None:
         # Normalising is idempotent: the canonical form is its own canonical form.
         assert normalize_url(normalized.url) == normalized, raw
     assert failures == []
+
+
+# 198.51.100.1 is c633:6401 in hex; its Teredo-obfuscated form (every bit flipped) is 39cc:9bfe.
+@pytest.mark.parametrize(
+    ("address", "expected"),
+    [
+        ("64:ff9b::c633:6401", [("198.51.100.1", "NAT64")]),
+        ("64:ff9b::198.51.100.1", [("198.51.100.1", "NAT64")]),
+        ("64:FF9B:0:0:0:0:C633:6401", [("198.51.100.1", "NAT64")]),
+        ("64:ff9b:1::c633:6401", [("198.51.100.1", "local-use NAT64")]),
+        ("64:ff9b:1:abcd:0:1:c633:6401", [("198.51.100.1", "local-use NAT64")]),
+        ("2002:c633:6401::", [("198.51.100.1", "6to4")]),
+        ("2002:c633:6401:7:8::9", [("198.51.100.1", "6to4")]),
+        ("::ffff:c633:6401", [("198.51.100.1", "IPv4-mapped")]),
+        ("::ffff:198.51.100.1", [("198.51.100.1", "IPv4-mapped")]),
+        ("::c633:6401", [("198.51.100.1", "IPv4-compatible")]),
+        ("::0.0.0.2", [("0.0.0.2", "IPv4-compatible")]),
+        ("2001:0:4136:e378:8000:63bf:39cc:9bfe",
+         [("198.51.100.1", "Teredo client"), ("65.54.227.120", "Teredo server")]),
+        ("2001::c633:6401:0:0:ffff:fffe",
+         [("0.0.0.1", "Teredo client"), ("198.51.100.1", "Teredo server")]),
+        ("64:ff9b::c633:6401%eth0", [("198.51.100.1", "NAT64")]),  # a zone, as a socket may give
+        # no IPv4 inside
+        ("::", []),
+        ("::1", []),
+        ("64:ff9b:0:0:1::c633:6401", []),  # outside 64:ff9b::/96, not in 64:ff9b:1::/48
+        ("64:ff9b:2::c633:6401", []),
+        ("2001:db8::c633:6401", []),  # documentation prefix, not Teredo (2001::/32 only)
+        ("2001:1::c633:6401", []),
+        ("2003:c633:6401::", []),
+        ("::fffe:c633:6401", []),
+        ("fe80::c633:6401", []),
+        ("198.51.100.1", []),  # IPv4 itself embeds nothing
+        ("evil.example", []),
+        ("", []),
+        ("64:ff9b::c633:6401:1", []),  # not an address
+    ],
+)
+def test_embedded_ipv4(address: str, expected: list[tuple[str, str]]) -> None:
+    found = embedded_ipv4(address)
+    assert [(e.ipv4, e.form) for e in found] == expected
+    assert all(isinstance(e, EmbeddedIPv4) for e in found)
+
+
+def test_embedded_ipv4_says_where_it_came_from() -> None:
+    (nat64,) = embedded_ipv4("64:ff9b::c633:6401")
+    assert str(nat64) == "the NAT64 form of 198.51.100.1"
+    client, server = embedded_ipv4("2001:0:4136:e378:8000:63bf:39cc:9bfe")
+    assert str(client) == "the Teredo client 198.51.100.1"
+    assert str(server) == "the Teredo server 65.54.227.120"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("198.51.100.1", "198.51.100.1"),
+        (" 198.51.100.1 ", "198.51.100.1"),
+        ("::ffff:198.51.100.1", "198.51.100.1"),  # what a dual-stack socket shows of an IPv4 peer
+        ("::FFFF:C633:6401", "198.51.100.1"),
+        ("2001:DB8::0:1", "2001:db8::1"),
+        ("fe80::1%eth0", "fe80::1"),
+        ("64:ff9b::c633:6401", "64:ff9b::c633:6401"),  # another host (the NAT64 gateway's): kept
+        ("not an address", None),
+        ("", None),
+    ],
+)
+def test_canonical_ip(text: str, expected: str | None) -> None:
+    assert canonical_ip(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("parts", "expected"),
+    [
+        (("http", "64:ff9b::c633:6401", 8080, "/bins/x"), "http://[64:ff9b::c633:6401]:8080/bins/x"),
+        (("https", "::1", 443, "/"), "https://[::1]/"),
+        (("http", "[2001:db8::1]", 80, "/a?b"), "http://[2001:db8::1]/a?b"),
+        (("http", "198.51.100.1", 81, "/"), "http://198.51.100.1:81/"),
+        (("http", "example.org", 80, "*"), "http://example.org/"),
+    ],
+)
+def test_url_of(parts: tuple[str, str, int, str], expected: str) -> None:
+    assert normalize_url(url_of(*parts)).url == expected

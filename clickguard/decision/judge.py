@@ -16,7 +16,7 @@ from clickguard.intel.index import Attribution, NetworkMap, ReputationIndex, _Me
 from clickguard.intel.learned import FEED_NAME, LearnedHost, LearnedHosts
 from clickguard.policy.model import Policy
 from clickguard.reasons import SEVERITY, Action
-from clickguard.urls import NormalizedURL, parent_domains
+from clickguard.urls import NormalizedURL, embedded_ipv4, parent_domains
 
 _LISTED = Attribution("policy", "policy", ())
 
@@ -54,11 +54,28 @@ class _HostList:
         return None
 
     def ip_entry(self, address: str) -> str | None:
-        """The network entry covering this address, or None."""
+        """The network entry covering this address (an IPv4-mapped one as its IPv4), or None.
+
+        Only the address itself: an entry vouches for no other host, and a Teredo or 6to4
+        address carries IPv4 addresses its sender chose (see `listed_ip_entry`).
+        """
         if not self.has_networks:
             return None
         for entry, _slot in self.networks.lookup(address):
             return f"network {entry}"
+        return None
+
+    def listed_ip_entry(self, address: str) -> tuple[str, str] | None:
+        """(entry, entry in words) covering this address or an IPv4 address it embeds (NAT64, 6to4…)."""
+        if not self.has_networks:
+            return None
+        entry = self.ip_entry(address)
+        if entry is not None:
+            return entry, entry
+        for inner in embedded_ipv4(address):
+            entry = self.ip_entry(inner.ipv4)
+            if entry is not None:
+                return entry, f"{entry}; the address is {inner}"
         return None
 
 
@@ -106,15 +123,32 @@ class Judge:
     def url_findings(self, url: NormalizedURL) -> list[Finding]:
         """Findings from the deny list and the feeds for the URL, its host and an IP-literal host."""
         findings: list[Finding] = []
-        denied = (self._deny.ip_entry(url.host) if url.is_ip else self._deny.host_entry(url.host))
+        if url.is_ip:
+            denied = self._deny.listed_ip_entry(url.host)
+        else:
+            entry = self._deny.host_entry(url.host)
+            denied = (entry, entry) if entry else None
         if denied:
             findings.append(Finding(reasons.POLICY_DENY,
-                                    f"{url.host} is on the policy's deny list ({denied})",
-                                    indicator=denied))
+                                    f"{url.host} is on the policy's deny list ({denied[1]})",
+                                    indicator=denied[0]))
         findings += [finding_from_match(m) for m in self.index.match_url(url)]
-        if self.learned and (entry := self.learned.lookup(url.host)) is not None:
-            findings.append(_learned_finding(entry, url.host))
+        findings += self._learned_findings(url.host)
         return findings
+
+    def _learned_findings(self, address: str, host: str | None = None) -> list[Finding]:
+        """landing.thingbot for a host or address learned, or for an IPv4 address it embeds.
+
+        ``host``: the name that resolved to the address, for the detail.
+        """
+        if not self.learned:
+            return []
+        for key, words in ((address, address),
+                           *((inner.ipv4, f"{address} ({inner})") for inner in embedded_ipv4(address))):
+            entry = self.learned.lookup(key)
+            if entry is not None:
+                return [_learned_finding(entry, f"{host} resolves to {words}, which" if host else words)]
+        return []
 
     def learned_entry(self, host: str) -> LearnedHost | None:
         """The live learned-Thingbot entry of a host name or address, if any."""
@@ -124,15 +158,14 @@ class Judge:
         """Findings for the addresses a host resolves to (or the one the proxy connects to)."""
         findings: list[Finding] = []
         for address in addresses:
-            denied = self._deny.ip_entry(address)
+            denied = self._deny.listed_ip_entry(address)
             if denied:
                 where = f"{host} resolves to {address}" if host else address
-                findings.append(Finding(reasons.POLICY_DENY, f"{where}, on the policy's deny list ({denied})",
-                                        indicator=denied))
+                findings.append(Finding(reasons.POLICY_DENY,
+                                        f"{where}, on the policy's deny list ({denied[1]})",
+                                        indicator=denied[0]))
             findings += [finding_from_match(m, via=host) for m in self.index.match_ip(address)]
-            if self.learned and (entry := self.learned.lookup(address)) is not None:
-                findings.append(_learned_finding(entry, f"{host} resolves to {address}, which"
-                                                 if host else address))
+            findings += self._learned_findings(address, host)
         return findings
 
     def decide(self, findings: Iterable[Finding], *, allowed_by: str | None = None,
@@ -169,8 +202,8 @@ class Judge:
         """
         findings = [
             Finding(reasons.origin_code(m.attribution.category),
-                    f"the e-mail was handed over by {address}, "
-                    + finding_from_match(m).detail.removeprefix(f"{address} is "),
+                    f"the e-mail was handed over by {m.subject}, "
+                    + finding_from_match(m).detail.removeprefix(f"{m.subject} is "),
                     m.attribution.feed, m.attribution.tags, m.indicator)
             for m in self.index.match_ip(address)
         ]

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import ClassVar, NamedTuple
 
 from clickguard.intel.parsers import Indicator, Kind
-from clickguard.urls import NormalizedURL, parent_domains
+from clickguard.urls import IPV4_MAPPED, NormalizedURL, embedded_ipv4, parent_domains
 
 
 class Attribution(NamedTuple):
@@ -30,7 +30,9 @@ class Attribution(NamedTuple):
 class Match(NamedTuple):
     """One hit: what of the request matched which indicator of which feed."""
 
-    subject: str  # the host, address, URL or path of the request that matched
+    # The host, address, URL or path of the request that matched; an IPv6 address matched
+    # by the IPv4 inside it says so: "64:ff9b::c633:6401 (the NAT64 form of 198.51.100.1)".
+    subject: str
     kind: Kind
     indicator: str  # the feed's entry that matched, e.g. "203.0.113.0/24"
     attribution: Attribution
@@ -49,11 +51,11 @@ def ip_to_int(address: str) -> tuple[int, int]:
     """(version, integer) of an IPv4 or IPv6 address string; ValueError if it is not one."""
     try:
         return 4, int.from_bytes(socket.inet_pton(socket.AF_INET, address), "big")
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a NUL or a lone surrogate in the text
         pass
     try:
         return 6, int.from_bytes(socket.inet_pton(socket.AF_INET6, address), "big")
-    except OSError:
+    except (OSError, ValueError):
         raise ValueError(f"not an IP address: {address!r}") from None
 
 
@@ -290,9 +292,24 @@ class ReputationIndex:
                 + len(self._urls) + len(self._paths))
 
     def match_ip(self, address: str) -> list[Match]:
-        """Matches for one IP address (exact entries and the networks containing it)."""
+        """Matches for one IP address (exact entries and the networks containing it).
+
+        An IPv6 address that embeds IPv4 addresses (NAT64, 6to4, Teredo, mapped…; see
+        `clickguard.urls.embedded_ipv4`) is judged as itself and as each of them: a
+        listing of either counts, and the match's subject names the form.
+        """
+        inside = embedded_ipv4(address)
+        # The map reads a mapped address as its IPv4 already: looked up once, below, in words.
+        mapped = bool(inside) and inside[0].form == IPV4_MAPPED
+        matches = [] if mapped else self._match_address(address, address)
+        for inner in inside:
+            matches += self._match_address(inner.ipv4, f"{address} ({inner})")
+        return matches
+
+    def _match_address(self, address: str, subject: str) -> list[Match]:
+        """Matches for one address, reported with subject."""
         return [
-            Match(address, Kind.CIDR if "/" in entry else Kind.IP, entry, a)
+            Match(subject, Kind.CIDR if "/" in entry else Kind.IP, entry, a)
             for entry, slot in self.networks.lookup(address)
             for a in _attributions(slot)
         ]
