@@ -8,7 +8,7 @@ PYTHON ?= $(shell for p in python3.13 python3.12 $$HOME/.pyenv/versions/3.1[2-9]
 SHARED := ../shared/data/feeds
 LISTEN ?= 127.0.0.1:8080
 
-.PHONY: run test lint bench venv clean
+.PHONY: run test lint bench fuzz soak venv clean
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || { test -n "$(PYTHON)" || { echo 'Python >= 3.12 not found' >&2; exit 1; }; $(PYTHON) -m venv $(VENV); }
@@ -31,12 +31,12 @@ test: $(VENV)/.installed
 	@command -v strace >/dev/null || { apt-get update -qq && apt-get install -y -qq strace; }
 	@# The audit log under Debian's logrotate, create and copytruncate (tests/test_logrotate.py).
 	@command -v logrotate >/dev/null || { apt-get update -qq && apt-get install -y -qq logrotate; }
-	$(VENV)/bin/ruff check clickguard tests bench
+	$(VENV)/bin/ruff check clickguard tests bench fuzz
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest -q
 
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check clickguard tests bench
+	$(VENV)/bin/ruff check clickguard tests bench fuzz
 	$(VENV)/bin/mypy
 
 bench: $(VENV)/.installed
@@ -46,6 +46,11 @@ bench: $(VENV)/.installed
 	$(PY) -m bench.device_recognition
 	-$(PY) -m bench.differential_js --count 100000
 	-$(PY) -m bench.differential_html
+
+# Not CI: every parser of outside input, a million inputs each (atheris; hours).
+fuzz: $(VENV)/.installed
+	$(PY) -m pip install -q -e '.[fuzz]'
+	$(PY) fuzz/run.py --target all --inputs 1000000
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
