@@ -806,7 +806,7 @@ MIN_PASSWORD = 8
 
 
 def cmd_hash_password() -> int:
-    """Print a scrypt hash of a password read from stdin (first line) or asked for twice on a terminal."""
+    """Print an argon2id hash of a password read from stdin (first line) or asked for twice on a terminal."""
     import getpass
 
     from clickguard.web.passwords import hash_password

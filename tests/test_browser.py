@@ -184,12 +184,12 @@ def test_dashboard_shows_the_click_just_made_with_charts(proxy_with, page_via, c
     [click] = [a for a in proxy.audit_of(site.base) if a["event"] == "click"]
 
     page.goto("http://clickguard.local/admin")
-    page.wait_for_url("http://clickguard.local/admin/login?next=*")  # not logged in yet
+    page.wait_for_url("https://clickguard.local/admin/login?next=*")  # to https, not logged in yet
     page.get_by_label("User", exact=True).fill("admin")
     page.get_by_label("Password", exact=True).fill(PASSWORD)
     with page.expect_navigation():
         page.get_by_role("button", name="Log in").click()
-    assert page.url == "http://clickguard.local/admin", f"login refused: {page.inner_text('main')}"
+    assert page.url == "https://clickguard.local/admin", f"login refused: {page.inner_text('main')}"
     expect(page.get_by_role("heading", level=1)).to_have_text("Overview")
     expect(page.get_by_role("button", name="Log out")).to_be_visible()
 

@@ -327,7 +327,7 @@ class AdminConfig(_Model):
     # No users, no dashboard: there is no default password.
     users: Mapping[Annotated[str, AfterValidator(_admin_name)],
                    Annotated[str, PlainValidator(_password_hash)]] = Field(default_factory=dict)
-    lockout_after: Annotated[StrictInt, Field(ge=1, le=100)] = 5  # failed logins, per user and per client
+    lockout_after: Annotated[StrictInt, Field(ge=1, le=100)] = 5  # failed logins locking one client out for one user (see web/lockout.py)
     lockout_minutes: Annotated[StrictInt, Field(ge=1, le=1440)] = 15
     session_minutes: Annotated[StrictInt, Field(ge=1, le=1440)] = 60
 

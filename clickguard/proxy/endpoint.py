@@ -60,14 +60,16 @@ class Endpoint:
             flow.response.status_code = 404  # type: ignore[union-attr]
 
     async def _admin(self, flow: http.HTTPFlow, path: str, query: str) -> None:
-        """The admin dashboard (clickguard/dashboard.py) answers; this only translates the flow."""
+        """The admin dashboard (clickguard/web/dashboard.py) answers, https only; this translates the flow."""
         headers = flow.request.headers
         # HTTP/2 may split Cookie into several fields; they join with "; ", every other with ", ".
         joined = {name.lower(): ("; " if name.lower() == "cookie" else ", ").join(headers.get_all(name))
                   for name in headers}
+        scheme = flow.request.scheme
+        # Over http the dashboard only redirects or refuses: a form (a password) is not even handed over.
+        body = (flow.request.raw_content or b"") if scheme == "https" else b""
         answer = await self.dashboard.handle(dashboard.Request(
-            flow.request.method, path, query, joined, flow.request.raw_content or b"",
-            client_of(flow)[0], flow.request.scheme))
+            flow.request.method, path, query, joined, body, client_of(flow)[0], scheme))
         flow.response = http.Response.make(answer.status, answer.body,
                                            [(k.encode(), v.encode()) for k, v in answer.headers])
 

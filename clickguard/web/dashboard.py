@@ -13,17 +13,31 @@ whose runtime the dashboard reads through the `ProxyView` protocol):
     POST /admin/login           user, password, csrf, next
     POST /admin/logout          csrf
 
+Only over https. A GET or HEAD of ``http://<click_host>/admin…`` answers 301 to the
+same path and query on ``https://<click_host>`` (the policy's click host, never a
+host taken from the request, and the default port: no open redirect); any other
+method over http is refused with 403 before its body is read, so a password posted
+in clear is never checked (the attempt is logged and audited as ``sent_over_http``,
+without a user name: the body is not parsed). A cookie sent over http is never
+looked at, and every cookie the dashboard sets is ``Secure``. No HSTS header: it
+would also upgrade ``http://<click_host>/proxy.pac``, which PAC clients fetch in clear.
+
 Nothing but logging in and out changes state. Users and password hashes come
 from the policy (``admin.users``; no users, no dashboard). Password checks run
-in a worker thread, for unknown users too (against a decoy hash, at the same
-cost), and stop after ``admin.lockout_after`` failures per user and per client
-address for ``admin.lockout_minutes``. A session is a cookie holding a token
-signed with the proxy's key (`tokens`); it ends at ``admin.session_minutes``,
-at logout, when the user's password hash changes in the policy, and when the
-proxy restarts (ended sessions are remembered in memory only). Every POST
-carries a CSRF token bound to the session (for the login: to a pre-session
-cookie), and a POST whose ``Origin`` or ``Sec-Fetch-Site`` says another site
-sent it is refused.
+in a worker thread, at most `_PASSWORD_CHECKS` at once and CHECK_RATE a second in
+all, for unknown users too (against a decoy with the first user's parameters, at
+the same cost). `LockOut` stops them per user and client, per client, and slows
+them per user (see there), so an outsider's failures lock only the outsider out.
+A login with an outdated hash (scrypt, made before argon2id) works and is flagged:
+a warning in the log names the user and `clickguard admin hash-password`, and the
+dashboard shows it until IT replaces the hash (the proxy never rewrites the policy).
+
+A session is a cookie holding a token signed with the proxy's key (`tokens`); it
+ends at ``admin.session_minutes``, at logout, when the user's password hash
+changes in the policy, and when the proxy restarts (ended sessions are
+remembered in memory only). Every POST carries a CSRF token bound to the session
+(for the login: to a pre-session cookie), and a POST whose ``Origin`` or
+``Sec-Fetch-Site`` says another site sent it is refused.
 """
 
 from __future__ import annotations
@@ -32,14 +46,13 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
-import ipaddress
 import logging
+import math
 import secrets
 import sqlite3
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
@@ -51,8 +64,23 @@ from clickguard.errors import TokenError
 from clickguard.intel.learned import LearnedHost
 from clickguard.policy.model import AdminConfig, LoadedPolicy, Policy
 from clickguard.tokens import b64url_encode, sign, verify
+from clickguard.web.lockout import (
+    CHECK_RATE,
+    CLIENT_FACTOR,
+    USER_SLOW_FACTOR,
+    USER_SLOW_SECONDS,
+    LockOut,
+    Refusal,
+)
 from clickguard.web.pages import document
-from clickguard.web.passwords import DEFAULT_PARAMS, decoy, parse_hash, verify_password
+from clickguard.web.passwords import (
+    DEFAULT_PARAMS,
+    PasswordHash,
+    decoy,
+    is_outdated,
+    parse_hash,
+    verify_password,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +94,7 @@ CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-actio
        "frame-ancestors 'none'")
 _PURPOSE = "admin-session"  # tells a session token from the proxy's other tokens signed with the same key
 _LOGIN_NONCE_MAX_AGE = 3600
-_PASSWORD_CHECKS = 2  # scrypt checks at once: each takes 16 MiB and a CPU for ~50 ms
+_PASSWORD_CHECKS = 2  # password checks at once: each takes ~19 MiB and a CPU for ~0.1 s
 
 
 class Request(NamedTuple):
@@ -87,103 +115,6 @@ class Answer(NamedTuple):
     status: int
     headers: list[tuple[str, str]]
     body: bytes
-
-
-# -- lock-out ------------------------------------------------------------------------------------
-
-
-@dataclass
-class _Failures:
-    """Failed logins of one user or one client address."""
-
-    times: list[float] = field(default_factory=list)  # within the lock-out window
-    in_flight: int = 0  # password checks running now
-    locked_until: float = 0.0
-
-
-class Attempt(NamedTuple):
-    """A login attempt let through to the password check; report how it ended to `LockOut`."""
-
-    keys: tuple[str, str]  # its user's and its client's
-
-
-class LockOut:
-    """Failed logins counted per user and per client address; too many lock either out for a while.
-
-    An attempt counts against the limit from the moment it is let through, so parallel
-    attempts cannot run more password checks than the limit allows before the first fails.
-    """
-
-    def __init__(self, max_keys: int = 10_000) -> None:
-        self._entries: dict[str, _Failures] = {}
-        self.max_keys = max_keys
-
-    @staticmethod
-    def client_key(client: str) -> str:
-        """An IPv4 client counts alone; an IPv6 client with its /64, which one host can walk through."""
-        try:
-            address = ipaddress.ip_address(client)
-        except ValueError:
-            return f"client:{client}"
-        if isinstance(address, ipaddress.IPv6Address):
-            if address.ipv4_mapped is not None:
-                return f"client:{address.ipv4_mapped}"
-            return f"client:{ipaddress.IPv6Network((address, 64), strict=False)}"
-        return f"client:{address}"
-
-    def _entry(self, key: str, now: float, window: float) -> _Failures:
-        """The record of a key, created (making room if the table is full)."""
-        entry = self._entries.get(key)
-        if entry is None:
-            if len(self._entries) >= self.max_keys:
-                self._make_room(now, window)
-            entry = self._entries[key] = _Failures()
-        entry.times = [t for t in entry.times if t > now - window]
-        return entry
-
-    def _make_room(self, now: float, window: float) -> None:
-        """Forget keys with nothing left to hold against them, else the oldest idle ones."""
-        for key, entry in list(self._entries.items()):
-            if not entry.in_flight and entry.locked_until <= now and all(t <= now - window
-                                                                         for t in entry.times):
-                del self._entries[key]
-        for key in list(self._entries)[: max(0, len(self._entries) - self.max_keys + 1)]:
-            if not self._entries[key].in_flight:
-                del self._entries[key]
-
-    def attempt(self, user: str, client: str, *, limit: int, window: float,
-                now: float) -> Attempt | float:
-        """Let an attempt through (an `Attempt`), or the Unix time until which it is locked out."""
-        keys = (f"user:{user[:128]}", self.client_key(client))
-        entries = [self._entry(key, now, window) for key in keys]
-        until = max(e.locked_until for e in entries)
-        if until > now:
-            return until
-        if any(len(e.times) + e.in_flight >= limit for e in entries):
-            # Checks still running would reach the limit: refuse until one of them ends.
-            return now + 1
-        for entry in entries:
-            entry.in_flight += 1
-        return Attempt(keys)
-
-    def failed(self, attempt: Attempt, *, limit: int, window: float, now: float) -> bool:
-        """Count a failed attempt; True if it locked its user or its client out."""
-        locked = False
-        for key in attempt.keys:
-            entry = self._entry(key, now, window)
-            entry.in_flight = max(0, entry.in_flight - 1)
-            entry.times.append(now)
-            if len(entry.times) >= limit:
-                entry.locked_until, entry.times = now + window, []
-                locked = True
-        return locked
-
-    def succeeded(self, attempt: Attempt, *, window: float, now: float) -> None:
-        """A right password clears its user's failures; its client's stay (it may be trying others)."""
-        self._entry(attempt.keys[0], now, window).times.clear()
-        for key in attempt.keys:
-            entry = self._entry(key, now, window)
-            entry.in_flight = max(0, entry.in_flight - 1)
 
 
 # -- sessions and CSRF ---------------------------------------------------------------------------
@@ -285,6 +216,16 @@ def safe_next(value: str | None) -> str:
     return value
 
 
+def https_location(click_host: str, path: str, query: str) -> str:
+    """The https address of a dashboard page on the click host (a path that is not plain text: /admin)."""
+    # The host is the policy's and the path starts with "/admin": the browser stays on the click host.
+    target = path + (f"?{query}" if query else "")
+    plain = target.isascii() and target.isprintable() and " " not in target
+    if not plain or not target.startswith("/admin") or len(target) > 2000:
+        target = "/admin"
+    return f"https://{click_host}{target}"
+
+
 def cookie_values(header: str, name: str) -> list[str]:
     """Every value a Cookie header gives a name (a browser may send more than one)."""
     out = []
@@ -295,10 +236,9 @@ def cookie_values(header: str, name: str) -> list[str]:
     return out
 
 
-def set_cookie(name: str, value: str, *, secure: bool, max_age: int) -> str:
-    """A Set-Cookie value: only for /admin, never readable by script, never sent from another site."""
-    cookie = f"{name}={value}; Path=/admin; Max-Age={max_age}; HttpOnly; SameSite=Strict"
-    return cookie + "; Secure" if secure else cookie
+def set_cookie(name: str, value: str, *, max_age: int) -> str:
+    """A Set-Cookie value: only for /admin over https, never readable by script nor sent from another site."""
+    return f"{name}={value}; Path=/admin; Max-Age={max_age}; Secure; HttpOnly; SameSite=Strict"
 
 
 # -- pages ---------------------------------------------------------------------------------------
@@ -500,6 +440,8 @@ class Dashboard:
         """Dispatch by path and method."""
         policy = self.runtime.judge.policy
         admin = policy.admin
+        if request.scheme != "https":
+            return await self._over_http(request, policy.click_host)
         if not admin.users:
             return _off_page()
         if len(request.body) > MAX_BODY:
@@ -538,6 +480,19 @@ class Dashboard:
                                "<h1>Not found</h1><p>The dashboard has no page at this address.</p>")
         return await view()
 
+    async def _over_http(self, request: Request, click_host: str) -> Answer:
+        """http: GET and HEAD go to the same page over https; anything else is refused unread."""
+        if request.method in ("GET", "HEAD"):
+            return Answer(301, [("Location", https_location(click_host, request.path, request.query)),
+                                ("Cache-Control", "no-store"), ("Content-Length", "0")], b"")
+        if request.path == "/admin/login":
+            # The body is not parsed: the password in it, if any, is never checked.
+            logger.warning("dashboard login sent over http from %s refused unread; a password in it "
+                           "crossed the network in clear: change it", request.client)
+            await self._audit_login(request, click_host, "", "block", "sent_over_http")
+        return _message(403, "Refused", "The dashboard takes forms only over https. Load "
+                        f"https://{click_host}/admin/login and log in there.")
+
     # -- login and logout
 
     def _session(self, request: Request, admin: AdminConfig) -> Session | None:
@@ -560,8 +515,7 @@ class Dashboard:
                   if _is_nonce(n)]
         # Keep a nonce the browser already has, so two open login tabs both work.
         nonce = nonces[0] if nonces else secrets.token_urlsafe(16)
-        cookie = set_cookie(LOGIN_COOKIE, nonce, secure=request.scheme == "https",
-                            max_age=_LOGIN_NONCE_MAX_AGE)
+        cookie = set_cookie(LOGIN_COOKIE, nonce, max_age=_LOGIN_NONCE_MAX_AGE)
         notice = f'<p class="notice" id="error">{escape(error)}</p>' if error else ""
         csrf = csrf_token(self.runtime.key, "login:" + nonce)
         inner = (
@@ -592,12 +546,15 @@ class Dashboard:
         window = admin.lockout_minutes * 60.0
         attempt = self.lockout.attempt(user, request.client, limit=admin.lockout_after, window=window,
                                        now=now)
-        if not isinstance(attempt, Attempt):
-            await self._audit_login(request, click_host, user, "block", "locked_out")
-            minutes = max(1, round((attempt - now) / 60))
-            return self._login_form(
-                request, admin, status=429, user=user, next_path=_first(form, "next"),
-                error=f"Too many failed logins. Try again in {minutes} minute{'s' * (minutes != 1)}.")
+        if isinstance(attempt, Refusal):
+            await self._audit_login(request, click_host, user, "block", attempt.reason)
+            if attempt.reason == "table_full":
+                logger.warning("dashboard lock-out table full of locks and running checks: login from %s "
+                               "refused until some expire", request.client)
+            seconds = max(1, math.ceil(attempt.until - now))
+            answer = self._login_form(request, admin, status=429, user=user, next_path=_first(form, "next"),
+                                      error=_refusal_text(attempt.reason, seconds))
+            return answer._replace(headers=[*answer.headers, ("Retry-After", str(seconds))])
         stored = admin.users.get(user)
         try:
             ok = await self._check_password(password, stored, admin)
@@ -613,23 +570,27 @@ class Dashboard:
             return self._login_form(request, admin, status=403, user=user, next_path=_first(form, "next"),
                                     error="Wrong user name or password.")
         assert stored is not None
-        self.lockout.succeeded(attempt, window=window, now=now)
+        self.lockout.succeeded(attempt)
         token, _session = self.sessions.issue(user, stored, self.runtime.key,
                                               minutes=admin.session_minutes, now=now)
         await self._audit_login(request, click_host, user, "allow", "ok")
-        secure = request.scheme == "https"
+        stored_hash = parse_hash(stored)
+        if is_outdated(stored_hash):
+            logger.warning("dashboard user %r logged in with an outdated %s password hash: make a new one "
+                           "with `clickguard admin hash-password` and put it under admin.users.%s in the "
+                           "policy", user, stored_hash.scheme, user)
         return _redirect(safe_next(_first(form, "next")), extra=[
-            ("Set-Cookie", set_cookie(SESSION_COOKIE, token, secure=secure,
-                                      max_age=admin.session_minutes * 60)),
-            ("Set-Cookie", set_cookie(LOGIN_COOKIE, "", secure=secure, max_age=0))])
+            ("Set-Cookie", set_cookie(SESSION_COOKIE, token, max_age=admin.session_minutes * 60)),
+            ("Set-Cookie", set_cookie(LOGIN_COOKIE, "", max_age=0))])
 
     async def _check_password(self, password: str, stored: str | None, admin: AdminConfig) -> bool:
-        """scrypt in a worker thread, a few at a time; an unknown user costs a known one's work."""
+        """The hash in a worker thread, a few at a time; an unknown user costs a known one's work."""
         if stored is not None:
             target = parse_hash(stored)
         else:
-            params = parse_hash(next(iter(admin.users.values()))).params if admin.users else DEFAULT_PARAMS
-            target = decoy(params)
+            like = (parse_hash(next(iter(admin.users.values()))) if admin.users
+                    else PasswordHash(DEFAULT_PARAMS, bytes(16), bytes(32)))
+            target = decoy(like)
         if self._checks is None:
             self._checks = asyncio.Semaphore(_PASSWORD_CHECKS)
         async with self._checks:
@@ -647,7 +608,7 @@ class Dashboard:
 
     def _logout(self, request: Request, admin: AdminConfig, click_host: str) -> Answer:
         """End the session (POST with its CSRF token), then back to the login form."""
-        clear = ("Set-Cookie", set_cookie(SESSION_COOKIE, "", secure=request.scheme == "https", max_age=0))
+        clear = ("Set-Cookie", set_cookie(SESSION_COOKIE, "", max_age=0))
         if not same_origin(request.headers, request.scheme, click_host):
             return _message(403, "Refused", "This form was sent from another site.")
         session = self._session(request, admin)
@@ -671,6 +632,11 @@ class Dashboard:
                f'<span class="who">{escape(session.user)}</span> '
                f'<input type="hidden" name="csrf" value="{csrf}"><button type="submit">Log out</button>'
                "</form></nav>")
+        stored = self.runtime.judge.policy.admin.users.get(session.user)
+        if stored is not None and is_outdated(parse_hash(stored)):
+            nav += ('<p class="notice" id="rehash">Your password hash in the policy is outdated. Make a new '
+                    "one with <code>clickguard admin hash-password</code> and have it put under "
+                    f"<code>admin.users.{escape(session.user)}</code>.</p>")
         return _html(status, title, nav + inner)
 
     async def _overview(self, session: Session, query: Mapping[str, list[str]]) -> Answer:
@@ -744,8 +710,8 @@ class Dashboard:
                  ("loaded", escape(_when(loaded.loaded_at, now))), ("click host", _code(policy.click_host)),
                  ("audit store", _code(self.runtime.store_path or "off (audit.store)")),
                  ("dashboard users", escape(", ".join(sorted(admin.users)))),
-                 ("lock-out", escape(f"after {admin.lockout_after} failed logins, "
-                                     f"for {admin.lockout_minutes} minutes")),
+                 ("outdated password hashes", _outdated_text(outdated_hashes(admin.users))),
+                 ("lock-out", escape(_lockout_text(admin))),
                  ("sessions", escape(f"{admin.session_minutes} minutes"))]
         actions = [[_code(code), escape(action)] for code, action in sorted(policy.actions.items())]
         feeds = [[escape(f.name), escape(f.format), escape(f.category),
@@ -826,6 +792,45 @@ def _is_nonce(value: str) -> bool:
     return 16 <= len(value) <= 64 and all(c.isalnum() or c in "-_" for c in value) and value.isascii()
 
 
+def _refusal_text(reason: str, seconds: int) -> str:
+    """What the login form says about a refused attempt."""
+    minutes = max(1, round(seconds / 60))
+    later = (f"{minutes} minute{'s' * (minutes != 1)}" if seconds >= 90
+             else f"{seconds} second{'s' * (seconds != 1)}")
+    texts = {
+        "locked_out": f"Too many failed logins. Try again in {later}.",
+        "slowed_down": f"Too many failed logins for this user, from many places: one try every "
+                       f"{USER_SLOW_SECONDS:.0f} seconds. Try again in {later}.",
+        "rate_limited": f"Too many logins at once. Try again in {later}.",
+        "table_full": f"Too many logins are locked out. Try again in {later}.",
+    }
+    return texts[reason]
+
+
+def _outdated_text(outdated: Mapping[str, str]) -> str:
+    """The users whose hashes to make again, and how (HTML)."""
+    if not outdated:
+        return "none"
+    users = ", ".join(f"{escape(user)} ({escape(scheme)})" for user, scheme in outdated.items())
+    return (f'<span id="outdated">{users}</span>: '
+            "make new ones with <code>clickguard admin hash-password</code>")
+
+
+def _lockout_text(admin: AdminConfig) -> str:
+    """The lock-out rules in force, in words."""
+    n = admin.lockout_after
+    return (f"{n} failed logins lock a client out for that user, {n * CLIENT_FACTOR} for every user, "
+            f"for {admin.lockout_minutes} minutes; {n * USER_SLOW_FACTOR} against one user from anywhere "
+            f"slow that user to one try every {USER_SLOW_SECONDS:.0f} s; at most {CHECK_RATE:g} "
+            "password checks a second in all")
+
+
+def outdated_hashes(users: Mapping[str, str]) -> dict[str, str]:
+    """The users whose password hash should be made again, with its scheme (the policy validated them)."""
+    parsed = {user: parse_hash(stored) for user, stored in sorted(users.items())}
+    return {user: stored.scheme for user, stored in parsed.items() if is_outdated(stored)}
+
+
 def _not_allowed(allow: str) -> Answer:
     """405 with the methods the path takes."""
     return _message(405, "Method not allowed", f"This page takes {allow}.", extra=[("Allow", allow)])
@@ -838,6 +843,6 @@ def _off_page() -> Answer:
         "<p>The policy in force names no dashboard user, so there is nothing to log in to.</p>"
         "<p>To turn it on, make a password hash and add a user to the policy:</p>"
         "<pre>clickguard admin hash-password &gt; hash.txt    # asks for the password</pre>"
-        "<pre>admin:\n  users:\n    alice: scrypt$n=16384,r=8,p=1$…    # the line from hash.txt</pre>"
+        "<pre>admin:\n  users:\n    alice: $argon2id$v=19$m=19456,t=2,p=1$…    # the line from hash.txt</pre>"
         "<p>The proxy reloads the policy by itself.</p>")
     return _html(404, "Dashboard off", inner)

@@ -1,8 +1,11 @@
-"""Password hashing for the dashboard's users: scrypt with a random salt, parameters in the string.
+"""Password hashing for the dashboard's users: argon2id (argon2-cffi) for new hashes, scrypt still checked.
 
-The string's format (``scrypt$n=16384,r=8,p=1$<salt>$<key>``) and `parse_hash`,
-which the policy validates a hash with, live in `clickguard.passhash`; they are
-imported here too, so the dashboard finds everything about passwords in one place.
+The strings' format and `parse_hash`, which the policy validates a hash with, live
+in `clickguard.passhash`; they are imported here too, so the dashboard finds
+everything about passwords in one place. Both schemes are checked the same way:
+the key is derived again from the password with the stored salt and parameters
+(argon2-cffi's `hash_secret_raw`, or `hashlib.scrypt`) and compared in constant
+time, so an unknown user's `decoy` costs exactly what a known user's hash does.
 """
 
 from __future__ import annotations
@@ -12,31 +15,41 @@ import hmac
 import secrets
 import unicodedata
 
+from argon2.low_level import ARGON2_VERSION, Type, hash_secret_raw
+
 from clickguard.passhash import (
     DEFAULT_PARAMS,
+    DEFAULT_SCRYPT_PARAMS,
     KEY_BYTES,
     SALT_BYTES,
+    Argon2Params,
+    HashParams,
     PasswordHash,
     ScryptParams,
     format_hash,
+    is_outdated,
     parse_hash,
 )
 
-__all__ = ["DEFAULT_PARAMS", "PasswordHash", "ScryptParams", "decoy", "hash_password", "parse_hash",
-           "verify_password"]
+__all__ = ["DEFAULT_PARAMS", "DEFAULT_SCRYPT_PARAMS", "Argon2Params", "HashParams", "PasswordHash",
+           "ScryptParams", "decoy", "hash_password", "is_outdated", "parse_hash", "verify_password"]
 
 
-def _derive(password: str, salt: bytes, params: ScryptParams, length: int) -> bytes:
-    """scrypt of a password (NFC-normalised UTF-8, so input methods agree on one spelling)."""
+def _derive(password: str, salt: bytes, params: HashParams, length: int) -> bytes:
+    """The key of a password (NFC-normalised UTF-8, so input methods agree on one spelling)."""
     secret = unicodedata.normalize("NFC", password).encode("utf-8")
+    if isinstance(params, Argon2Params):
+        return hash_secret_raw(secret, salt, time_cost=params.time_cost, memory_cost=params.memory_kib,
+                               parallelism=params.parallelism, hash_len=length, type=Type.ID,
+                               version=ARGON2_VERSION)
     n, r, p = params
     # OpenSSL needs 128*r*(n+p) bytes and some slack; the default limit (32 MiB) is too low for r>8.
     maxmem = 128 * r * (n + p + 2) + 2**20
     return hashlib.scrypt(secret, salt=salt, n=n, r=r, p=p, maxmem=maxmem, dklen=length)
 
 
-def hash_password(password: str, *, params: ScryptParams = DEFAULT_PARAMS) -> str:
-    """A new hash of a password, with a random salt."""
+def hash_password(password: str, *, params: HashParams = DEFAULT_PARAMS) -> str:
+    """A new hash of a password, with a random salt (argon2id unless given scrypt parameters)."""
     salt = secrets.token_bytes(SALT_BYTES)
     return format_hash(PasswordHash(params, salt, _derive(password, salt, params, KEY_BYTES)))
 
@@ -47,6 +60,6 @@ def verify_password(password: str, stored: PasswordHash) -> bool:
     return hmac.compare_digest(derived, stored.key)
 
 
-def decoy(params: ScryptParams) -> PasswordHash:
-    """A hash no password matches, checked for unknown users so they cost what known ones cost."""
-    return PasswordHash(params, secrets.token_bytes(SALT_BYTES), secrets.token_bytes(KEY_BYTES))
+def decoy(like: PasswordHash) -> PasswordHash:
+    """A hash no password matches, at another's cost: checked for unknown users so they cost the same."""
+    return PasswordHash(like.params, secrets.token_bytes(len(like.salt)), secrets.token_bytes(len(like.key)))
