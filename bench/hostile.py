@@ -1,13 +1,18 @@
 """Inspection against a server that fights back: cost per KiB, other users' latency, a bomb's memory.
 
-Not a test: it prints figures (about two minutes). `python bench/hostile.py`, or
+Not a test: it prints figures (about three minutes). `python bench/hostile.py`, or
 `bench/run.py` may call `main()`. Lines printed:
 
 - inspection cost per KiB: an ordinary page (the 14 KB webmail page) and a hostile
   one (thousands of ``function hN(){location.href=uN}``), in-process, decoding included;
+- what reading a streamed body's first 4 KiB costs the event loop (the one reading
+  not handed to a worker, see clickguard/proxy/guard.py), for hostile heads;
 - the cost of the header-only suspect check every non-navigation response gets;
-- p50/p99 of other users' small requests through clickguard, without and while
-  hostile pages are being inspected (bare mitmdump's for scale);
+- p50/p99 of other users' small requests: through bare mitmdump, and through
+  clickguard without hostile pages and while two clients fetch hostile pages,
+  held (read in the worker processes) and streamed (their head read on the loop);
+  then the same with the readings in threads (`clickguard_inspect_processes=false`,
+  the former way) for comparison; each busy figure with its ratio to quiet;
 - the proxy's peak memory growth while judging a gzip decompression bomb.
 """
 
@@ -25,7 +30,7 @@ import time
 import zlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -54,10 +59,10 @@ def bench_cost() -> None:
     """Inspection cost per KiB (decode and inspect_response), in-process, and the suspect check's cost."""
     from clickguard.decision.judge import Judge
     from clickguard.inspection.fingerprints import FingerprintDB, traits_from
+    from clickguard.inspection.response import inspect_body
     from clickguard.intel.index import ReputationIndex
     from clickguard.intel.learned import LearnedHosts
     from clickguard.policy.model import parse_policy
-    from clickguard.proxy.guard import inspect_body
     from clickguard.urls import normalize_url
 
     judge = Judge(parse_policy("feeds: []", filename="p.yaml", base_dir=Path(tempfile.mkdtemp())),
@@ -82,6 +87,7 @@ def bench_cost() -> None:
         page = hostile_page(functions)
         print(f"inspection cost per KiB, hostile page ({len(page) // 1024} KiB, {functions} functions): "
               f"{per_kib(page, 1):.3f} ms")
+    bench_head_on_loop(fingerprints)
     response_headers = [("Server", "nginx/1.24.0"), ("Content-Type", "application/javascript"),
                         ("Cache-Control", "max-age=3600"), ("ETag", '"abc"'), ("Content-Length", "5120")]
     count = 20_000
@@ -90,6 +96,43 @@ def bench_cost() -> None:
         fingerprints.match(traits_from(response_headers, ""))
     print(f"suspect check of a non-navigation response (headers only, fingerprint match): "
           f"{(time.perf_counter() - start) / count * 1e6:.1f} us")
+
+
+def hostile_heads() -> dict[str, bytes]:
+    """4 KiB heads that cost the navigation reader the most per byte of those tried."""
+    return {
+        "functions": hostile_page(2000),
+        "nested brackets": b"<script>" + b"(" * 4096,
+        "call chain": b"<script>" + "".join(f"function f{i}(){{f{i - 1}()}}" for i in range(1, 400)).encode(),
+        "self-doubling string": b"<script>var a='x';" + b"a=a+a;" * 700 + b"location=a",
+        "meta refreshes": b"<meta http-equiv=refresh content='0;url=http://e.example/'>" * 80,
+        "document.write": b"<script>" + b"document.write('<iframe src=http://e.example/>');" * 90,
+    }
+
+
+def bench_head_on_loop(fingerprints: object) -> None:
+    """What reading a streamed body's first SNIFF_BYTES costs the event loop, worst of the hostile heads."""
+    from clickguard.inspection.fingerprints import FingerprintDB
+    from clickguard.inspection.payloads import SNIFF_BYTES
+    from clickguard.inspection.response import head_budget, read_response
+    from clickguard.urls import normalize_url
+
+    assert isinstance(fingerprints, FingerprintDB)
+    url = normalize_url("http://shop.example/page")
+    headers = [("Server", "nginx"), ("Content-Type", "text/html")]
+    costs = {}
+    for name, page in hostile_heads().items():
+        head = page[:SNIFF_BYTES]
+        read_response(fingerprints, url=url, status=200, headers=headers, body=head)  # warm-up
+        start = time.process_time()  # CPU time: steadier than wall time on a shared machine
+        for _ in range(10):
+            read_response(fingerprints, url=url, status=200, headers=headers, body=head,
+                          steps=head_budget(len(head)))
+        costs[name] = (time.process_time() - start) / 10 * 1000
+    worst = max(costs, key=costs.__getitem__)
+    median = statistics.median(costs.values())
+    print(f"streamed body's head ({SNIFF_BYTES} bytes) read on the event loop: {costs[worst]:.1f} ms of CPU "
+          f"at worst ({worst}; {len(costs)} hostile heads, median {median:.1f} ms)")
 
 
 class _Pages(http.server.BaseHTTPRequestHandler):
@@ -141,13 +184,69 @@ def while_running(load: Callable[[threading.Event], None], workers: int,
             thread.join(120)
 
 
+class Running(NamedTuple):
+    """A proxy process, its port and its log."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+
+def start_clickguard(workdir: Path, policy: Path, name: str, *options: str) -> Running:
+    """`clickguard run` on a free port, its state and log in workdir under name, with --set options."""
+    port = free_port()
+    state = workdir / name
+    log_path = workdir / f"{name}.log"
+    log = open(log_path, "wb")  # noqa: SIM115
+    args = [str(BIN / "clickguard"), "run", "--listen", f"127.0.0.1:{port}", "--policy", str(policy),
+            "--certs", str(workdir / "certs"), "--audit-log", str(state / "audit.jsonl"),
+            "--audit-store", str(state / "audit.sqlite"), "--state-dir", str(state / "var")]
+    args += [arg for option in options for arg in ("--set", option)]
+    process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+    wait_port(port, process)
+    return Running(process, port, log_path)
+
+
+def fetching(port: int, url: str) -> Callable[[threading.Event], None]:
+    """A client fetching url through the proxy at port as a page, again and again until told to stop."""
+    def load(stop: threading.Event) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        while not stop.is_set():
+            conn.request("GET", url, headers={"Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document"})
+            conn.getresponse().read()
+        conn.close()
+
+    return load
+
+
+def figures(label: str, seen: tuple[float, float], quiet: tuple[float, float] | None = None) -> str:
+    """p50/p99 as printed, with the p99's ratio to the quiet one."""
+    text = f"{label} {seen[0]:.1f}/{seen[1]:.1f} ms"
+    return text + (f" (p99 x{seen[1] / quiet[1]:.1f})" if quiet else "")
+
+
+def bench_latency(port: int, base: str) -> dict[str, tuple[float, float]]:
+    """Small requests' p50/p99 through a proxy: quiet, during held hostile pages, during streamed ones."""
+    small = f"{base}/small"
+
+    def measure() -> tuple[float, float]:
+        return latencies(port, small, SMALL)
+
+    latencies(port, small, 50)  # warm-up (and the workers' start-up)
+    return {"quiet": measure(),
+            "held": while_running(fetching(port, f"{base}/hostile"), 2, measure),
+            "streamed": while_running(fetching(port, f"{base}/hostile-streamed"), 2, measure)}
+
+
 def bench_proxy(workdir: Path) -> None:
-    """Other users' latency during hostile inspections, and the memory a bomb costs."""
-    hostile = hostile_page(2000)  # ~70 KiB; today's reader needs seconds on it
+    """Other users' latency during hostile inspections (processes, threads); the memory a bomb costs."""
+    hostile = hostile_page(2000)  # ~70 KiB: about a second of reading
+    streamed = hostile + b" " * ((1 << 20) + 65536 - len(hostile))  # past max_body: streamed, its head read
     bomb = gzip_bomb(256)
     html = [("Server", "nginx"), ("Content-Type", "text/html")]
     _Pages.pages = {"/small": ([("Server", "nginx"), ("Content-Type", "text/plain")], b"ok\n" * 100),
                     "/hostile": (html, hostile),
+                    "/hostile-streamed": (html, streamed),
                     "/bomb": ([("Server", CAMERA), ("Content-Type", "text/html"),
                                ("Content-Encoding", "gzip")], bomb)}
     server = http.server.ThreadingHTTPServer(("127.0.0.79", 0), _Pages)
@@ -156,55 +255,72 @@ def bench_proxy(workdir: Path) -> None:
     base = f"http://127.0.0.79:{server.server_address[1]}"
     policy = workdir / "policy.yaml"
     policy.write_text("feeds: []\ninspect: {learn: false}\n")
-    bare_port, cg_port = free_port(), free_port()
+    bare_port = free_port()
     bare = subprocess.Popen([str(BIN / "mitmdump"), "--listen-host", "127.0.0.1", "--listen-port",
                              str(bare_port), "--set", "flow_detail=0",
                              "--set", f"confdir={workdir / 'certs'}"],
                             stdout=subprocess.DEVNULL)
-    log = open(workdir / "clickguard.log", "wb")  # noqa: SIM115
-    cg = subprocess.Popen([str(BIN / "clickguard"), "run", "--listen", f"127.0.0.1:{cg_port}", "--policy",
-                           str(policy), "--certs", str(workdir / "certs"), "--audit-log",
-                           str(workdir / "audit.jsonl"), "--audit-store", str(workdir / "audit.sqlite"),
-                           "--state-dir", str(workdir / "var")], stdout=log, stderr=subprocess.STDOUT)
+    running = [bare]
+    held = f"{len(hostile) // 1024} KiB"
     try:
         wait_port(bare_port, bare)
-        wait_port(cg_port, cg)
-
-        # The bomb first: the peak memory (VmHWM) would hide its growth after the heavier phase.
-        before = peak_rss(cg.pid)
-        conn = http.client.HTTPConnection("127.0.0.1", cg_port, timeout=120)
-        conn.request("GET", f"{base}/bomb", headers={"Sec-Fetch-Mode": "navigate",
-                                                     "Sec-Fetch-Dest": "document"})
-        response = conn.getresponse()
-        response.read()
-        conn.close()
-        print(f"decompression bomb ({len(bomb) // 1024} KiB gzip, 256 MiB decoded): answered "
-              f"{response.status} {response.getheader('X-Clickguard-Action')}, the proxy's peak memory grew "
-              f"{peak_rss(cg.pid) - before:.1f} MiB (peak {peak_rss(cg.pid):.0f} MiB)")
-
-        def hostile_load(stop: threading.Event) -> None:
-            conn = http.client.HTTPConnection("127.0.0.1", cg_port, timeout=120)
-            while not stop.is_set():
-                conn.request("GET", f"{base}/hostile", headers={"Sec-Fetch-Mode": "navigate",
-                                                                "Sec-Fetch-Dest": "document"})
-                conn.getresponse().read()
-            conn.close()
-
-        small = f"{base}/small"
-        latencies(cg_port, small, 50)  # warm-up
-        quiet = latencies(cg_port, small, SMALL)
-        bare_quiet = latencies(bare_port, small, SMALL)
-        busy = while_running(hostile_load, 2, lambda: latencies(cg_port, small, SMALL))
-        print(f"small requests, p50/p99: bare mitmdump {bare_quiet[0]:.1f}/{bare_quiet[1]:.1f} ms; "
-              f"clickguard {quiet[0]:.1f}/{quiet[1]:.1f} ms without hostile pages, "
-              f"{busy[0]:.1f}/{busy[1]:.1f} ms while 2 clients fetch hostile pages "
-              f"({len(hostile) // 1024} KiB each, inspected in the worker pool with a deadline); "
-              f"peak memory {peak_rss(cg.pid):.0f} MiB")
+        seen = bench_latency(bare_port, base)
+        print(f"small requests, p50/p99, bare mitmdump: {figures('quiet', seen['quiet'])}; "
+              f"{figures(f'relaying 2 clients\' {held} hostile pages', seen['held'])}; "
+              f"{figures('relaying their 1 MiB ones', seen['streamed'])}")
+        for mode in ("processes", "threads"):
+            cg = start_clickguard(workdir, policy, f"clickguard-{mode}",
+                                  f"clickguard_inspect_processes={str(mode == 'processes').lower()}")
+            running.append(cg.process)
+            if mode == "processes":
+                bench_bomb(cg, base, bomb)
+            seen = bench_latency(cg.port, base)
+            quiet = seen["quiet"]
+            busy = f"while 2 clients fetch hostile pages ({held}, held, read)"
+            print(f"small requests, p50/p99, clickguard reading in {mode}: {figures('quiet', quiet)}; "
+                  f"{figures(busy, seen['held'], quiet)}; "
+                  f"{figures('1 MiB ones (streamed, head read on the loop)', seen['streamed'], quiet)}; "
+                  f"peak memory {peak_rss(cg.process.pid):.0f} MiB")
+            cg.process.terminate()
+            cg.process.wait()
     finally:
-        for process in (cg, bare):
+        for process in running:
             process.terminate()
             process.wait()
         server.shutdown()
+
+
+def inspection_workers(pid: int) -> list[int]:
+    """A proxy's inspection workers: processes named cg-inspect whose parent (the forkserver) it started."""
+    names, parents = {}, {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue  # gone meanwhile
+        names[int(stat.parent.name)] = text[text.index("(") + 1:text.rindex(")")]
+        parents[int(stat.parent.name)] = int(text[text.rindex(")") + 2:].split()[1])
+    return [p for p, name in names.items() if name == "cg-inspect" and parents.get(parents[p]) == pid]
+
+
+def bench_bomb(cg: Running, base: str, bomb: bytes) -> None:
+    """The peak memory growth of the proxy and of its workers while a gzip bomb is judged (VmHWM)."""
+    latencies(cg.port, f"{base}/small", 5)  # the workers up
+    deadline = time.monotonic() + 60
+    while cg.log.read_text(errors="replace").count("inspection worker") < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)  # the second worker loading (a bench: polling its log is fine here)
+    workers = {pid: peak_rss(pid) for pid in inspection_workers(cg.process.pid)}
+    before = peak_rss(cg.process.pid)
+    conn = http.client.HTTPConnection("127.0.0.1", cg.port, timeout=120)
+    conn.request("GET", f"{base}/bomb", headers={"Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document"})
+    response = conn.getresponse()
+    response.read()
+    conn.close()
+    proxy_grown = peak_rss(cg.process.pid) - before
+    worker_grown = max((peak_rss(pid) - peak for pid, peak in workers.items()), default=float("nan"))
+    print(f"decompression bomb ({len(bomb) // 1024} KiB gzip, 256 MiB decoded): answered "
+          f"{response.status} {response.getheader('X-Clickguard-Action')}; peak memory grew "
+          f"{proxy_grown:.1f} MiB in the proxy, {worker_grown:.1f} MiB in the worker that decoded it")
 
 
 def main() -> None:

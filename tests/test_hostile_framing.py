@@ -4,7 +4,8 @@ The server is a camera on a bare address (`Server: Hikvision-Webs`, which every
 fingerprint database knows) handing out an ELF, and it picks everything else:
 Content-Length or chunked, held (within `inspect.max_body`) or streamed, any
 Content-Encoding browsers accept and stacks of them, a decompression bomb, a
-fetch by the page's script instead of a navigation. Addresses 127.0.0.60–79.
+fetch by the page's script instead of a navigation. A redirect whose body streams still
+hands the click on to where it sends the browser. Addresses 127.0.0.60–79.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import pytest
 from backports import zstd
 
 from tests.appliances import Route, elf, serve
-from tests.harness import HTML, Proxy, ProxyPool, wait_until
+from tests.harness import HTML, Proxy, ProxyPool, click_link, wait_until
 
 MAX_BODY = 65536
 POLICY = f"feeds: []\ninspect: {{max_body: {MAX_BODY}, learn: false}}\n"
@@ -164,8 +165,24 @@ def peak_rss_kib(pid: int) -> int:
     raise AssertionError("no VmHWM")
 
 
+def inspection_workers(proxy: Proxy) -> list[int]:
+    """The proxy's inspection workers: processes named cg-inspect whose parent (the forkserver) it started."""
+    names, parents = {}, {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue  # gone meanwhile
+        pid = int(stat.parent.name)
+        names[pid] = text[text.index("(") + 1:text.rindex(")")]
+        parents[pid] = int(text[text.rindex(")") + 2:].split()[1])
+    return [pid for pid, name in names.items()
+            if name == "cg-inspect" and parents.get(parents[pid]) == proxy.process.pid]
+
+
 def test_a_decompression_bomb_costs_bounded_memory(proxy_factory: ProxyPool) -> None:
-    """About 250 KiB of gzip that decode to 256 MiB: judged on what was seen, in bounded memory."""
+    """About 250 KiB of gzip that decode to 256 MiB: judged on what was seen, in bounded memory
+    (the proxy's, which holds the encoded body, and the worker's that decodes it)."""
     proxy = proxy_factory("feeds: []\ninspect: {learn: false}\n", private=True)
     compressor = zlib.compressobj(9, zlib.DEFLATED, 31)
     zeros = bytes(1 << 20)
@@ -176,11 +193,17 @@ def test_a_decompression_bomb_costs_bounded_memory(proxy_factory: ProxyPool) -> 
               "/bomb": Route(headers=[CAMERA, HTML_TYPE, ("Content-Encoding", "gzip")], body=bomb)}
     with serve("127.0.0.63", routes) as camera:
         assert raw_get(proxy, f"{camera.base}/", HTML)[0] == 200  # warmed up: the baseline
+        wait_until(lambda: len(inspection_workers(proxy)) >= 2
+                   and proxy.log().count("inspection worker") >= len(inspection_workers(proxy)),
+                   60, "the inspection workers ready")
+        workers = {pid: peak_rss_kib(pid) for pid in inspection_workers(proxy)}
         before = peak_rss_kib(proxy.process.pid)
         status, headers, _ = raw_get(proxy, f"{camera.base}/bomb", HTML)
         grown = peak_rss_kib(proxy.process.pid) - before
+        worker_grown = max(peak_rss_kib(pid) - peak for pid, peak in workers.items())
     assert status == 403 and headers["x-clickguard-action"] == "block"
     assert grown < 64 * 1024, f"the proxy's peak memory grew by {grown} KiB"
+    assert worker_grown < 64 * 1024, f"the worker's peak memory grew by {worker_grown} KiB"
     [record] = proxy.audit_of_ref(headers["x-clickguard-ref"])
     assert record["inspection"]["truncated"] in ("decoded cap", "ratio cap")
     assert record["inspection"]["payload"]["kind"] == "elf"
@@ -214,8 +237,10 @@ def test_an_ordinary_named_servers_fetch_keeps_todays_scope(proxy: Proxy) -> Non
 
 def test_a_page_too_slow_to_read_is_judged_by_policy_at_the_deadline(proxy_factory: ProxyPool) -> None:
     """Inspection past its deadline: on_check_error decides, the record says "timeout"; others do not wait."""
-    proxy = proxy_factory("feeds: []\non_check_error: closed\n", "--set", "clickguard_inspect_deadline_ms=50",
-                          private=True)
+    proxy = proxy_factory("feeds: []\non_check_error: closed\n",
+                          "--set", "clickguard_inspect_deadline_ms=1000", private=True)
+    # Both inspection workers loaded: one reads the slow page, the other is free for the small one.
+    wait_until(lambda: proxy.log().count("inspection worker") >= 2, 60, "the inspection workers")
     script = "".join(f"function h{i}(){{location.href=u{i}}}\n" for i in range(20_000))
     page = b"<html><body><script>" + script.encode() + b"</script></body></html>"
     assert len(page) < 1 << 20
@@ -232,6 +257,31 @@ def test_a_page_too_slow_to_read_is_judged_by_policy_at_the_deadline(proxy_facto
     assert status == 403 and headers["x-clickguard-action"] == "block"
     [record] = proxy.audit_of_ref(headers["x-clickguard-ref"])
     assert record["reasons"] == ["check.incomplete"] and record["inspection"]["timeout"] is True
+
+
+@pytest.mark.parametrize(("framing", "origin"), [("length", "198.51.100.81"), ("chunked", "198.51.100.82"),
+                                                 ("chunked-html", "198.51.100.83")])
+def test_a_streamed_redirect_after_a_click_hands_the_click_on(proxy: Proxy, certs: Path, framing: str,
+                                                              origin: str) -> None:
+    """A 302 whose body streams (announced too large, of unknown length, or HTML outgrowing max_body
+    while held): its Location is the click's next hop, as a held redirect's is."""
+    content_type = HTML_TYPE if framing == "chunked-html" else BINARY
+    with serve("127.0.0.67", {"/landing": Route(headers=[("Server", "nginx"), HTML_TYPE], body=b"<p>hi")}) \
+            as final:
+        start = Route(status=302, headers=[("Server", "nginx"), ("Location", f"{final.base}/landing"),
+                                           content_type],
+                      body=noise(MAX_BODY * 2), chunked=framing != "length")
+        with serve("127.0.0.66", {"/start": start}) as site:
+            status, headers, _ = raw_get(proxy, click_link(certs, f"{site.base}/start", origin), HTML)
+            assert 300 <= status < 400
+            status, headers, _ = raw_get(proxy, headers["location"], HTML)
+            assert (status, headers["location"]) == (302, f"{final.base}/landing")
+            assert raw_get(proxy, f"{final.base}/landing", HTML)[0] == 200
+    records = [r for r in proxy.audit() if r.get("origin_ip") == origin]
+    assert [(r["event"], r.get("hop"), r["url"]) for r in records] == [
+        ("click", 0, f"{site.base}/start"), ("hop", 1, f"{site.base}/start"),
+        ("hop", 2, f"{final.base}/landing")]
+    assert {r.get("click_id") for r in records[1:]} == {records[0]["ref"]}
 
 
 def test_learning_a_name_blocks_the_name_not_its_address(proxy_factory: ProxyPool) -> None:

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import pytest
 
 from clickguard.decision.judge import Judge
 from clickguard.inspection.fingerprints import FingerprintDB
-from clickguard.inspection.response import address_hint, inspect_response, port_hint
+from clickguard.inspection.navigation.results import Steps, Technique
+from clickguard.inspection.response import (
+    address_hint,
+    head_budget,
+    inspect_response,
+    judge_reading,
+    port_hint,
+    read_response,
+)
 from clickguard.intel.index import FeedInput, ReputationIndex
 from clickguard.intel.learned import LearnedHosts
 from clickguard.intel.parsers import Indicator, Kind
@@ -99,6 +108,35 @@ def test_findings_name_the_device_and_the_payload(judge: Judge) -> None:
     details = inspection.details()
     assert details["fingerprint"]["class"] == "camera"  # type: ignore[index]
     assert details["payload"]["arch"] == "mips"  # type: ignore[index]
+
+
+REDIRECT_TO_LISTED = ("http://shop.example/", [NGINX, ("Location", "http://a.listed.example/")], b"", 302)
+CAMERA_PAYLOAD = ("http://203.0.113.5:8088/Mozi.m", [CAMERA, HTML], elf("mips"), 200)
+
+
+@pytest.mark.parametrize("response", [REDIRECT_TO_LISTED, CAMERA_PAYLOAD,
+                                      ("http://shop.example/", [NGINX, HTML], ELSEWHERE, 200)],
+                         ids=["redirect to a listed host", "camera payload", "meta refresh"])
+def test_reading_needs_no_judge_and_pickles(judge: Judge,
+                                            response: tuple[str, list[tuple[str, str]], bytes, int]) -> None:
+    """The reading (what a worker process does) survives pickling; judging it is inspect_response."""
+    url, headers, body, status = response
+    parsed = normalize_url(url)
+    reading = read_response(FingerprintDB.default(), url=parsed, status=status, headers=headers, body=body)
+    assert pickle.loads(pickle.dumps(reading)) == reading
+    assert judge_reading(judge, reading, url=parsed) == inspect_response(
+        judge, FingerprintDB.default(), url=parsed, status=status, headers=headers, body=body)
+
+
+def test_a_head_past_its_budget_counts_as_leaving_the_site(judge: Judge) -> None:
+    """A streamed body's head is read within head_budget; what it could not read is not "nothing found"."""
+    head = b"<script>" + b"document.write('<iframe src=http://e.example/>');" * 80
+    url = normalize_url("http://shop.example/")
+    assert head_budget(len(head)).limit < 100_000
+    reading = read_response(FingerprintDB.default(), url=url, status=200, headers=[NGINX, HTML], body=head,
+                            steps=Steps(100))
+    assert [o.navigation.technique for o in reading.off_site] == [Technique.UNREAD]
+    assert judge_reading(judge, reading, url=url).findings[0].code == "response.redirect"
 
 
 @pytest.mark.parametrize(

@@ -56,7 +56,12 @@ class Config:
             "Milliseconds a response's inspection may take; past it the policy's on_check_error decides "
             "and the audit record says timeout.")
         add("clickguard_inspect_workers", int, 2,
-            "Threads that inspect response bodies (off the event loop).")
+            "Worker processes kept ready to read held response bodies (off the event loop, each "
+            "reading within the deadline); up to four times as many start while readings run long.")
+        add("clickguard_inspect_processes", bool, True,
+            "Read held bodies in worker processes; false reads them in threads of the proxy, as "
+            "before (to compare: a thread shares the GIL with the event loop and cannot be stopped "
+            "at its deadline).")
 
     def configure(self, updated: set[str]) -> None:
         """Apply clickguard's options; a bad policy at start-up is an option error."""
@@ -75,10 +80,11 @@ class Config:
             if ctx.options.clickguard_inspect_deadline_ms <= 0:
                 raise exceptions.OptionsError("clickguard_inspect_deadline_ms: must be positive")
             rt.inspect_deadline = ctx.options.clickguard_inspect_deadline_ms / 1000
-        if "clickguard_inspect_workers" in updated:
+        if updated & {"clickguard_inspect_workers", "clickguard_inspect_processes"}:
             if ctx.options.clickguard_inspect_workers <= 0:
                 raise exceptions.OptionsError("clickguard_inspect_workers: must be positive")
-            rt.use_inspectors(ctx.options.clickguard_inspect_workers)
+            rt.use_inspectors(ctx.options.clickguard_inspect_workers,
+                              processes=ctx.options.clickguard_inspect_processes)
         if "clickguard_feeds" in updated:
             try:
                 feeds_from_specs(ctx.options.clickguard_feeds, Path.cwd())
@@ -131,8 +137,9 @@ class Config:
             ctx.options.update(**updates)
 
     def running(self) -> None:
-        """Start the background maintenance task."""
+        """Start the inspection workers and the background maintenance task."""
         self._apply_proxy_options()
+        self.runtime.start_inspectors()
         self._session = aiohttp.ClientSession()
         self._task = asyncio.create_task(self._maintain(), name="clickguard-maintain")
 

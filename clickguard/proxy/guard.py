@@ -7,14 +7,25 @@ addons leave their marks there.
 
 A response is inspected as the browser will get it, whatever the server chose:
 
-- held (within ``inspect.max_body``, Content-Length or chunked): its Content-Encoding
-  is undone within caps (`clickguard.inspection.bodies`), and the inspection runs in
-  the runtime's worker pool with a deadline; past it ``on_check_error`` decides and
-  the record says ``"timeout": true``. The event loop never reads a body.
+- held (within ``inspect.max_body``, Content-Length or chunked): read in a worker
+  process (`clickguard.inspection.pool`: Content-Encoding undone within caps, payload
+  sniffed, fingerprints, device evidence, navigations) with a deadline; past it the
+  worker is killed, ``on_check_error`` decides and the record says ``"timeout": true``;
+  a worker that dies, or a reading that raises, makes it ``"failed": true``, and a
+  full queue ``"busy": true``. Only the judging (feeds and learned hosts on what the
+  reading found) runs here. The event loop never reads a held body.
 - streamed (announced too large, of unknown length and not HTML, or grown past
   ``max_body`` while mitmproxy held it — it then streams mid-body, see
   `_WatchedResponse`): held back until its first bytes, decoded, are sniffed; passed
-  on or cut short.
+  on or cut short. mitmproxy's stream callback is synchronous and only runs again
+  when more bytes come, so it cannot wait for a worker: these SNIFF_BYTES (4 KiB) are
+  read here, on the loop, their navigations within `head_budget` (linear, a small
+  floor). Measured: 10–12 ms of CPU for the worst hostile 4 KiB heads tried
+  (bench/hostile.py), about what relaying the megabyte that must follow costs
+  anyway (bare mitmdump: 9 ms); holding the stream for a worker would leave the
+  end of a fast body nothing to wait with.
+- a redirect whose body streams passes its Location on as the click's next hop
+  when its headers go out, as a held one does when it is delivered.
 - a fetch by the page's script (any ``Sec-Fetch-Dest``) from a suspect server (a
   bare address on an odd port, a listed or learned Thingbot, an appliance by its
   headers) is sniffed for payloads too; from ordinary servers only navigations are.
@@ -28,7 +39,7 @@ import logging
 import time
 import urllib.parse
 import weakref
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,11 +51,19 @@ from clickguard.decision.check import Decision, check, with_origin
 from clickguard.decision.judge import Judge
 from clickguard.decision.verdict import Finding, Verdict
 from clickguard.errors import URLError
-from clickguard.inspection.bodies import BodyDecoder, decode_body
-from clickguard.inspection.device_evidence import ServerFacts
-from clickguard.inspection.fingerprints import FingerprintDB, traits_from
+from clickguard.inspection.bodies import BodyDecoder
+from clickguard.inspection.fingerprints import traits_from
 from clickguard.inspection.payloads import SNIFF_BYTES
-from clickguard.inspection.response import Inspection, address_hint, inspect_response, port_hint
+from clickguard.inspection.pool import BodyJob, PoolBusy, ReadingError, ReadingFailed, ReadingTimeout
+from clickguard.inspection.response import (
+    Inspection,
+    Reading,
+    address_hint,
+    head_budget,
+    judge_reading,
+    port_hint,
+    read_response,
+)
 from clickguard.intel.resolver import ResolveError
 from clickguard.mail.clicks import ClickMark
 from clickguard.mail.home_line import describe
@@ -110,18 +129,15 @@ def _payload_findings(inspection: Inspection) -> Inspection:
     return inspection._replace(navigations=(), findings=kept, hops=())
 
 
-def inspect_body(judge: Judge, fingerprints: FingerprintDB, *, url: NormalizedURL, status: int,
-                 headers: Sequence[tuple[str, str]], raw: bytes, max_body: int,
-                 thingbot: bool, server: ServerFacts | None = None) -> tuple[Inspection, str | None]:
-    """A held body inspected as the browser gets it (run in a worker): (inspection, why it saw less).
+def _not_inspected(judge: Judge, why: str) -> tuple[Inspection, Verdict]:
+    """What a response that could not be inspected gets: the policy's on_check_error decides."""
+    verdict = judge.decide([], incomplete=why)
+    return Inspection(None, False, (), (), None, False, verdict.findings), verdict
 
-    The Content-Encoding is undone within the caps; what did not decode, or lay
-    beyond a cap, is not seen, and the second value says why (None: all seen).
-    """
-    encoding = next((v for n, v in headers if n.lower() == "content-encoding"), None)
-    body, truncated = decode_body(raw, encoding, max_decoded=max_body)
-    return inspect_response(judge, fingerprints, url=url, status=status, headers=headers, body=body,
-                            thingbot=thingbot, server=server), truncated
+
+def _listed_landing(decision: Decision) -> bool:
+    """Whether a feed lists the landing (its codes are landing.<category>, see reasons.feed_code)."""
+    return any(f.code.startswith("landing.") for f in decision.verdict.findings)
 
 
 def _worth_a_record(inspection: Inspection) -> bool:
@@ -220,6 +236,8 @@ class _StreamSniffer:
         details = self.guard.details(inspection, truncated)
         if verdict.action == "allow":
             self.phase = "passing"
+            if self.state.mark is not None:
+                self.guard._expect_hops(flow, self.state.mark, inspection.hops)  # a meta refresh in the head
             if _worth_a_record(inspection) and is_navigation(flow.request.headers):
                 self.guard.record_streamed(flow, self.state, inspection, verdict, details)
             return held
@@ -410,6 +428,8 @@ class Guard:
             # (chunked, read to the close), when mitmproxy streams it: then it is sniffed.
             def sniffer() -> _StreamSniffer:
                 state.streamed = True
+                if state.mark is not None:
+                    self._expect_next_hop(flow, state.mark)  # its headers go out now
                 return _StreamSniffer(self, flow, state, hold)
 
             response.__class__ = _WatchedResponse
@@ -420,6 +440,9 @@ class Guard:
         inspection, verdict = self.inspect(flow, state, b"")
         if verdict.action != "allow":
             return self._stop_before_body(flow, state, inspection, verdict)
+        if state.mark is not None:
+            # The headers go out now: a redirect's Location (or a Refresh) is the click's next hop.
+            self._expect_hops(flow, state.mark, inspection.hops)
         response.stream = _StreamSniffer(self, flow, state, hold)
         if flow.request.http_version.startswith("HTTP/1") and not unknown:
             # A blocked body is cut short: closing the connection makes that a failed
@@ -457,40 +480,48 @@ class Guard:
         return None
 
     async def _inspect_held(self, flow: http.HTTPFlow, state: FlowState) -> None:
-        """Inspect a held body in the worker pool, within the deadline; then act on what it showed."""
+        """Read a held body in a worker process, within the deadline; judge what it showed and act on it."""
         rt = self.runtime
-        judge, fingerprints = rt.judge, rt.fingerprints
+        judge = rt.judge
         assert flow.response is not None
         response = flow.response
-        raw = response.raw_content or b""
-        thingbot = any(f.code.startswith("landing.") for f in state.decision.verdict.findings)
-        work = rt.inspector.submit(
-            inspect_body, judge, fingerprints, url=state.decision.url, status=response.status_code,
-            headers=list(response.headers.items(multi=True)), raw=raw, max_body=judge.policy.inspect.max_body,
-            thingbot=thingbot, server=server_facts(flow))
+        url = state.decision.url
+        job = BodyJob(url, response.status_code, list(response.headers.items(multi=True)),
+                      response.raw_content or b"", judge.policy.inspect.max_body, server_facts(flow))
         details: dict[str, object]
         try:
-            inspection, truncated = await asyncio.wait_for(asyncio.wrap_future(work), rt.inspect_deadline)
-        except TimeoutError:
-            work.cancel()  # still queued: never runs; running: its result is dropped
-            logger.warning("inspection of %s passed its deadline (%.1f s)", state.decision.url.url[:200],
+            reading = await self._read(job)
+            inspection = judge_reading(judge, reading, url=url, thingbot=_listed_landing(state.decision))
+        except ReadingTimeout:
+            logger.warning("inspection of %s passed its deadline (%.1f s)", url.url[:200],
                            rt.inspect_deadline)
-            verdict = judge.decide([], incomplete=f"the response was not inspected within "
-                                                  f"{rt.inspect_deadline:g} s")
-            inspection = Inspection(None, False, (), (), None, False, verdict.findings)
+            inspection, verdict = _not_inspected(
+                judge, f"the response was not inspected within {rt.inspect_deadline:g} s")
             details = {"timeout": True, "deadline_s": rt.inspect_deadline}
-        except Exception:  # a heuristic tripping on what a server sent: not the user's fault
-            # Logged with its traceback so it gets fixed; the policy decides whether what
+        except PoolBusy as e:
+            logger.warning("inspection of %s not started: %s", url.url[:200], e)
+            inspection, verdict = _not_inspected(judge, "the response could not be inspected: every "
+                                                        "inspection worker is busy")
+            details = {"busy": True}
+        except ReadingFailed as e:  # a heuristic tripping on what a server sent: not the user's fault
+            # Logged with the worker's traceback so it gets fixed; the policy decides whether what
             # cannot be inspected passes (on_check_error: open) or not (closed).
-            logger.exception("inspection failed for %s", state.decision.url.url[:200])
-            verdict = judge.decide([], incomplete="the response could not be inspected")
-            inspection = Inspection(None, False, (), (), None, False, verdict.findings)
+            logger.error("inspection failed for %s:\n%s", url.url[:200], e)
+            inspection, verdict = _not_inspected(judge, "the response could not be inspected")
+            details = {"failed": True}
+        except ReadingError as e:  # the worker died (a crash, the OOM killer), or the proxy is stopping
+            logger.error("inspection failed for %s: %s", url.url[:200], e)
+            inspection, verdict = _not_inspected(judge, "the response could not be inspected")
+            details = {"failed": True}
+        except Exception:  # judging what was read tripped: a bug, logged with its traceback to be fixed
+            logger.exception("inspection failed for %s", url.url[:200])
+            inspection, verdict = _not_inspected(judge, "the response could not be inspected")
             details = {"failed": True}
         else:
             if state.payloads_only:
                 inspection = _payload_findings(inspection)
             verdict = self._decide(flow, state.decision, inspection)
-            details = self.details(inspection, truncated)
+            details = self.details(inspection, reading.truncated)
         if state.mark is not None:
             self._expect_hops(flow, state.mark, inspection.hops)
         if verdict.action != "allow" or (_worth_a_record(inspection) and is_navigation(flow.request.headers)):
@@ -499,6 +530,22 @@ class Guard:
             self._expect_next_hop(flow, state.mark)
         if state.record is not None and not state.record.done():
             await state.record
+
+    async def _read(self, job: BodyJob) -> Reading:
+        """A held body's reading from the worker pool; ReadingError (ReadingTimeout at the deadline)."""
+        rt = self.runtime
+        readers = rt.readers
+        work = readers.submit(job, rt.inspect_deadline)
+        if not readers.up.done():
+            # The proxy is starting: the deadline counts once the workers are (pool.py). Shielded:
+            # one flow given up on must not cancel what every flow waits for.
+            await asyncio.shield(asyncio.wrap_future(readers.up))
+        try:
+            # The pool keeps the same deadline (and kills the worker at it); this one is the loop's own.
+            return await asyncio.wait_for(asyncio.wrap_future(work), rt.inspect_deadline)
+        except TimeoutError:
+            work.cancel()  # still queued: it never runs
+            raise ReadingTimeout("the reading passed its deadline") from None
 
     @staticmethod
     def details(inspection: Inspection, truncated: str | None) -> dict[str, object]:
@@ -509,22 +556,23 @@ class Guard:
         return details
 
     def inspect(self, flow: http.HTTPFlow, state: FlowState, body: bytes) -> tuple[Inspection, Verdict]:
-        """Inspect a response's headers and the first part of its body, here (it is small), and decide."""
+        """Inspect a streamed response's headers and first bytes here, on the loop, and decide.
+
+        ``body`` is at most SNIFF_BYTES: its navigations are read within `head_budget`,
+        so what this costs the loop stays small whatever the server sent (module docstring).
+        """
         rt = self.runtime
         judge = rt.judge
         decision = state.decision
         assert flow.response is not None
-        # A feed lists the landing (its codes are landing.<category>, see reasons.feed_code).
-        thingbot = any(f.code.startswith("landing.") for f in decision.verdict.findings)
         try:
-            inspection = inspect_response(
-                judge, rt.fingerprints, url=decision.url, status=flow.response.status_code,
-                headers=list(flow.response.headers.items(multi=True)), body=body, thingbot=thingbot,
-                server=server_facts(flow))
+            reading = read_response(rt.fingerprints, url=decision.url, status=flow.response.status_code,
+                                    headers=list(flow.response.headers.items(multi=True)), body=body,
+                                    server=server_facts(flow), steps=head_budget(len(body)))
+            inspection = judge_reading(judge, reading, url=decision.url, thingbot=_listed_landing(decision))
         except Exception:  # a heuristic tripping on what a server sent: not the user's fault
             logger.exception("inspection failed for %s", decision.url.url[:200])
-            verdict = judge.decide([], incomplete="the response could not be inspected")
-            return Inspection(None, False, (), (), None, False, verdict.findings), verdict
+            return _not_inspected(judge, "the response could not be inspected")
         if state.payloads_only:
             inspection = _payload_findings(inspection)
         return inspection, self._decide(flow, decision, inspection)

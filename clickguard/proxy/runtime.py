@@ -12,7 +12,6 @@ import gc
 import logging
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
 
@@ -23,6 +22,7 @@ from clickguard.decision.build import build_judge
 from clickguard.decision.judge import Judge
 from clickguard.errors import InputError, PolicyError
 from clickguard.inspection.fingerprints import SHIPPED_FINGERPRINTS, FingerprintDB
+from clickguard.inspection.pool import ReadingPool
 from clickguard.intel.learned import STATE_FILE, LearnedHosts
 from clickguard.intel.resolver import Resolver
 from clickguard.intel.sources import FeedSet, write_status
@@ -91,10 +91,12 @@ class Runtime:
         self.trail = ClickTrail()
         self.use_state_dir(state_dir)
         self.audit: AuditLog | None = None  # None when the policy turns both sinks off
-        # Response bodies are decoded and read here, never on the event loop (see Guard): threads,
-        # as inspection reads the judge and the fingerprints in place (a process would need a copy
-        # of the index). Sized and bounded by the options clickguard_inspect_workers and _deadline_ms.
-        self.inspector = ThreadPoolExecutor(2, thread_name_prefix="clickguard-inspect")
+        # Held response bodies are decoded and read here, never on the event loop (see Guard): in
+        # worker processes, so a hostile page's reading neither holds the GIL against the loop nor
+        # outlives its deadline. Only the reading goes there; the judging (the index, the learned
+        # hosts) stays in this process. Nothing starts before `start_inspectors` or the first job.
+        # Sized and bounded by the options clickguard_inspect_workers and _deadline_ms.
+        self.readers = ReadingPool(2)
         self.inspect_deadline = 5.0  # seconds an inspection may take; then on_check_error decides
         self._sinks: tuple[Path | None, Path | None] | None = None  # (log, store) the writer follows
         self._key: bytes | None = None
@@ -146,6 +148,7 @@ class Runtime:
             watched[path] = _mtime(path)
         self._watched = watched
         self.state = state
+        self.readers.use_fingerprints(state.fingerprints)  # workers restart with it only if it changed
         self.policy_error = None
         # The index is a few large containers holding a million entries: keep the cyclic
         # GC from walking them again and again while the proxy serves. Collect first, so
@@ -210,15 +213,27 @@ class Runtime:
             with contextlib.suppress(OSError):
                 write_status(self.state_dir / "feeds-status.json", self.state.feeds)
 
-    def use_inspectors(self, workers: int) -> None:
-        """Inspect in a pool of this many threads from now on (inspections under way finish)."""
-        old = self.inspector
-        self.inspector = ThreadPoolExecutor(workers, thread_name_prefix="clickguard-inspect")
-        old.shutdown(wait=False)
+    def use_inspectors(self, workers: int, *, processes: bool = True) -> None:
+        """Read held bodies in this many worker processes (or threads) from now on.
+
+        Fewer workers: the extra ones stop once idle for a minute. Processes to threads or back
+        (a comparison, see bench/hostile.py): a new pool; readings under way in the old fail.
+        """
+        if processes == self.readers.processes:
+            self.readers.resize(workers)
+            return
+        old, self.readers = self.readers, ReadingPool(workers, processes=processes)
+        if self.state is not None:
+            self.readers.use_fingerprints(self.state.fingerprints)
+        old.close()
+
+    def start_inspectors(self) -> None:
+        """Start the inspection workers now, so the first held body does not wait for one."""
+        self.readers.start()
 
     def close(self) -> None:
         """Stop the audit writer (flushing what is queued) and the inspection workers."""
-        self.inspector.shutdown(wait=False, cancel_futures=True)
+        self.readers.close()
         if self.audit is not None:
             self.audit.close()
             self.audit = None
