@@ -9,6 +9,7 @@ import email.errors
 import gc
 import io
 import json
+import signal
 import sqlite3
 import sys
 import time
@@ -18,6 +19,7 @@ from typing import Any, TextIO
 
 from pydantic import ValidationError
 
+from clickguard import files
 from clickguard.audit import report, store
 from clickguard.decision.build import Built, build_judge, learned_hosts
 from clickguard.decision.check import Decision, check, check_offline, with_origin
@@ -258,8 +260,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         argv += ["--set", f"clickguard_audit_store={args.audit_store}"]
     for option in args.set:
         argv += ["--set", option]
+    # mitmproxy writes the CA's certificates into certs/ under the process's umask (its keys 0600):
+    # at least 027 here, so none is ever world-writable or -readable. Before any thread starts.
+    files.restrict_umask()
+    # SIGHUP would end the process until the proxy's handler reopens the log with it (Config.running).
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     with user_files():
-        args.certs.mkdir(parents=True, exist_ok=True)
+        files.private_dir(args.certs)
     mitmproxy_main.run(ClickguardMaster, cmdline.mitmdump, argv)
     return 0
 
@@ -449,15 +456,17 @@ def cmd_feeds_status(args: argparse.Namespace) -> int:
         published = _published_status(status_file)
         feeds = published["feeds"]
         origin = f"published by the running proxy {_age(time.time() - published['written_at'])} ago"
+        audit_health = published.get("audit")
     else:
         _judge, feed_set = load_judge(args.policy, args.feed, args.state_dir)
         feeds = feed_set.snapshot()
         origin = "loaded now from the policy (no running proxy published a status)"
+        audit_health = None
     with user_files():  # a learned-hosts file that is not one is set aside: that may fail
         learned = learned_hosts(args.state_dir)
     if args.json:
         print(json.dumps({"origin": origin, "feeds": feeds,
-                          "learned": [h.as_dict() for h in learned]}, indent=1))
+                          "learned": [h.as_dict() for h in learned], "audit": audit_health}, indent=1))
         return 0
     now = time.time()
     width = max([len("feed"), len(LEARNED_FEED), *(len(f["name"]) for f in feeds)])
@@ -478,7 +487,26 @@ def cmd_feeds_status(args: argparse.Namespace) -> int:
     for host in hosts:
         print(f"{'':<{width}} {host.host}: {host.evidence} (learned {_age(now - host.learned_at)} ago, "
               f"expires in {_age(host.expires - now)})")
+    _print_audit_health(audit_health, now)
     return 0
+
+
+def _print_audit_health(health: dict[str, Any] | None, now: float) -> None:
+    """The running proxy's audit sinks: failing or not, and the last error with its age."""
+    if not isinstance(health, dict):
+        return
+    print(f"# audit: on_failure {health.get('on_failure')}, {health.get('written')} records written, "
+          f"{health.get('not_recorded')} not recorded")
+    for name in ("log", "store"):
+        sink = health.get(name)
+        if not isinstance(sink, dict):
+            continue
+        state = "FAILING" if sink.get("failing") else "ok"
+        extra = f", {sink['backlog']} records waiting for it" if sink.get("backlog") else ""
+        print(f"audit {name:<5} {state:<7} {sink.get('path')}{extra}")
+        if sink.get("last_error"):
+            when = f" ({_age(now - sink['last_error_at'])} ago)" if sink.get("last_error_at") else ""
+            print(f"{'':<11} last error{when}: {sink['last_error']}")
 
 
 def _published_status(path: Path) -> dict[str, Any]:
@@ -831,8 +859,9 @@ def cmd_ca(certs: Path) -> int:
     """Create the proxy CA in the certs directory if needed; print the certificate's path."""
     from mitmproxy.certs import CertStore
 
+    files.restrict_umask()  # see cmd_run
     with user_files():
-        certs.mkdir(parents=True, exist_ok=True)
+        files.private_dir(certs)
         CertStore.from_store(certs, "mitmproxy", 2048)
     print(certs / "mitmproxy-ca-cert.pem")
     return 0

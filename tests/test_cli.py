@@ -470,3 +470,18 @@ def test_rewrite_recipient_that_is_not_text_is_a_users_mistake(tmp_path: Path) -
     assert result.returncode == 2
     assert result.stderr.decode().splitlines() == [
         "clickguard: --recipient: not UTF-8 text: 'j\\udcf6rg@corp.example'"]
+
+
+@pytest.mark.slow
+def test_ca_files_are_never_world_readable_or_writable(tmp_path: Path) -> None:
+    """mitmproxy writes the CA under the process's umask: `clickguard ca` makes it at least 027 first."""
+    certs = tmp_path / "certs"
+    done = subprocess.run(["sh", "-c", 'umask 000 && exec "$0" -m clickguard.cli ca --certs "$1"',
+                           sys.executable, str(certs)],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    modes = {p.name: p.stat().st_mode & 0o777 for p in certs.iterdir()}
+    assert certs.stat().st_mode & 0o777 == 0o750
+    assert modes["mitmproxy-ca.pem"] == 0o600  # the CA's private key
+    assert modes["mitmproxy-ca-cert.pem"] == 0o640
+    assert all(mode & 0o027 == 0 for mode in modes.values()), modes

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import signal
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,6 +16,7 @@ from mitmproxy import ctx, exceptions
 
 from clickguard.decision.build import feeds_from_specs
 from clickguard.errors import PolicyError, UsageError
+from clickguard.intel.sources import feed_session
 from clickguard.proxy.runtime import Runtime
 from clickguard.shipped import DEFAULT_POLICY
 
@@ -34,6 +36,7 @@ class Config:
         self._task: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
         self._next_fetch: dict[str, float] = {}
+        self._audit_seen: object = None  # the audit health last published: a change publishes again
 
     def load(self, loader: object) -> None:
         """Register clickguard's options."""
@@ -140,11 +143,21 @@ class Config:
         """Start the inspection workers and the background maintenance task."""
         self._apply_proxy_options()
         self.runtime.start_inspectors()
-        self._session = aiohttp.ClientSession()
+        self._session = feed_session()  # proxies from the environment, default timeouts, no cookies
         self._task = asyncio.create_task(self._maintain(), name="clickguard-maintain")
+        # logrotate's postrotate sends SIGHUP (which would otherwise end the process): reopen the log.
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._reopen_audit_log)
+
+    def _reopen_audit_log(self) -> None:
+        """SIGHUP: the audit log is opened again at its next write (rotation is also noticed unsignalled)."""
+        if self.runtime.audit is not None:
+            self.runtime.audit.reopen()
+        logger.info("SIGHUP: the audit log is reopened")
 
     async def done(self) -> None:
         """Stop background work and flush the audit log."""
+        with contextlib.suppress(RuntimeError):  # no running loop: running() never ran
+            asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -152,6 +165,13 @@ class Config:
         if self._session is not None:
             await self._session.close()
         self.runtime.close()
+
+    def _audit_changed(self) -> bool:
+        """Whether a sink started or stopped failing, or failed again, since the status was last published."""
+        health = self.runtime.audit_health() or {}
+        seen = tuple((s["failing"], s["failures"]) for s in (health.get("log"), health.get("store")) if s)
+        changed, self._audit_seen = seen != self._audit_seen, seen
+        return changed
 
     async def _maintain(self) -> None:
         """Reload changed files and fetch due URL feeds, forever."""
@@ -169,6 +189,8 @@ class Config:
                 rebuild = rebuild or any(results)
                 if due:
                     rt.publish_status()
+            if self._audit_changed():
+                rt.publish_status()
             if rebuild:
                 error = await asyncio.to_thread(rt.reload)
                 if error:

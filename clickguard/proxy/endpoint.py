@@ -22,7 +22,7 @@ from clickguard.proxy.records import Event, audit_record
 from clickguard.proxy.runtime import Runtime
 from clickguard.urls import normalize_url
 from clickguard.web import dashboard
-from clickguard.web.pages import Page, block_page, message_page
+from clickguard.web.pages import Page, block_page, message_page, not_recorded_page
 
 
 class Endpoint:
@@ -105,7 +105,7 @@ class Endpoint:
         """A signed link that does not verify: audit it, then show the block page (link.bad_signature)."""
         client, user = client_of(flow)
         finding = Finding(reasons.LINK_BAD_SIGNATURE, reason)
-        await self.runtime.record(audit_record(event, client, user, flow.request.url, "block", [finding],
+        await self.guard.recorded(audit_record(event, client, user, flow.request.url, "block", [finding],
                                                ref=ref))
         respond(flow, block_page(flow.request.url, [finding], ref))
 
@@ -123,12 +123,14 @@ class Endpoint:
             await self._refuse(flow, "continue", f"continue link refused: {e}", ref)
             return
         policy = rt.judge.policy
-        rt.grants.grant(client, user, url.host, time.time() + policy.warn.continue_minutes * 60)
         mark = grant.click
-        await self.runtime.record(audit_record(
-            "continue", client, user, url.url, "allow",
-            [Finding(c, "the user chose to continue past the warning") for c in grant.codes],
-            host=url.host, mark=mark, ref=ref, warn_ref=grant.ref))
+        if not await self.guard.recorded(audit_record(
+                "continue", client, user, url.url, "allow",
+                [Finding(c, "the user chose to continue past the warning") for c in grant.codes],
+                host=url.host, mark=mark, ref=ref, warn_ref=grant.ref)):
+            respond(flow, not_recorded_page(url.url, ref))
+            return
+        rt.grants.grant(client, user, url.host, time.time() + policy.warn.continue_minutes * 60)
         if mark is not None:
             rt.trail.expect(client, user, url.url, mark._replace(hop=mark.hop + 1))
         flow.response = _redirect(url.url)

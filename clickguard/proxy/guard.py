@@ -34,7 +34,6 @@ A response is inspected as the browser will get it, whatever the server chose:
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import time
 import urllib.parse
@@ -50,7 +49,7 @@ from clickguard import reasons
 from clickguard.decision.check import Decision, check, with_origin
 from clickguard.decision.judge import Judge
 from clickguard.decision.verdict import Finding, Verdict
-from clickguard.errors import URLError
+from clickguard.errors import AuditError, URLError
 from clickguard.inspection.bodies import BodyDecoder
 from clickguard.inspection.fingerprints import traits_from
 from clickguard.inspection.payloads import SNIFF_BYTES
@@ -71,8 +70,8 @@ from clickguard.proxy.continuation import Continuation, continue_token
 from clickguard.proxy.facts import server_facts
 from clickguard.proxy.records import Event, audit_record
 from clickguard.proxy.runtime import Runtime
-from clickguard.urls import NormalizedURL, normalize_url, parent_domains
-from clickguard.web.pages import Page, block_page, warn_page
+from clickguard.urls import NormalizedURL, canonical_ip, normalize_url, parent_domains, url_of
+from clickguard.web.pages import Page, block_page, not_recorded_page, warn_page
 
 METADATA_KEY = "clickguard"
 logger = logging.getLogger(__name__)
@@ -88,7 +87,7 @@ class FlowState:
     inspect: bool = False  # let through and worth inspecting: its response is inspected
     payloads_only: bool = False  # no navigation: inspected for payloads if its server is a suspect
     streamed: bool = False  # the body streams: judged by its headers and first bytes, not in response()
-    record: asyncio.Task[None] | None = None  # the allowed request's audit record, being written
+    record: asyncio.Task[bool] | None = None  # the allowed request's audit record, being written
 
     def summary(self) -> dict[str, object]:
         """The flow's action and reason codes, as plain data."""
@@ -160,6 +159,12 @@ def is_navigation(headers: http.Headers) -> bool:
     return "text/html" in headers.get("accept", "")
 
 
+def request_url(flow: http.HTTPFlow) -> str:
+    """The request's absolute URL, an IPv6 host in brackets (mitmproxy's ``Request.url`` leaves it bare)."""
+    request = flow.request
+    return url_of(request.scheme, request.host, request.port, request.path)
+
+
 def client_of(flow: http.HTTPFlow) -> tuple[str, str | None]:
     """The client's address and, when the proxy authenticated it, the user name."""
     auth = flow.metadata.get("proxyauth")
@@ -167,7 +172,7 @@ def client_of(flow: http.HTTPFlow) -> tuple[str, str | None]:
     return str(flow.client_conn.peername[0]), user
 
 
-async def _wait(task: asyncio.Task[None]) -> None:
+async def _wait(task: asyncio.Task[bool]) -> None:
     """Await a pending audit write (it logs its own failures)."""
     await task
 
@@ -283,7 +288,7 @@ class Guard:
         # (mitmproxy's proxyauth keeps its per-connection state the same way).
         self._tainted: weakref.WeakKeyDictionary[connection.Server, Verdict] = \
             weakref.WeakKeyDictionary()
-        self._background: set[asyncio.Task[None]] = set()  # learned-host saves in flight
+        self._background: set[asyncio.Task[Any]] = set()  # learned-host saves, streamed records in flight
 
     async def request(self, flow: http.HTTPFlow) -> None:
         """Judge a request before it is sent anywhere."""
@@ -297,7 +302,7 @@ class Guard:
         if judge.client_exempt(client):
             return
         try:
-            url = normalize_url(flow.request.url)
+            url = normalize_url(request_url(flow))
         except URLError as e:
             verdict = judge.decide([], incomplete=f"the address cannot be parsed: {e}")
             if verdict.action != "allow":
@@ -326,7 +331,7 @@ class Guard:
         if not excluded:
             return
         try:
-            url = normalize_url(f"https://{flow.request.host}:{flow.request.port}/")
+            url = normalize_url(url_of("https", flow.request.host, flow.request.port))
         except URLError:
             return
         if not any(d in excluded for d in parent_domains(url.host)):
@@ -347,7 +352,7 @@ class Guard:
         if host == judge.policy.click_host or judge.client_exempt(str(data.client.peername[0])):
             return
         try:
-            url = normalize_url(f"http://{host}/")
+            url = normalize_url(url_of("http", host, 80))
         except URLError:
             return
         if url.is_ip:
@@ -369,18 +374,16 @@ class Guard:
         judge = self.runtime.judge
         if judge.client_exempt(str(data.client.peername[0])):
             return
-        address = ipaddress.ip_address(str(peer[0]).split("%")[0])
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-            address = address.ipv4_mapped
+        address = canonical_ip(str(peer[0])) or str(peer[0])  # the judge checks embedded IPv4 itself
         try:
-            url = normalize_url(f"http://{target[0]}/")
+            url = normalize_url(url_of("http", str(target[0]), 80))
         except URLError:
             return
         judged = (url.host,) if url.is_ip else self.runtime.resolver.cached(url.host) or ()
-        if str(address) in judged:
+        if address in judged:
             return  # judged with its host name before connecting
         # DNS answered the proxy's connect differently from the check: judge what it got.
-        verdict = self._address_verdict(url, (str(address),))
+        verdict = self._address_verdict(url, (address,))
         if verdict.action == "block":
             self._tainted[data.server] = verdict
 
@@ -598,9 +601,10 @@ class Guard:
         decision, mark = state.decision, state.mark
         client, user = client_of(flow)
         if verdict.action == "allow":
-            await self.runtime.record(audit_record("response", client, user, decision.url.url, "allow",
-                                                   verdict.findings, decision=decision, mark=mark,
-                                                   inspection=details))
+            entry = audit_record("response", client, user, decision.url.url, "allow", verdict.findings,
+                                 decision=decision, mark=mark, inspection=details)
+            if not await self.recorded(entry):
+                respond(flow, not_recorded_page(decision.url.url, str(entry["ref"])))
             return
         self.learn(flow, decision, inspection, verdict)
         flow.response = None
@@ -639,7 +643,7 @@ class Guard:
         entry = audit_record("response", client, user, decision.url.url, verdict.action, verdict.findings,
                              decision=decision, mark=state.mark, inspection=details,
                              streamed=True)
-        task = asyncio.create_task(self.runtime.record(entry))
+        task = asyncio.create_task(self.recorded(entry))  # its body is under way: it cannot be refused
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         state.verdict = verdict
@@ -661,7 +665,7 @@ class Guard:
         if not location or not 300 <= flow.response.status_code < 400:
             return
         try:
-            target = normalize_url(urllib.parse.urljoin(flow.request.url, location))
+            target = normalize_url(urllib.parse.urljoin(request_url(flow), location))
         except (URLError, ValueError):
             return
         client, user = client_of(flow)
@@ -678,6 +682,15 @@ class Guard:
         if flow.server_conn in self._tainted:
             flow.kill()
 
+    async def recorded(self, entry: dict[str, object]) -> bool:
+        """Write an audit record; False only when it was not and audit.on_failure is closed (refuse)."""
+        try:
+            await self.runtime.record(entry)
+        except AuditError as e:
+            logger.error("%s; refused (audit.on_failure: closed)", e)
+            return False
+        return True
+
     async def enforce(self, flow: http.HTTPFlow, decision: Decision, client: str,
                       user: str | None, event: Event, mark: ClickMark | None = None) -> bool:
         """Audit and pass the flow (True), or answer it with the block or warn page (False)."""
@@ -692,12 +705,14 @@ class Guard:
                                      decision=decision, mark=mark, continued=continued or None,
                                      allowed_by=verdict.allowed_by)
                 state = flow_state(flow) if event == "decision" else None
-                if state is not None:
+                if state is not None and rt.judge.policy.audit.on_failure == "open":
                     # Written while the request travels upstream; the response waits for it, so
                     # nothing reaches the user before its record is on disk.
-                    state.record = asyncio.create_task(rt.record(entry))
-                else:
-                    await rt.record(entry)
+                    state.record = asyncio.create_task(self.recorded(entry))
+                elif not await self.recorded(entry):
+                    # closed: what cannot be recorded is refused before the server sees the request.
+                    respond(flow, not_recorded_page(decision.url.url, str(entry["ref"])))
+                    return False
             return True
         await self.stop(flow, decision.url.url, decision, verdict, client, user, event, mark)
         return False
@@ -708,10 +723,13 @@ class Guard:
         """Audit, then answer with the block or warn page (the record is on disk first)."""
         entry = audit_record(event, client, user, url, verdict.action, verdict.findings, decision=decision,
                              mark=mark, navigation=is_navigation(flow.request.headers), inspection=inspection)
-        await self.runtime.record(entry)
+        recorded = await self.recorded(entry)
         ref = str(entry["ref"])
         if verdict.action == "block" or decision is None:
             respond(flow, block_page(url, verdict.findings, ref))
+            return
+        if not recorded:  # no continue link: continuing could not be recorded either
+            respond(flow, not_recorded_page(url, ref))
             return
         respond(flow, warn_page(url, verdict.findings, ref, self._continue_url(
             flow, url, verdict.findings, ref, client, user, mark)))

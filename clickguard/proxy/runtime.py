@@ -13,11 +13,11 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from cachetools import TLRUCache
 
-from clickguard.audit.writer import AuditLog
+from clickguard.audit.writer import AuditLog, OnFailure
 from clickguard.decision.build import build_judge
 from clickguard.decision.judge import Judge
 from clickguard.errors import InputError, PolicyError
@@ -157,17 +157,19 @@ class Runtime:
         gc.freeze()
         audit = state.loaded.policy.audit
         self._follow_audit(self.audit_override or audit.log, self.store_override or audit.store,
-                           audit.retention)
+                           audit.retention, audit.on_failure)
         self.publish_status()
 
-    def _follow_audit(self, log: Path | None, store: Path | None, retention: float | None) -> None:
+    def _follow_audit(self, log: Path | None, store: Path | None, retention: float | None,
+                      on_failure: OnFailure) -> None:
         """Write decisions where the policy says; new paths get a new writer, the old one is flushed."""
         sinks = (log.absolute() if log else None, store.absolute() if store else None)
         if sinks == self._sinks:
             if self.audit is not None:
                 self.audit.retention = retention  # the writer reads it at its next prune
+                self.audit.on_failure = on_failure
             return
-        new = AuditLog(*sinks, retention=retention) if log or store else None
+        new = AuditLog(*sinks, retention=retention, on_failure=on_failure) if log or store else None
         if new is not None:
             new.start()  # OSError for a file that cannot be opened: the old writer keeps writing
         else:
@@ -197,21 +199,27 @@ class Runtime:
         self.install(state)
         return None
 
-    async def record(self, entry: dict[str, object]) -> None:
-        """Write one audit record; a failing disk is logged, never a crash of the flow."""
+    async def record(self, entry: dict[str, object]) -> bool:
+        """Write one audit record; False if it was not recorded and the policy serves anyway.
+
+        AuditError if it was not recorded and the policy refuses what it cannot
+        record (audit.on_failure: closed). The writer logs why a sink failed.
+        """
         if self.audit is None:
-            return
-        try:
-            await self.audit.write(entry)
-        except OSError as e:
-            logger.error("audit record %s not written: %s", entry.get("ref"), e)
+            return True
+        return await self.audit.write(entry)
+
+    def audit_health(self) -> dict[str, Any] | None:
+        """The audit writer's health (each sink failing or not, its last error), None with no writer."""
+        return self.audit.health() if self.audit is not None else None
 
     def publish_status(self) -> None:
-        """Write the feeds' status where `clickguard feeds status` reads it."""
+        """Write the feeds' and the audit sinks' status where `clickguard feeds status` reads it."""
         if self.state is not None:
             # The status is informational: failing to publish it must not stop the proxy.
             with contextlib.suppress(OSError):
-                write_status(self.state_dir / "feeds-status.json", self.state.feeds)
+                write_status(self.state_dir / "feeds-status.json", self.state.feeds,
+                             audit=self.audit_health())
 
     def use_inspectors(self, workers: int, *, processes: bool = True) -> None:
         """Read held bodies in this many worker processes (or threads) from now on.

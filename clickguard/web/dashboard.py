@@ -60,7 +60,7 @@ from typing import Any, NamedTuple, Protocol
 
 from clickguard.audit import queries, report_html, store
 from clickguard.audit import writer as audit
-from clickguard.errors import TokenError
+from clickguard.errors import AuditError, TokenError
 from clickguard.intel.learned import LearnedHost
 from clickguard.policy.model import AdminConfig, LoadedPolicy, Policy
 from clickguard.tokens import b64url_encode, sign, verify
@@ -411,8 +411,8 @@ class ProxyView(Protocol):
         """The audit store the views read, None when the policy turns it off."""
         ...
 
-    async def record(self, entry: dict[str, object]) -> None:
-        """Write one audit record (a login attempt)."""
+    async def record(self, entry: dict[str, object]) -> bool:
+        """Write one audit record (a login attempt); AuditError if not recorded under on_failure closed."""
         ...
 
 
@@ -573,7 +573,8 @@ class Dashboard:
         self.lockout.succeeded(attempt)
         token, _session = self.sessions.issue(user, stored, self.runtime.key,
                                               minutes=admin.session_minutes, now=now)
-        await self._audit_login(request, click_host, user, "allow", "ok")
+        if not await self._audit_login(request, click_host, user, "allow", "ok"):
+            return _message(503, "Not recorded", "This login could not be recorded; try again later.")
         stored_hash = parse_hash(stored)
         if is_outdated(stored_hash):
             logger.warning("dashboard user %r logged in with an outdated %s password hash: make a new one "
@@ -598,13 +599,18 @@ class Dashboard:
         return ok and stored is not None
 
     async def _audit_login(self, request: Request, click_host: str, user: str, action: str,
-                           result: str) -> None:
-        """Log and audit one login attempt (never the password)."""
+                           result: str) -> bool:
+        """Log and audit one login attempt (never the password); False if it could not be (closed)."""
         logger.info("dashboard login %s: user %r from %s", result, user, request.client)
-        await self.runtime.record(audit.record(
-            ref=audit.new_ref(), event="admin_login", client=request.client, user=None,
-            url=f"{request.scheme}://{click_host}/admin/login", action=action, findings=[],
-            admin_user=user[:64], result=result))
+        try:
+            await self.runtime.record(audit.record(
+                ref=audit.new_ref(), event="admin_login", client=request.client, user=None,
+                url=f"{request.scheme}://{click_host}/admin/login", action=action, findings=[],
+                admin_user=user[:64], result=result))
+        except AuditError as e:
+            logger.error("%s; login refused (audit.on_failure: closed)", e)
+            return False
+        return True
 
     def _logout(self, request: Request, admin: AdminConfig, click_host: str) -> Answer:
         """End the session (POST with its CSRF token), then back to the login form."""
