@@ -13,6 +13,7 @@ from pytest import param
 
 from clickguard.inspection.navigation import Technique, find_navigations
 from clickguard.inspection.navigation.markup_scan import MarkupScanner
+from clickguard.inspection.navigation.results import StepsSpent
 from clickguard.mail.links import click_context, decode
 from clickguard.mail.rewrite import RewriteSettings, rewrite_html
 from tests.appliances import Route, serve
@@ -174,6 +175,18 @@ def _wrapped(document: str) -> list[str | None]:
         param(f"<template><a href={EVIL}10>x</a></template>", [f"{EVIL}10"], id="template-wrapped-too"),
         param(f"<select><noscript><a href={EVIL}11>x</a></noscript></select>", [f"{EVIL}11"],
               id="select-noscript"),
+        param('<base href="//evil.example/b/"><a href="login">x</a>', ["https://evil.example/b/login"],
+              id="scheme-relative-base"),
+        param('<base href="/\\evil.example/c/"><a href="login">x</a>', ["https://evil.example/c/login"],
+              id="slash-backslash-base"),
+        param('<base href="https:evil.example/d/"><a href="login">x</a>', ["https://evil.example/d/login"],
+              id="base-without-slashes-from-an-http-page"),
+        param('<a href="http:evil.example/12">x</a>', ["http://evil.example/12"],
+              id="link-without-slashes-from-an-https-page"),
+        param(f'<base href="{EVIL}e/"><a href>x</a><a href class=y>y</a>', [f"{EVIL}e/", f"{EVIL}e/"],
+              id="href-without-value-goes-to-the-base"),
+        param(f'<base href="{EVIL}f/"><a href="http:/g">x</a>', [f"{EVIL}g"],
+              id="same-scheme-without-slashes-is-relative-to-the-base"),
     ],
 )
 def test_links_browsers_follow_are_wrapped(document: str, targets: list[str]) -> None:
@@ -190,6 +203,9 @@ def test_links_browsers_follow_are_wrapped(document: str, targets: list[str]) ->
         param(f"<p><a xlink:href={EVIL}>html a has no xlink:href</a>", id="html-xlink"),
         param('<a href="inbox?id=1">', id="relative-without-base"),
         param(f"<textarea></ſcript><a href={EVIL}></textarea>", id="textarea"),
+        param('<a href>x</a><a href="">y</a>', id="empty-href-without-base-is-the-document"),
+        param('<base href="/inbox/"><a href="msg?id=1">x</a>', id="base-on-the-document-host"),
+        param('<base href="http://ev<il.example/"><a href="x">y</a>', id="base-that-does-not-parse"),
     ],
 )
 def test_text_is_never_rewritten(document: str) -> None:
@@ -244,3 +260,144 @@ def test_technique_of_svg_script_is_script() -> None:
     found = find_navigations(status=200, headers=[], body=f"<svg><script>{_go(1)}</script></svg>".encode(),
                              base_url=BASE, content_type="text/html")
     assert [(n.technique, n.target) for n in found] == [(Technique.SCRIPT, f"{EVIL}1")]
+
+
+# -- XHTML and SVG: read by the browser's XML parser ------------------------------------------
+
+XHTML = 'xmlns="http://www.w3.org/1999/xhtml"'
+SVG = 'xmlns="http://www.w3.org/2000/svg"'
+
+
+def _xml_targets(body: str | bytes, content_type: str | None) -> list[tuple[str | None, bool]]:
+    data = body.encode() if isinstance(body, str) else body
+    found = find_navigations(status=200, headers=[], body=data, base_url=BASE, content_type=content_type)
+    return [(n.target, n.automatic) for n in found]
+
+
+# Documents whose navigation an XML parser runs, which reading them as HTML misses.
+XHTML_TYPE, SVG_TYPE = "application/xhtml+xml", "image/svg+xml"
+XML_HIDDEN = [
+    param(SVG_TYPE, f"<svg {SVG}><script><![CDATA[location='{EVIL}1']]></script></svg>", 1,
+          id="svg-script-cdata"),
+    param(XHTML_TYPE, f"<html {XHTML}><body><script>&#108;ocation.href='{EVIL}2'</script></body></html>", 2,
+          id="xhtml-script-character-reference"),
+    param(XHTML_TYPE, f"<html {XHTML}><head><title><script>{_go(3)}</script></title></head></html>", 3,
+          id="xhtml-title-is-no-rcdata"),
+    param(XHTML_TYPE, f"<html {XHTML}><body><noscript><script>{_go(4)}</script></noscript></body></html>", 4,
+          id="xhtml-noscript-is-nothing-special"),
+    param(XHTML_TYPE, f'<html {XHTML}><textarea><meta http-equiv="refresh" content="0;url={EVIL}5"/>'
+                      "</textarea></html>", 5, id="xhtml-textarea-is-no-rcdata"),
+    param(XHTML_TYPE, f"<!DOCTYPE html [<!ENTITY go \"location='{EVIL}6'\">]>"
+                      f"<html {XHTML}><script>&go;</script></html>", 6, id="xhtml-internal-entity"),
+    param(XHTML_TYPE, f"<!DOCTYPE html [<!ENTITY s \"&#60;script>location='{EVIL}7'&#60;/script>\">]>"
+                      f"<html {XHTML}>&s;</html>", 7, id="xhtml-entity-holding-markup"),
+    param(SVG_TYPE, f'<!DOCTYPE svg [<!ENTITY % d "<!ENTITY u \'{EVIL}8\'>"> %d;]>'
+                    f"<svg {SVG}><script>location='&u;'</script></svg>", 8,
+          id="svg-parameter-entity-declares"),
+    param(SVG_TYPE, '<!DOCTYPE svg [<!ATTLIST svg xmlns CDATA #FIXED "http://www.w3.org/2000/svg">]>'
+                    f"<svg><script>{_go(9)}</script></svg>", 9, id="svg-namespace-from-the-dtd"),
+    param(SVG_TYPE, f'<svg {SVG} xmlns:h="http://www.w3.org/1999/xhtml"><h:script>{_go(10)}</h:script>'
+                    "</svg>", 10, id="svg-prefixed-xhtml-script"),
+    param(SVG_TYPE, f"<svg {SVG} onload=\"&#108;ocation='{EVIL}11'\"/>", 11,
+          id="svg-onload-character-reference"),
+    param("text/xml", f"<!--{'x' * 5000}--><root><h:script xmlns:h=\"http://www.w3.org/1999/xhtml\">"
+                      f"{_go(12)}</h:script></root>", 12, id="xml-namespace-after-4-kib"),
+    param("application/vnd.x+xml", f"<html {XHTML}><script>{_go(13)}</script></html>", 13,
+          id="any-plus-xml-type"),
+    param(None, f"<?xml version=\"1.0\"?><svg {SVG}><script>location=&apos;{EVIL}14&apos;</script></svg>", 14,
+          id="sniffed-xml"),
+    param(XHTML_TYPE, f"<html {XHTML}><script><x>a</x>location<!-- -->.href='{EVIL}15'</script></html>", 15,
+          id="xhtml-script-text-around-elements-and-comments"),
+]
+
+
+@pytest.mark.parametrize(("content_type", "body", "n"), XML_HIDDEN)
+def test_xml_navigation_is_found(content_type: str | None, body: str, n: int) -> None:
+    assert (f"{EVIL}{n}", True) in _xml_targets(body, content_type)
+
+
+def test_xml_in_utf_16_without_bom_is_read() -> None:
+    body = f"<?xml version='1.0'?><svg {SVG}><script>{_go(1)}</script></svg>".encode("utf-16-le")
+    assert _xml_targets(body, SVG_TYPE) == [(f"{EVIL}1", True)]
+
+
+# Markup that an HTML reading takes for a navigation, which an XML parser never runs.
+XML_FAKE = [
+    param(XHTML_TYPE, f"<html><body><script>{_go(1)}</script></body></html>", id="no-namespace"),
+    param(XHTML_TYPE, f"<html {XHTML}><SCRIPT>{_go(2)}</SCRIPT></html>", id="names-are-case-sensitive"),
+    param(XHTML_TYPE, f"<html {XHTML}><template><script>{_go(3)}</script></template></html>",
+          id="template-contents-are-inert"),
+    param(XHTML_TYPE, f"<html {XHTML}><script><!--\n{_go(4)}\n--></script></html>",
+          id="comment-in-script-is-no-text"),
+    param(SVG_TYPE, f"<svg {SVG}><![CDATA[<script>{_go(5)}</script>]]></svg>", id="cdata-is-text"),
+    param(XHTML_TYPE, f'<html {XHTML}><meta HTTP-EQUIV="refresh" content="0;url={EVIL}6"/></html>',
+          id="attribute-names-are-case-sensitive"),
+    param(SVG_TYPE, f'<svg {SVG}><foo:script xmlns:foo="urn:x">{_go(7)}</foo:script></svg>',
+          id="script-of-another-namespace"),
+]
+
+
+@pytest.mark.parametrize(("content_type", "body"), XML_FAKE)
+def test_xml_fake_navigation_is_not_reported(content_type: str, body: str) -> None:
+    assert _xml_targets(body, content_type) == []
+
+
+def test_html_script_does_not_decode_references() -> None:
+    """The converse: in HTML a script's text is raw, so "&#108;ocation" is no location (a syntax error)."""
+    body = f"<html><body><script>&#108;ocation.href='{EVIL}1'</script></body></html>"
+    assert _xml_targets(body, "text/html") == []
+    xhtml = body.replace("<html>", f"<html {XHTML}>")
+    assert _xml_targets(xhtml, XHTML_TYPE) == [(f"{EVIL}1", True)]
+
+
+def test_entity_bomb_is_bounded_and_unread() -> None:
+    """A billion laughs stops the reading within the budget, and says so: never silent."""
+    declarations = '<!ENTITY a0 "lol">' + "".join(
+        f'<!ENTITY a{k} "{f"&a{k - 1};" * 10}">' for k in range(1, 10))
+    body = f"<!DOCTYPE svg [{declarations}]><svg {SVG}><script>&a9;{_go(1)}</script></svg>"
+    found = find_navigations(status=200, headers=[], body=body.encode(), base_url=BASE,
+                             content_type=SVG_TYPE)
+    assert [n.technique for n in found] == [Technique.UNREAD]
+    assert "entities" in (found[0].incomplete or "")
+
+
+def test_xml_scanner_is_linear_on_hostile_markup() -> None:
+    shapes = [
+        f"<svg {SVG}>" + "<g>" * 20_000 + "</x>" * 20_000,
+        f"<svg {SVG}>" + "<a xmlns:p='urn:x'>" * 20_000,
+        "<!DOCTYPE x [" + '<!ATTLIST g a CDATA "1">' * 2_000 + f"]><svg {SVG}>" + "<g/>" * 2_000,
+        f"<html {XHTML}><script>" + "&amp;<![CDATA[x]]><!---->" * 10_000,
+        "<!DOCTYPE x [" + "<!ENTITY % p '<!ENTITY x \"y\">'>%p;" * 5_000 + "]>",
+        "<![CDATA[" * 20_000 + "<" * 20_000,
+    ]
+    for text in shapes:
+        scanner = MarkupScanner(text, frozenset({"meta"}), auto_events=True, foreign_links=True, xml=True)
+        try:
+            for _ in scanner:
+                pass
+        except StepsSpent:
+            pass  # stopped by the expansion bound: the bound is linear too
+        assert scanner.steps <= 4 * len(text), (text[:40], scanner.steps, len(text))
+
+
+XML_PAGES = [
+    param("127.0.0.85", "image/svg+xml",
+          b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"><script><![CDATA['
+          b"location='http://127.0.0.99/x']]></script></svg>", id="svg-document-cdata-script"),
+    param("127.0.0.86", "application/xhtml+xml",
+          b'<html xmlns="http://www.w3.org/1999/xhtml"><head><title>Login</title></head><body>'
+          b"<script>&#108;ocation.href='http://127.0.0.99/x'</script></body></html>",
+          id="xhtml-script-character-reference"),
+]
+
+
+@pytest.mark.parametrize(("host", "content_type", "body"), XML_PAGES)
+def test_camera_xml_document_with_navigation_is_blocked(proxy: Proxy, host: str, content_type: str,
+                                                        body: bytes) -> None:
+    headers = [("Server", "Hikvision-Webs"), ("Content-Type", content_type)]
+    with serve(host, {"/": Route(headers=headers, body=body)}) as camera:
+        r = proxy.get(f"{camera.base}/", HTML)
+        assert r.status == 403 and r.headers["x-clickguard-action"] == "block"
+        [record] = proxy.audit_of_ref(r.headers["x-clickguard-ref"])
+        assert {"landing.appliance", "response.redirect"} <= set(record["reasons"])
+        assert any("127.0.0.99" in str(n["target"]) for n in record["inspection"]["navigations"])

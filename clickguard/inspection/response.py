@@ -126,7 +126,8 @@ def _is_text(content_type: str | None, drive_by: DriveBy | None) -> bool:
     if drive_by is not None and drive_by.payload is not None:
         return False
     media = (content_type or "").split(";", 1)[0].strip().lower()
-    return not media or media.startswith(_TEXT_TYPES)
+    # XML of any kind is a document a browser renders (and runs the script of) when it navigates to it.
+    return not media or media.startswith(_TEXT_TYPES) or media == "application/xml" or media.endswith("+xml")
 
 
 def _site(host: str) -> str:

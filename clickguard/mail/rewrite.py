@@ -46,8 +46,10 @@ from clickguard.mail.links import ClickContext, click_context, is_click_link, ma
 from clickguard.urls import normalize_host, normalize_url, parent_domains
 
 __all__ = [
+    "LinkEdit",
     "RewriteResult",
     "RewriteSettings",
+    "html_link_edits",
     "rewrite_html",
     "rewrite_message",
     "rewrite_text",
@@ -123,12 +125,16 @@ def _link_target(url: str, click_host: str, skip_domains: frozenset[str]) -> tup
     target = unwrapped.target if unwrapped.target is not None else url
     if unwrapped.layers and is_click_link(target, click_host):
         return target, False  # ours under a foreign wrapper: peel the wrapper, never wrap twice
-    if not _WEB_URL.match(target):
+    if not _WEB_SCHEME.match(target):
         return None, False
     try:
         landing = normalize_url(target)
     except URLError:
         return None, False
+    if not _WEB_URL.match(target):
+        # "http:host/", "https:/host": from a page of the other scheme these name a host as
+        # "http://host/" does; the click link goes there.
+        target = landing.url
     if _is_skipped(landing.host, skip_domains):
         return None, False
     return target, True
@@ -191,6 +197,7 @@ _LINK_TAGS = frozenset({"a", "area", "base"})
 # document's own (a webmail's pages); "//host/" leaves it.
 _NO_BASE_HOST = "document.invalid"
 _NO_BASE = f"https://{_NO_BASE_HOST}/"
+_NO_BASE_HTTP = f"http://{_NO_BASE_HOST}/"
 _OTHER_HOST = re.compile(r"[\x00-\x20]*[/\\][\t\n\r]*[/\\]")  # "//host", "\\host", "/\\host"
 _ATTRIBUTE_PARTS = re.compile(
     rf"""{_WS}++|/|(?P<name>[^\t\n\f\r />][^\t\n\f\r />=]*+)
@@ -212,10 +219,38 @@ def rewrite_html(html_text: str, context: ClickContext, settings: RewriteSetting
     return _rewrite_html(html_text, wrapper), wrapper.count
 
 
+def html_link_edits(html_text: str, context: ClickContext, settings: RewriteSettings) -> list[LinkEdit]:
+    """What `rewrite_html` changes in html_text: each link URL's span and the text put there, in order."""
+    return _link_edits(html_text, _Wrapper(context, settings))
+
+
+class LinkEdit(NamedTuple):
+    """One link URL rewritten: text[start:stop] (the attribute value as written) becomes value."""
+
+    start: int
+    stop: int
+    value: str
+
+
 def _rewrite_html(text: str, wrapper: _Wrapper) -> str:
     """The document with hrefs replaced by wrapper's answers, spliced into the original text."""
-    if "<" not in text:
+    edits = _link_edits(text, wrapper)
+    if not edits:
         return text
+    pieces: list[str] = []
+    done = 0
+    for edit in edits:
+        pieces.append(text[done:edit.start])
+        pieces.append(edit.value)
+        done = edit.stop
+    pieces.append(text[done:])
+    return "".join(pieces)
+
+
+def _link_edits(text: str, wrapper: _Wrapper) -> list[LinkEdit]:
+    """The spans of the link URLs wrapper wraps, and their new text (escaped, quoted when it was not)."""
+    if "<" not in text:
+        return []
     links: list[tuple[int, int, str]] = []  # (start, stop, quote) of each link's URL
     base: str | None = None
     for tag in MarkupScanner(text, _LINK_TAGS, foreign_links=True):
@@ -236,42 +271,51 @@ def _rewrite_html(text: str, wrapper: _Wrapper) -> str:
         span = _href_value_span(text, tag.attrs_start, tag.attrs_end, names)
         if span is not None:
             links.append(span)
-    if not links:
-        return text
-    pieces: list[str] = []
+    edits: list[LinkEdit] = []
     done = 0
     # The views of <noscript> (with and without scripting) may see the same link twice.
     for start, stop, quote in sorted(set(links)):
         if start < done:
             continue
-        value = text[start:stop]
-        url = _unescape_attribute(value) if "&" in value else value
-        if _HAS_SCHEME.match(_TAB_OR_NEWLINE.sub("", url.strip(_C0_OR_SPACE))):
-            wrapped = wrapper(url)
-            if wrapped == url:
-                continue
-        else:
-            # A relative URL goes where the <base> says, and "//host/" to another host whatever
-            # the document's own URL is; relative to the document itself, it is not ours to judge.
-            if base is None and not _OTHER_HOST.match(url):
-                continue
-            resolved = _resolved(url, base or _NO_BASE)
-            if resolved is None:
-                continue
-            wrapped = wrapper(resolved)
-            if wrapped == resolved:
-                continue
+        wrapped = _wrapped(text[start:stop], base, wrapper)
+        if wrapped is None:
+            continue
         escaped = wrapped.replace("&", "&amp;")
         escaped = escaped.replace("'", "&#39;") if quote == "'" else escaped.replace('"', "&quot;")
-        if not quote:  # an unquoted value becomes double-quoted: the new one may need it
+        if quote == "=":  # an attribute without a value gets one
+            escaped = f'="{escaped}"'
+        elif not quote:  # an unquoted value becomes double-quoted: the new one may need it
             escaped = f'"{escaped}"'
-        pieces.append(text[done:start])
-        pieces.append(escaped)
+        edits.append(LinkEdit(start, stop, escaped))
         done = stop
-    if not pieces:
-        return text
-    pieces.append(text[done:])
-    return "".join(pieces)
+    return edits
+
+
+def _wrapped(value: str, base: str | None, wrapper: _Wrapper) -> str | None:
+    """The click link for a link's attribute value as written, or None when it stays as it is."""
+    url = _unescape_attribute(value) if "&" in value else value
+    scheme = _HAS_SCHEME.match(_TAB_OR_NEWLINE.sub("", url.strip(_C0_OR_SPACE)))
+    # "http:path" (no "//") is relative to a base of the same scheme: it goes to the base's host.
+    if scheme and not (base is not None and _same_scheme_relative(scheme, base)):
+        wrapped = wrapper(url)
+        return None if wrapped == url else wrapped
+    # A relative URL goes where the <base> says, and "//host/" to another host whatever
+    # the document's own URL is; relative to the document itself, it is not ours to judge.
+    if base is None and not _OTHER_HOST.match(url):
+        return None
+    resolved = _resolved(url, base or _NO_BASE)
+    if resolved is None:
+        return None
+    wrapped = wrapper(resolved)
+    return None if wrapped == resolved else wrapped
+
+
+def _same_scheme_relative(scheme: re.Match[str], base: str) -> bool:
+    """Whether a URL starting with scheme is relative to base: the same scheme, no "//" after it."""
+    if scheme.group().lower() != base[:len(scheme.group())].lower():
+        return False
+    rest = scheme.string[scheme.end():scheme.end() + 2]
+    return len(rest) < 2 or any(c not in "/\\" for c in rest)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -284,18 +328,26 @@ def _resolved(url: str, base: str) -> str | None:
 
 
 def _base_href(text: str, start: int, end: int) -> str | None:
-    """The absolute http(s) URL a <base href> makes the document's base, or None."""
+    """The http(s) URL on another host a <base href> makes the document's base, or None.
+
+    The href is resolved against the document's URL as a browser does: "//host/",
+    "https:host" and "/\\host" name another host as well as "http://host/" does; a base on
+    the document's own host leaves its relative links there.
+    """
     span = _href_value_span(text, start, end, ("href",))
     if span is None:
         return None
     value = text[span[0]:span[1]]
-    url = (_unescape_attribute(value) if "&" in value else value).strip(_C0_OR_SPACE)
-    url = _TAB_OR_NEWLINE.sub("", url)
-    return url if _WEB_URL.match(url) else None
+    url = _unescape_attribute(value) if "&" in value else value
+    # "https:host" names a host only from a document of another scheme: either may be ours.
+    return _resolved(url, _NO_BASE) or _resolved(url, _NO_BASE_HTTP)
 
 
 def _href_value_span(text: str, start: int, end: int, names: tuple[str, ...]) -> tuple[int, int, str] | None:
-    """(start, end, quote) of the value of the first of names present in the attributes text[start:end]."""
+    """(start, end, quote) of the value of the first of names present in the attributes text[start:end].
+
+    The quote is '"', "'", "" (unquoted) or "=" (no value: an empty span after the name).
+    """
     # Most links: href is the first attribute.
     if names[0] == "href":
         first = _FIRST_HREF.match(text, start, end)
@@ -311,7 +363,9 @@ def _href_value_span(text: str, start: int, end: int, names: tuple[str, ...]) ->
         name = ascii_lower(name)
         if name not in names or name in found:
             continue
-        found[name] = None  # without a value: no link
+        # Without a value ("<a href>") the URL is "": the document itself, or the <base>; a value
+        # can be added right after the name (the quote "=" says so).
+        found[name] = (part.end("name"), part.end("name"), "=")
         for group, quote in (("dq", '"'), ("sq", "'"), ("uq", "")):
             if part.start(group) >= 0:
                 found[name] = (part.start(group), part.end(group), quote)

@@ -1,9 +1,10 @@
 """A response body as the document a browser sees: whether it is markup, and its text.
 
 `is_markup` tells whether a browser renders the body as HTML, XHTML or SVG (the declared
-type, or a sniff of the first bytes when there is none); `decode_html` picks the encoding
-as a browser does (BOM, charset parameter, XML declaration, <meta> prescan, windows-1252)
-by the WHATWG Encoding Standard's labels.
+type, or a sniff of the first bytes when there is none), `is_xml` whether its XML parser
+reads it (an XML type: XHTML, SVG, any ``+xml``); `decode_html` picks the encoding as a
+browser does (BOM, charset parameter, XML declaration, <meta> prescan, windows-1252) by the
+WHATWG Encoding Standard's labels.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ _META_CHARSET = re.compile(
     r"charset[\t\n\f\r ]*=[\t\n\f\r ]*(?:\"([^\"]*)\"|'([^']*)'|([^\t\n\f\r ;\"']+))", re.I
 )
 _XML_DECLARATION = re.compile(rb"<\?xml[^>]*?encoding[\t\n\r ]*=[\t\n\r ]*[\"']([A-Za-z0-9._:-]+)[\"']")
-_XML_TYPES = frozenset({"application/xhtml+xml", "image/svg+xml", "text/xml", "application/xml"})
+_UNKNOWN_TYPES = frozenset({"", "unknown/unknown", "application/unknown", "*/*"})
 
 
 def decode_html(body: bytes, content_type: str | None) -> str:
@@ -88,16 +89,31 @@ def decode_html(body: bytes, content_type: str | None) -> str:
         return body[2:].decode("utf-16-be", "replace")
     if body[:2] == b"\xff\xfe":
         return body[2:].decode("utf-16-le", "replace")
-    mime = _mime(content_type)
     codec = _charset_codec(content_type) if content_type else None
     if codec is None:
-        if mime in _XML_TYPES:
-            declared = _XML_DECLARATION.match(body, 0, 1024)
-            codec = (_CODEC_BY_LABEL.get(declared.group(1).decode("ascii").lower()) if declared else None) \
-                or "utf-8"
-        else:
-            codec = _prescan_codec(body[:1024]) or "cp1252"
+        codec = _xml_codec(body) if is_xml(content_type, body) else _prescan_codec(body[:1024]) or "cp1252"
     return _decode(body, codec)
+
+
+def _xml_codec(body: bytes) -> str:
+    """The codec of an XML document without BOM or charset: UTF-16 by its "<?", its declaration, UTF-8."""
+    if body[:4] == b"<\0?\0":
+        return "utf-16-le"
+    if body[:4] == b"\0<\0?":
+        return "utf-16-be"
+    declared = _XML_DECLARATION.match(body, 0, 1024)
+    codec = _CODEC_BY_LABEL.get(declared.group(1).decode("ascii").lower()) if declared else None
+    if codec is None or codec == "replacement":
+        return "utf-8"
+    return "utf-8" if codec.startswith("utf-16") else codec  # a declaration readable as ASCII is no UTF-16
+
+
+def is_xml(content_type: str | None, body: bytes) -> bool:
+    """Whether a browser reads body with its XML parser: an XML type, or an untyped body starting "<?xml"."""
+    mime = _mime(content_type)
+    if mime in ("text/xml", "application/xml") or mime.endswith("+xml"):
+        return True
+    return mime in _UNKNOWN_TYPES and body[:5].lower() == b"<?xml"
 
 
 def _mime(content_type: str | None) -> str:
@@ -156,18 +172,17 @@ _HTML_SNIFF = re.compile(
     rb"|<b|<body|<br|<p|<!--)[\t\n\f\r >]",
     re.I,
 )
-_XML_NAMESPACES = re.compile(rb"http://www\.w3\.org/(?:1999/xhtml|2000/svg)")
 
 
 def is_markup(content_type: str | None, body: bytes) -> bool:
-    """Whether a browser would render body as HTML, XHTML or SVG."""
+    """Whether a browser would render body as HTML, XHTML or SVG.
+
+    Every XML document counts: XHTML, SVG and MathML elements run and navigate wherever
+    they are in one (the XML reader reports only those), however late they appear.
+    """
     mime = _mime(content_type)
-    if mime in ("text/html", "application/xhtml+xml", "image/svg+xml"):
+    if mime == "text/html" or is_xml(content_type, body):
         return True
-    if mime in ("text/xml", "application/xml"):
-        return _XML_NAMESPACES.search(body, 0, 4096) is not None
-    if mime in ("", "unknown/unknown", "application/unknown", "*/*"):
-        if body[:5].lower() == b"<?xml":
-            return _XML_NAMESPACES.search(body, 0, 4096) is not None
+    if mime in _UNKNOWN_TYPES:
         return _HTML_SNIFF.match(body) is not None
     return False

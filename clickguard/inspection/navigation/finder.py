@@ -1,5 +1,8 @@
 """`find_navigations`: the headers of a response first, then, for markup, the page itself.
 
+The page is read by the parser the browser uses for its type: HTML, or XML for XHTML, SVG
+and the other XML types (`document_text.is_xml`).
+
 The page is read within a step budget linear in the body's size (`results.Steps`): a page
 that spends it gets an `UNREAD` navigation saying so, and a navigation whose function could
 not be settled as called or not by automatic code is reported as automatic, with why in
@@ -11,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
-from clickguard.inspection.navigation.document_text import decode_html, is_markup
+from clickguard.inspection.navigation.document_text import decode_html, is_markup, is_xml
 from clickguard.inspection.navigation.markup_scan import DOCUMENT
 from clickguard.inspection.navigation.page_reader import Page
 from clickguard.inspection.navigation.refresh import parse_refresh
@@ -29,7 +32,6 @@ from clickguard.inspection.navigation.script_scopes import NAMED, Callers
 from clickguard.inspection.navigation.url_resolution import C0_AND_SPACE, resolve
 
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
-_KEPT = 64  # the page reader keeps this many navigations (page_reader._MAX_FOUND)
 _UNSETTLED = "the step budget ran out before the callers of its function were all read"
 
 
@@ -73,16 +75,16 @@ def find_navigations(
 
 def _read_page(body: bytes, base_url: str, content_type: str | None, steps: Steps) -> list[Navigation]:
     """The navigations of a markup body, read within the step budget."""
-    page = Page(base_url, budget=4 * len(body) + (1 << 20))
+    page = Page(base_url, steps=steps)
     unread = None
+    text = decode_html(body, content_type)
     try:
-        page.scan_markup(decode_html(body, content_type), page.root, 0, DOCUMENT, False, None)
+        # XHTML, SVG and the other XML types: the browser's XML parser reads them.
+        page.scan_markup(text, page.root, 0, DOCUMENT, False, None, xml=is_xml(content_type, body))
     except StepsSpent as stop:
         unread = f"{stop}: the rest of the page was not read"
-    if len(page.found) >= _KEPT and unread is None:
-        unread = f"the page has more navigations than the reader keeps ({_KEPT}): later ones were not kept"
-    if page.budget <= 0 and unread is None:
-        unread = "the code the page's scripts build ran past the reading budget: some was not read"
+    if steps.exhausted and unread is None:
+        unread = "the code the page's scripts build ran past the step budget: some was not read"
     unsettled = set()
     try:
         callers = Callers(page)

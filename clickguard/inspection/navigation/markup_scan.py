@@ -8,7 +8,10 @@ content starts and which tags break out of it (integration points included), ``t
 contents (inert, unless a declarative shadow root), and ``<noscript>`` read as raw text, as
 a browser with scripting on does, with its content read again as markup, as one without
 does. It yields the tags a caller asked for and every script's text; `tag_attributes`
-reads a tag's attributes. What the tags mean is the caller's business.
+(or `Markup.attributes`) reads a tag's attributes. What the tags mean is the caller's business.
+
+An XHTML or SVG document is read by a browser's XML parser instead: ``xml=True`` hands it
+to `xml_scan.XmlReader`, which yields the same events read by XML rules.
 
 The cost is linear in the input. Outside foreign content one possessive regular
 expression skips text, comments and the tags nobody asked for; the stack of open elements
@@ -151,7 +154,7 @@ class Markup(NamedTuple):
     """One thing the scanner found: a start tag asked for, or a script and its text."""
 
     kind: int  # START or SCRIPT
-    name: str  # lower-case tag name
+    name: str  # lower-case tag name (in XML: the local name, as written)
     ns: int  # HTML, SVG or MATH
     start: int  # the "<" of the start tag
     attrs_start: int
@@ -161,6 +164,13 @@ class Markup(NamedTuple):
     inert: bool  # inside a <template>: never rendered, never run
     scripting_off: bool  # seen only as a browser without scripting reads <noscript>
     text: str = ""  # a script's text (SCRIPT)
+    attrs: dict[str, str] | None = None  # read by the XML reader: its attributes, decoded
+
+    def attributes(self, text: str) -> dict[str, str]:
+        """The tag's attributes by name: read from text (HTML), or as the XML reader decoded them."""
+        if self.attrs is not None:
+            return self.attrs
+        return tag_attributes(text[self.attrs_start:self.attrs_end], self.complete)
 
 
 class _Entry(NamedTuple):
@@ -179,12 +189,15 @@ class MarkupScanner:
     report every SVG/MathML start tag with an ``href`` in its attributes. Scripts are always
     reported, with their text. ``scripting``: read ``<noscript>`` as raw text (a browser
     with script on), and, when ``noscript_view``, its content again as markup (one without).
+    ``xml``: the text is an XML document (XHTML, SVG), read by XML rules instead (`xml_scan`).
     """
 
     def __init__(self, text: str, wanted: frozenset[str], *, auto_events: bool = False,
                  foreign_links: bool = False, scripting: bool = True, noscript_view: bool = True,
-                 start: int = 0, _open: tuple[_Entry, ...] = (), _old_select_until: int = -1) -> None:
+                 xml: bool = False, start: int = 0, _open: tuple[_Entry, ...] = (),
+                 _old_select_until: int = -1) -> None:
         self.text = text
+        self.xml = xml
         self.n = len(text)
         self.pos = start
         self.wanted = wanted
@@ -222,6 +235,11 @@ class MarkupScanner:
 
     def __iter__(self) -> Iterator[Markup]:
         """Every wanted start tag and every script, in document order."""
+        if self.xml:
+            from clickguard.inspection.navigation.xml_scan import XmlReader  # it builds on this module
+
+            yield from XmlReader(self).events()
+            return
         text, n = self.text, self.n
         pos = self.pos
         pending = self.pending
@@ -741,3 +759,4 @@ def is_hidden(attrs: dict[str, str]) -> bool:
             return True
     style = attrs.get("style")
     return style is not None and _HIDING_STYLE.search(style) is not None
+
