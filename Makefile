@@ -47,6 +47,10 @@ bench: $(VENV)/.installed
 	-$(PY) -m bench.differential_js --count 100000
 	-$(PY) -m bench.differential_html
 
+# Not CI: ten minutes at full load through the proxy with a realistic mix; errors, memory growth, audit counts.
+soak: $(VENV)/.installed
+	$(PY) bench/soak.py --seconds 600
+
 # Not CI: every parser of outside input, a million inputs each (atheris; hours).
 fuzz: $(VENV)/.installed
 	$(PY) -m pip install -q -e '.[fuzz]'

@@ -53,6 +53,7 @@ import sqlite3
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
@@ -428,6 +429,10 @@ class Dashboard:
         self.lockout = LockOut()
         self.sessions = Sessions()
         self._checks: asyncio.Semaphore | None = None  # made on the event loop, at first use
+        # Password checks on threads of their own: argon2's ~19 MiB stays resident in the memory arena
+        # of each thread that ever ran one, so on the loop's shared pool every login could add 19 MiB
+        # (up to 32 threads); here at most _PASSWORD_CHECKS of them ever hold it.
+        self._checkers = ThreadPoolExecutor(_PASSWORD_CHECKS, thread_name_prefix="clickguard-password")
 
     async def handle(self, request: Request) -> Answer:
         """Answer one request for /admin or below."""
@@ -595,7 +600,8 @@ class Dashboard:
         if self._checks is None:
             self._checks = asyncio.Semaphore(_PASSWORD_CHECKS)
         async with self._checks:
-            ok = await asyncio.to_thread(verify_password, password, target)
+            ok = await asyncio.get_running_loop().run_in_executor(self._checkers, verify_password,
+                                                                  password, target)
         return ok and stored is not None
 
     async def _audit_login(self, request: Request, click_host: str, user: str, action: str,
