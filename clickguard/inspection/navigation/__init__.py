@@ -9,29 +9,37 @@ refreshes, ``<base href>``, hidden and data:/javascript: frames, forms, the
 event attributes that fire by themselves (``onload``, ``onerror``, ...) and
 inline scripts.
 
-Scripts are read by a small JavaScript tokenizer (strings, comments, template
-literals, regular expressions, bracket pairs), never run. Navigation sinks
-(``location = ``, ``location.href = ``, ``location.assign/replace()``,
-``window.open()``, ``document.write()``, ``form.submit()``) are classified by
-the function they sit in: top level, immediately invoked functions, load
-handlers, timers and promise callbacks are automatic; click handlers and
-functions that are only defined are not, unless a named function is seen being
-called from automatic code. Targets built from literals are recovered: string
-concatenation, ``atob``, ``unescape``, ``decodeURIComponent``,
-``String.fromCharCode``, ``\\x``/``\\u`` escapes, ``split/reverse/join``, simple
-variables, the page's own ``location`` parts and code passed to ``eval``,
-``Function`` or a string timer. A target that only starts with a literal keeps
-that part when it already fixes the host (``"https://evil.example/?u=" + x``).
+Scripts are read by a JavaScript tokenizer (strings, comments, template literals, regular
+expressions, bracket pairs), never run. Whether a "/" divides or starts a regular expression
+follows the grammar, as a browser's parser decides it (after the ")" of `if`/`while`/`for`, a
+block's "}", `return` or `typeof`; `yield` and `await` only inside generators and async
+functions); classic scripts' HTML-like comments are comments. Navigation sinks
+(``location = ``, ``location.href = ``, ``location.assign/replace()``, ``window.open()``,
+``document.write()``, ``form.submit()``) are classified by the function they sit in: top
+level, immediately invoked functions, load handlers, timers and promise callbacks are
+automatic; click handlers and functions that are only defined are not, unless a named
+function is seen being called from automatic code. Targets built from literals are
+recovered: string concatenation, ``atob``, ``unescape``, ``decodeURIComponent``,
+``String.fromCharCode``, ``\\x``/``\\u`` escapes, ``split/reverse/join``, simple variables,
+the page's own ``location`` parts and code passed to ``eval``, ``Function`` or a string
+timer. A target that only starts with a literal keeps that part when it already fixes the
+host (``"https://evil.example/?u=" + x``).
 
-The cost follows the input: one regular-expression scan of the markup that
-stops only at the few tags that matter, then one tokenizer pass over the scripts
-that contain a navigation sink at all (a plain-text pre-check skips the rest).
-Everything after that is answered on demand from the tokens, and only for the
-sinks: which function a sink sits in (by walking back over balanced brackets), a
-variable's value (the assignments that may reach the use; branches that disagree
-make it unknown), and whether a named function is called from automatic code
-(by looking up its name where it is visible). Nothing here raises on bad input,
-and nothing imports mitmproxy.
+The cost follows the input, and one step budget (`results.Steps`, linear in the body's
+size) bounds the whole reading: markup scanning, tokenizing, evaluating, following callers.
+The markup is scanned once (markup a script writes, each time it is written); each script
+is tokenized once, and the tokenizer indexes its names and pairs its brackets as it goes, so
+that everything after is answered from indexes, never by searching the text again: a
+sink's function by walking back over balanced brackets, each classified once; a variable's
+value from the assignments that may reach the use, each assignment's value worked out once;
+a global set in an earlier script from one index of the page's assignments; whether a named
+function is called from automatic code by one walk back over the call graph, where each use
+of a name is resolved to its declaration once and functions reached by the same calls are
+one node. A name is looked up through at most a fixed number of enclosing functions; past
+that, the answer is the suspicious one. Every navigation found is kept, however many. A
+reading that spends the budget ends with an ``UNREAD`` navigation, and a function whose
+callers could not all be read counts as called automatically: a bound never reads as
+"nothing found". Nothing here raises on bad input, and nothing imports mitmproxy.
 
 The modules, from the response down to the tokens:
 

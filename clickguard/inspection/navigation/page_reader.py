@@ -6,12 +6,14 @@ the event attributes that fire by themselves. Scripts are handed to the script r
 those without a navigation sink are only kept, in case a later question (a variable's
 value, a call of a named function) needs them. At the end, `Page.navigations` decides for
 each navigation found whether it happens without a user, and which form a script submits.
+
+Every navigation found is kept, however many: the reading's one step budget (`results.Steps`)
+bounds the work, markup scanning included, so a page cannot hide a navigation behind others.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 from urllib.parse import unquote, urlsplit
@@ -31,13 +33,20 @@ from clickguard.inspection.navigation.markup_scan import (
     tag_attributes,
 )
 from clickguard.inspection.navigation.refresh import parse_refresh
-from clickguard.inspection.navigation.results import RAW_MAX, Navigation, Technique, with_scheme
-from clickguard.inspection.navigation.script_reader import Script, may_navigate
+from clickguard.inspection.navigation.results import (
+    RAW_MAX,
+    Navigation,
+    Steps,
+    Technique,
+    active_steps,
+    with_scheme,
+)
+from clickguard.inspection.navigation.script_evaluator import PageGlobals
+from clickguard.inspection.navigation.script_reader import LOCATION_ALIAS, Script, may_navigate
 from clickguard.inspection.navigation.script_scopes import ALWAYS, INHERIT, NAMED, NEVER, Ctx
 from clickguard.inspection.navigation.script_values import FRAGMENT, PH, Val
 from clickguard.inspection.navigation.url_resolution import C0_AND_SPACE, prefix_target, resolve, scheme_of
 
-_MAX_FOUND = 64  # navigations kept from one page; more add nothing to the verdict
 _TRIVIAL_JS = re.compile(r"[\s;]*(?:void[\s(]*0[\s)]*|false|true|null|undefined|0|''|\"\"|)[\s;]*\Z")
 _NOT_LOADED_SCHEMES = frozenset({"", "about"})
 _READ_TAGS = frozenset({"meta", "base", "iframe", "frame", "form"})
@@ -66,13 +75,16 @@ class _Form(NamedTuple):
 
 
 class Page:
-    """Everything one response's markup and scripts showed."""
+    """Everything one response's markup and scripts showed, read within one step budget.
 
-    def __init__(self, doc_url: str, budget: int) -> None:
+    The budget is ``steps``, or the reading's in progress (`results.ACTIVE_STEPS`).
+    """
+
+    def __init__(self, doc_url: str, steps: Steps | None = None) -> None:
         self.doc_url = doc_url
         self.base = doc_url
         self.base_set = False
-        self.budget = budget
+        self.steps = steps if steps is not None else active_steps(0)
         self.root = Ctx(ALWAYS, None)
         self.never = Ctx(NEVER, None)
         self.found: list[_Found] = []
@@ -82,8 +94,11 @@ class Page:
         self.sources: list[tuple[str, Ctx]] = []
         self.scripts: list[Script | None] = []
         self.called: dict[Ctx, bool] = {}  # named function -> whether automatic code calls it
-        self.lookups = 0
-        self.lookup_depth = 0
+        self.lookup_depth = 0  # how deep values defined from other values are being looked up
+        self.cycles = 0  # values found defined from themselves (what was worked out meanwhile is not kept)
+        self.globals = PageGlobals(self)
+        self.alias_checked = 0  # the sources searched so far for the location object in a variable
+        self.alias_seen = False
         try:
             parts = urlsplit(doc_url)
             host = parts.netloc.rpartition("@")[2]
@@ -98,8 +113,7 @@ class Page:
     def add(self, technique: Technique, target: str | None, raw: str, ctx: Ctx, obfuscated: bool,
             depth: int, delay: float | None = None, form_ref: tuple[str, str] | None = None) -> None:
         """Record a navigation; a javascript: target is also read as the script it is."""
-        if len(self.found) >= _MAX_FOUND:
-            return
+        self.steps.charge()
         raw = raw.strip()[:RAW_MAX]
         if scheme_of(target) == "javascript" and target is not None:
             code = unquote(target[len("javascript:"):])
@@ -125,14 +139,13 @@ class Page:
     def analyze_script(self, code: str, ctx: Ctx, depth: int, obfuscated: bool, raw: str | None,
                        prefilter: bool) -> None:
         """Read one script for navigations; one with no navigation sink in it is only kept for later."""
-        if depth > 4 or self.budget <= 0 or not code:
+        if depth > 4 or not code:
             return
         self.sources.append((code, ctx))
         self.scripts.append(None)
         if prefilter and not may_navigate(code):
             return
-        self.budget -= len(code)
-        script = Script(self, code, ctx, depth, obfuscated, raw)
+        script = Script(self, len(self.sources) - 1, code, ctx, depth, obfuscated, raw)
         self.scripts[-1] = script
         script.run()
 
@@ -141,79 +154,50 @@ class Page:
         script = self.scripts[index]
         if script is None:
             code, ctx = self.sources[index]
-            script = self.scripts[index] = Script(self, code, ctx, 0, False, None)
+            script = self.scripts[index] = Script(self, index, code, ctx, 0, False, None)
         return script
 
-    def global_sites(self, name: str, before: Script) -> list[tuple[Script, int]]:
-        """The top-level assignments that may set a global, in the nearest earlier script that sets it."""
-        try:
-            index = self.scripts.index(before)
-        except ValueError:
-            index = len(self.scripts)
-        assigned = re.compile(rf"(?<![\w$.]){re.escape(name)}\s*=(?![=>])")
-        for k in range(index - 1, -1, -1):
-            code, ctx = self.sources[k]
-            if ctx is not self.root or not assigned.search(code):
-                continue
-            script = self.script(k)
-            sites = script.values.reaching_assignments(name, 0, script.n, self.root, script.n)
-            if sites:
-                return [(script, site) for site in sites]
-        return []
+    def location_alias(self) -> bool:
+        """Whether any script of the page so far may hold the location object in a variable.
 
-    def called_automatically(self, function: Ctx, seen: set[Ctx]) -> bool:
-        """Whether code that runs by itself calls this named function, directly or through others."""
-        known = self.called.get(function)
-        if known is not None:
-            return known
-        if function in seen or len(seen) > 64:
-            return False
-        outermost = not seen
-        seen.add(function)
-        result = False
-        for script, site in self._references(function):
-            ctx = script.scopes.call_site(site, function)
-            if ctx is None:
-                continue
-            anchor = ctx.anchor()
-            if anchor.mode == ALWAYS or (anchor.mode == NAMED and self.called_automatically(anchor, seen)):
-                result = True
-                break
-        seen.discard(function)
-        if result or outermost:  # a "no" found while a call cycle was cut short may be wrong later
-            self.called[function] = result
-        return result
-
-    def _references(self, function: Ctx) -> Iterator[tuple[Script, int]]:
-        """Every token that names the function where it can be seen: its scope, or the whole page."""
-        scope = function.parent
-        if not function.member and scope is not None and scope.script is not None and scope.span is not None:
-            script = scope.script
-            low, high = scope.span
-            yield from ((script, k) for k in script.tokens.name_sites(function.name) if low <= k <= high)
-            return
-        named = re.compile(rf"(?<![\w$]){re.escape(function.name)}(?![\w$])")
-        for k, (code, _) in enumerate(self.sources):
-            if named.search(code):
-                script = self.script(k)
-                yield from ((script, site) for site in script.tokens.name_sites(function.name))
+        Each source is searched once, however many scripts ask.
+        """
+        sources = self.sources
+        while not self.alias_seen and self.alias_checked < len(sources):
+            code = sources[self.alias_checked][0]
+            self.steps.charge(len(code) >> 4)
+            self.alias_seen = LOCATION_ALIAS.search(code) is not None
+            self.alias_checked += 1
+        return self.alias_seen
 
     def scan_markup(self, text: str, ctx: Ctx, depth: int, mode: int, obfuscated: bool,
-                    raw: str | None) -> None:
-        """Read HTML (a document, or markup a script writes) for the tags that navigate or load."""
+                    raw: str | None, xml: bool = False) -> None:
+        """Read markup (a document, or markup a script writes) for the tags that navigate or load.
+
+        ``xml``: the document is XML (XHTML, SVG), read by the XML parser's rules. The scanning
+        is charged to the page's steps: the text each time it is read (the same markup written
+        again is read again) and the scanner's tokens and stack operations as they come.
+        """
         if depth > 4 or "<" not in text:
             return
+        steps = self.steps
+        steps.charge(len(text) >> 3)
         written = mode != DOCUMENT
-        for tag in MarkupScanner(text, _READ_TAGS, auto_events=True):
+        scanner = MarkupScanner(text, _READ_TAGS, auto_events=True, xml=xml)
+        charged = 0
+        for tag in scanner:
+            steps.charge(scanner.steps - charged)
+            charged = scanner.steps
             if tag.inert:
                 continue  # template contents: never rendered, never run
             tag_raw = raw if raw is not None else text[tag.start:tag.end]
             if tag.kind == SCRIPT:
                 if not tag.scripting_off and mode != INNER:
-                    attrs = tag_attributes(text[tag.attrs_start:tag.attrs_end], True)
+                    attrs = tag.attrs if tag.attrs is not None else tag_attributes(
+                        text[tag.attrs_start:tag.attrs_end], True)
                     self._script(attrs, tag.text, ctx, depth, written, obfuscated, raw)
                 continue
-            attrs = tag_attributes(text[tag.attrs_start:tag.attrs_end], tag.complete)
+            attrs = tag.attributes(text)
             name = tag.name
             if tag.ns == HTML:
                 if name == "meta":
@@ -237,6 +221,7 @@ class Page:
                                             self.base))
             if not tag.scripting_off and mode != INNER:
                 self._event_attributes(attrs, tag_raw, ctx, depth, obfuscated)
+        steps.charge(scanner.steps - charged)
 
     def _meta(self, attrs: dict[str, str], raw: str, ctx: Ctx, depth: int, mode: int,
               obfuscated: bool) -> None:
@@ -310,15 +295,20 @@ class Page:
     # -- the end: decide what was automatic ---------------------------------
 
     def navigations(self) -> list[Navigation]:
-        """The navigations found, judged as a whole: named functions and forms resolved."""
+        """The navigations found, judged as a whole: named functions and forms resolved.
+
+        Whether automatic code calls a named function comes from `called`, which the caller
+        fills (`script_scopes.Callers`); one not settled there counts as called: unknown is
+        treated as suspicious.
+        """
         result = []
+        forms = self._form_index()
         for found in self.found:
             target = found.target
             if found.form_ref is not None:
-                target = self._form_target(found.form_ref)
+                target = self._form_target(found.form_ref, forms)
             anchor = found.ctx.anchor()
-            automatic = anchor.mode == ALWAYS or (
-                anchor.mode == NAMED and self.called_automatically(anchor, set()))
+            automatic = anchor.mode == ALWAYS or (anchor.mode == NAMED and self.called.get(anchor, True))
             timer = found.ctx.timer_ctx()
             technique = found.technique
             scheme = scheme_of(target)
@@ -332,14 +322,22 @@ class Page:
             result.append(Navigation(technique, target, found.raw, automatic, delay))
         return result
 
-    def _form_target(self, ref: tuple[str, str]) -> str | None:
+    def _form_index(self) -> dict[str, _Form]:
+        """The first form of each id or name, built once (not searched per submit)."""
+        index: dict[str, _Form] = {}
+        for form in self.forms:
+            index.setdefault(form.id, form)
+            index.setdefault(form.name, form)
+        return index
+
+    def _form_target(self, ref: tuple[str, str], forms: dict[str, _Form]) -> str | None:
         """Where the form a script submits goes: its action, resolved, or the document itself."""
         kind, key = ref
         form: _Form | None = None
         if kind == "index" and key.isdigit() and int(key) < len(self.forms):
             form = self.forms[int(key)]
         elif kind in ("id", "name"):
-            form = next((f for f in self.forms if key in (f.id, f.name)), None)
+            form = forms.get(key)
         elif kind == "" and len(self.forms) == 1:
             form = self.forms[0]
         if form is None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 from bisect import bisect_left
 from typing import TYPE_CHECKING
-from weakref import WeakKeyDictionary
 
 from clickguard.inspection.navigation.deobfuscation import DECODERS, decode_call, string_method
 from clickguard.inspection.navigation.script_lexer import (
@@ -28,7 +27,7 @@ from clickguard.inspection.navigation.script_lexer import (
     string_literal,
     template_chunk,
 )
-from clickguard.inspection.navigation.script_scopes import KEYWORDS, Ctx, ScriptPart
+from clickguard.inspection.navigation.script_scopes import KEYWORDS, MAX_SCOPE_WALK, Ctx, ScriptPart
 from clickguard.inspection.navigation.script_values import (
     FRAGMENT,
     NUMBER,
@@ -62,8 +61,9 @@ class Evaluator(ScriptPart):
 
     A variable's value comes from the assignments that may reach the use, in the nearest
     scope that sets it (an earlier script's top level included); branches that disagree
-    make it unknown. The work is bounded per page, and so is the recursion of values
-    defined from other values.
+    make it unknown. Each assignment's value is worked out once and remembered, so values
+    built from values cost what their definitions do, however often they are used; the
+    recursion of values defined from other values is bounded (past it: unknown, and `cut`).
     """
 
     def __init__(self, script: Script) -> None:
@@ -71,6 +71,7 @@ class Evaluator(ScriptPart):
         self.page = script.page
         self.scopes = script.scopes
         self.evaluating: set[int] = set()  # assignments being evaluated, so a cycle stays unknown
+        self.settled: dict[int, Val] = {}  # assignment -> its value, when no bound or cycle cut it short
         self.assigned: dict[str, dict[Ctx, list[int]]] = {}  # name -> scope -> its assignments, in order
         # Whether a bound (on lookups, on depth) left a value unknown since the sink began: its
         # navigation is then reported as hidden, not as an ordinary unknown target.
@@ -109,7 +110,10 @@ class Evaluator(ScriptPart):
     def _assignment_sites(self, name: str, at: int) -> list[tuple[Script, int]]:
         """Where the variable used at token `at` may have got its value, in the nearest scope that sets it."""
         scope: Ctx | None = self.scopes.ctx_at(at) if at < self.n else self.root
-        while scope is not None:
+        for _ in range(MAX_SCOPE_WALK):
+            if scope is None:
+                return []
+            self.script.steps.charge()
             sites: list[int] = []
             if scope.script is self.script and scope.span is not None:
                 sites = self.reaching_assignments(name, scope.span[0], min(scope.span[1] + 1, at), scope, at)
@@ -126,8 +130,9 @@ class Evaluator(ScriptPart):
             if name in scope.params:
                 return []
             if scope is self.page.root:
-                return page_globals(self.page).sites(name, self.script)
+                return self.page.globals.sites(name, self.script)
             scope = scope.parent
+        self.cut = True  # deeper than the walk goes: unknown, and reported as hidden
         return []
 
     def assignment_site(self, name: str, at: int) -> tuple[Script, int] | None:
@@ -137,29 +142,49 @@ class Evaluator(ScriptPart):
 
     def lookup(self, name: str, at: int) -> Val | None:
         """A variable's value at token `at`, as far as literals tell; unknown when branches disagree."""
-        page = self.page
-        if page.lookups > 2000 or page.lookup_depth > 12:
+        if self.page.lookup_depth > 12:
             self.cut = True
-            return None  # bounds the work, and the recursion of values defined from other values
-        page.lookups += 1
+            return None  # bounds the recursion of values defined from other values
         self.script.steps.charge()
         values = []
         for script, k in self._assignment_sites(name, at):
-            if k in script.values.evaluating:
-                return None
-            script.values.evaluating.add(k)
-            page.lookup_depth += 1
-            try:
-                values.append(script.values.value_from(k + 2))
-                self.cut = self.cut or script.values.cut
-            finally:
-                page.lookup_depth -= 1
-                script.values.evaluating.discard(k)
+            assigned = script.values.assigned_value(k)
+            if assigned is None:
+                return None  # a value defined from itself
+            value, cut = assigned
+            self.cut = self.cut or cut
+            values.append(value)
         if not values:
             return None
         if any(value != values[0] for value in values[1:]):
             return unknown(*values)
         return values[0]
+
+    def assigned_value(self, k: int) -> tuple[Val, bool] | None:
+        """The value the assignment to the name at token k gives, and whether a bound cut it short.
+
+        None while that value is being worked out (a value defined from itself).
+        """
+        known = self.settled.get(k)
+        if known is not None:
+            return known, False
+        page = self.page
+        if k in self.evaluating:
+            page.cycles += 1
+            return None
+        outer_cut, cycles = self.cut, page.cycles
+        self.cut = False
+        self.evaluating.add(k)
+        page.lookup_depth += 1
+        try:
+            value = self.value_from(k + 2)
+        finally:
+            page.lookup_depth -= 1
+            self.evaluating.discard(k)
+            cut, self.cut = self.cut, outer_cut
+        if not cut and page.cycles == cycles:
+            self.settled[k] = value  # the same wherever it is asked from
+        return value, cut
 
     def expression_end(self, i: int) -> int:
         """Where the expression from i stops (for element references)."""
@@ -376,23 +401,23 @@ class PageGlobals:
 
     A global used in one script and set in an earlier one (`var u = ...` in the head, used
     in the body) is looked up here, not by searching every earlier script for every name.
+    Which of the scripts that seem to assign a name (by their text) do so at their top level
+    is checked once per script and name, however many uses ask.
     """
 
     def __init__(self, page: Page) -> None:
         self.page = page
         self.indexed = 0  # the page's sources indexed so far
         self.assigning: dict[str, list[int]] = {}  # name -> the sources (by index) that assign it
-        self.position: dict[int, int] = {}  # id(script) -> its index among the page's sources
+        # name -> how many of its `assigning` were checked, and those that set it at their top level
+        self.setting: dict[str, tuple[int, list[int]]] = {}
 
     def _index(self) -> None:
         """Index the sources added since the last look."""
         page = self.page
         for index in range(self.indexed, len(page.sources)):
             code, ctx = page.sources[index]
-            script = page.scripts[index]
-            if script is not None:
-                script.steps.charge(len(code) >> 3)
-                self.position[id(script)] = index
+            page.steps.charge(len(code) >> 3)
             if ctx is page.root:
                 for name in dict.fromkeys(_ASSIGNED_NAME.findall(code)):
                     self.assigning.setdefault(name, []).append(index)
@@ -402,28 +427,17 @@ class PageGlobals:
         """The top-level assignments that may set a global, in the nearest earlier script that sets it."""
         self._index()
         page = self.page
-        limit = self.position.get(id(before))
-        if limit is None:
-            limit = next((k for k, script in enumerate(page.scripts) if script is before), len(page.scripts))
-            self.position[id(before)] = limit
         candidates = self.assigning.get(name, _NONE)
-        for at in range(bisect_left(candidates, limit) - 1, -1, -1):
-            index = candidates[at]
-            before.steps.charge()
+        checked, setting = self.setting.get(name, (0, []))
+        for index in candidates[checked:]:
+            page.steps.charge()
             script = page.script(index)
-            self.position[id(script)] = index
-            sites = script.values.reaching_assignments(name, 0, script.n, page.root, script.n)
-            if sites:
-                return [(script, site) for site in sites]
-        return []
-
-
-_GLOBALS: WeakKeyDictionary[Page, PageGlobals] = WeakKeyDictionary()
-
-
-def page_globals(page: Page) -> PageGlobals:
-    """The global-name index of a page, made on first use (kept beside the page, gone with it)."""
-    known = _GLOBALS.get(page)
-    if known is None:
-        known = _GLOBALS[page] = PageGlobals(page)
-    return known
+            if script.values.reaching_assignments(name, 0, script.n, page.root, script.n):
+                setting.append(index)
+        self.setting[name] = (len(candidates), setting)
+        at = bisect_left(setting, before.index) - 1
+        if at < 0:
+            return []
+        script = page.script(setting[at])
+        return [(script, site) for site in script.values.reaching_assignments(name, 0, script.n, page.root,
+                                                                               script.n)]

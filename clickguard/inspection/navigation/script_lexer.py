@@ -6,10 +6,13 @@ whatever the input (cut off, unbalanced, stray characters). Whether a "/" starts
 expression or divides follows the grammar, as a browser's parser decides it: after the
 ")" of `if`/`while`/`for`/`with`, after a block's "}", after an operator or a keyword such
 as `return` or `typeof`, a regular expression; after a name, a number, "]", the ")" of a
-call or the "}" of an object literal or function expression, a division. Classic scripts'
-HTML-like comments (``<!--`` anywhere, ``-->`` at the start of a line) are comments. Names
-written with ``\\u`` escapes are decoded and remembered, since hiding a name is itself a
-sign of obfuscation.
+call or the "}" of an object literal or function expression, a division. `yield` and `await`
+are operators only in the body of a generator or an async function (arrow functions and
+methods included); elsewhere in a classic script they are names, and "/" after them
+divides. No semicolon is inserted before a "/" on a new line: the expression goes on.
+Classic scripts' HTML-like comments (``<!--`` anywhere, ``-->`` at the start of a line)
+are comments. Names written with ``\\u`` escapes are decoded and remembered, since hiding
+a name is itself a sign of obfuscation.
 """
 
 from __future__ import annotations
@@ -66,6 +69,12 @@ _TEMPLATE_OPEN = (TPL_HEAD, TPL_MID)
 # closer a statement starts), the body of a function or class expression (after which an
 # operator may follow), an expression (parenthesis, array, object literal, template part).
 _BLOCK, _EXPRESSION_BODY, _EXPRESSION, _ARROW_BODY = range(4)
+# Where `yield` and `await` are operators (so "/" after them begins a regular expression): in
+# the body of a generator, of an async function. Elsewhere in a classic script they are names,
+# in the body of an arrow function too (`yield` in any, `await` in one not itself async).
+_YIELD, _AWAIT = 1, 2
+# "(" after these opens a statement's head or a catch clause, never a function's parameters.
+_NOT_PARAMETERS = _STATEMENT_PARENS | {"catch", "switch"}
 _MAX_BRACKET_SEARCH = 16  # how far down the open brackets a closer looks for its opener
 
 
@@ -145,6 +154,10 @@ class _Lexer:
         self.sites: dict[str, list[int]] = {}
         self.openers: list[int] = []  # token indexes of the open brackets
         self.opened: list[int] = []  # what each open bracket opened (_BLOCK, ...)
+        self.operators: list[int] = []  # inside each open bracket: whether yield / await are operators
+        # The bare bodies of arrow functions open (`x => x / 2`): bracket level, and whether
+        # yield / await are operators in it (await in an async arrow's; yield in none).
+        self.bare_arrows: list[tuple[int, int]] = []
         self.questions: list[int] = [0]  # "?" waiting for their ":", per bracket level
         self.pending: list[tuple[int, bool, bool]] = []  # function/class keywords: (level, declared, class)
         self.expr = True
@@ -243,8 +256,13 @@ class _Lexer:
 
     def _name(self, text: str, trivia: int, start: int) -> None:
         """The state after a name or keyword (whose source starts at start, after trivia from trivia)."""
+        if self.bare_arrows and self.bare_arrows[-1][0] >= len(self.openers) and not self.expr \
+                and _HAS_LINE_TERMINATOR.search(self.code, trivia, start) is not None:
+            self.bare_arrows.pop()  # `x => x` then a line break and a name: a new statement
         if self._member_name():
             self.expr = self.stmt = False
+        elif (text == "yield" or text == "await") and not self._operator(text):
+            self.expr = self.stmt = False  # a name here: `await / 2` divides
         elif text in _REGEX_AFTER:
             # `of` is a keyword only in the head of a `for`: `for (x of /re/)`, but `of / 2`.
             self.expr = text != "of" or (not self.expr and self._in_for_head())
@@ -259,8 +277,9 @@ class _Lexer:
             self.pending.append((len(self.openers), declared, text == "class"))
             self.expr = self.stmt = False
         else:
-            if text == "async":  # `async function` declares where `function` would
-                self.async_stmt = self.stmt
+            if text == "async":  # `async function` declares where `function` would (after `x\n` too)
+                self.async_stmt = self.stmt or not self.texts or (
+                    not self.expr and _HAS_LINE_TERMINATOR.search(self.code, trivia, start) is not None)
             self.expr = self.stmt = False
 
     def _punctuator(self, text: str, start: int, trivia: int) -> None:
@@ -275,16 +294,25 @@ class _Lexer:
             else:
                 opened = self._brace(trivia, start)
                 self.expr, self.stmt = True, opened != _EXPRESSION
+            arrow_body = opened == _BLOCK and text == "{" and bool(self.texts) and self.texts[-1] == "=>"
+            self.operators.append(self._body_operators(arrow_body) if text == "{" else self._operators_here())
             self.openers.append(len(self.kinds))
-            self.opened.append(_ARROW_BODY if opened == _BLOCK and text == "{" and self.texts
-                               and self.texts[-1] == "=>" else opened)
+            self.opened.append(_ARROW_BODY if arrow_body else opened)
             self.questions.append(0)
         elif text == ")" or text == "]" or text == "}":
             opened = self._close(text)
             self.expr = self.stmt = opened == _BLOCK
             self.arrow_body_closed = opened == _ARROW_BODY
-        elif text == ";":
-            self.expr = self.stmt = True
+        elif text == ";" or text == ",":
+            level = len(self.openers)
+            while self.bare_arrows and self.bare_arrows[-1][0] >= level:
+                self.bare_arrows.pop()  # the end of an arrow function's bare body
+            self.expr = True
+            self.stmt = text == ";"
+        elif text == "=>":
+            # A bare body until "{" makes it a block body, or until it ends.
+            self.bare_arrows.append((len(self.openers), _AWAIT if self.kinds and self._async_arrow() else 0))
+            self.expr, self.stmt = True, False
         elif text == "++" or text == "--":
             self.stmt = False  # `a++ / 2` divides, `x = ++/re/.lastIndex` does not: what was allowed stays
         elif text == "." or text == "?." or text == "#":
@@ -302,6 +330,56 @@ class _Lexer:
                                                 and self.texts[self.openers[-1]] == "{")
         else:
             self.expr, self.stmt = True, False
+
+    def _operators_here(self) -> int:
+        """Whether yield / await are operators where the lexer is (_YIELD | _AWAIT bits)."""
+        if self.bare_arrows and self.bare_arrows[-1][0] == len(self.openers):
+            return self.bare_arrows[-1][1]
+        return self.operators[-1] if self.operators else 0
+
+    def _operator(self, text: str) -> bool:
+        """Whether `yield` or `await` here is an operator (in a generator, an async function), not a name."""
+        if self._member_name():
+            return False
+        if text == "await" and self.texts and self.texts[-1] == "for":
+            return True  # `for await (`
+        return bool(self._operators_here() & (_YIELD if text == "yield" else _AWAIT))
+
+    def _async_arrow(self) -> bool:
+        """Whether the "=>" about to be added ends the parameters of an async arrow function."""
+        k = len(self.kinds) - 1
+        if self.texts[k] == ")" and self.kinds[k] == PUNCT:
+            k = self.open_of.get(k, k)
+        elif self.kinds[k] != NAME:
+            return False
+        return k > 0 and self.texts[k - 1] == "async" and self.kinds[k - 1] == NAME
+
+    def _body_operators(self, arrow_body: bool) -> int:
+        """Whether yield / await are operators in the block a "{" here opens (a function has its own)."""
+        here = self._operators_here()
+        if arrow_body:
+            if self.bare_arrows and self.bare_arrows[-1][0] == len(self.openers):
+                return self.bare_arrows.pop()[1]  # `() => {`: a block body, not a bare one
+            return 0
+        k = len(self.kinds) - 1
+        if k < 0 or self.texts[k] != ")" or self.kinds[k] != PUNCT:
+            return here
+        k = self.open_of.get(k, 0) - 1  # before the parameters: `function* name`, `async *[key]`, `m`
+        if k >= 0 and self.texts[k] == "]":
+            k = self.open_of.get(k, 0) - 1
+        elif k >= 0 and self.kinds[k] == NAME and self.texts[k] != "function":
+            if self.texts[k] in _NOT_PARAMETERS:
+                return here
+            k -= 1
+        flags = 0
+        if k >= 0 and self.texts[k] == "*":
+            flags |= _YIELD
+            k -= 1
+        if k >= 0 and self.texts[k] == "function":
+            k -= 1
+        if k >= 0 and self.texts[k] == "async" and self.kinds[k] == NAME:
+            flags |= _AWAIT
+        return flags
 
     def _in_for_head(self) -> bool:
         """Whether the innermost open bracket is the "(" of a `for`."""
@@ -352,6 +430,9 @@ class _Lexer:
                 opened = self.opened[depth]
                 del openers[depth:]
                 del self.opened[depth:]
+                del self.operators[depth:]
+                while self.bare_arrows and self.bare_arrows[-1][0] > depth:
+                    self.bare_arrows.pop()
                 del self.questions[depth + 1:]
                 return opened
         return _EXPRESSION
@@ -367,11 +448,15 @@ class _Lexer:
             self.kinds.append(TPL_HEAD if head else TPL)
         else:
             del self.opened[len(self.openers):]
+            del self.operators[len(self.openers):]
             del self.questions[len(self.openers) + 1:]
+            while self.bare_arrows and self.bare_arrows[-1][0] > len(self.openers):
+                self.bare_arrows.pop()
             self.kinds.append(TPL_MID if head else TPL_TAIL)
             self.close_of[opener] = index
             self.open_of[index] = opener
         if head:
+            self.operators.append(self._operators_here())
             self.openers.append(index)
             self.opened.append(_EXPRESSION)
             self.questions.append(0)

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from clickguard.inspection.navigation.deobfuscation import unpack
 from clickguard.inspection.navigation.markup_scan import INNER, WRITTEN, is_hidden
-from clickguard.inspection.navigation.results import RAW_MAX, Technique, active_steps
+from clickguard.inspection.navigation.results import RAW_MAX, Technique
 from clickguard.inspection.navigation.script_evaluator import WINDOWS, Evaluator
 from clickguard.inspection.navigation.script_lexer import (
     JS_TOKEN,
@@ -59,8 +59,9 @@ _MEMBER_TRIGGERS = frozenset({
     "submit", "requestSubmit", "click", "innerHTML", "outerHTML", "href", "assign", "replace",
 })
 # The location object held in a variable: `var l = window.location;`
-_LOCATION_ALIAS = re.compile(r"=\s*(?:(?:window|self|top|parent|document)\s*\.\s*)*location\s*(?:[;,)\n]|\Z)")
+LOCATION_ALIAS = re.compile(r"=\s*(?:(?:window|self|top|parent|document)\s*\.\s*)*location\s*(?:[;,)\n]|\Z)")
 _TRIGGERS = _ROOTS | _MEMBER_TRIGGERS | {"eval", "execScript", "Function", "setTimeout", "setInterval"}
+_MAX_RECEIVER = 16  # the brackets and names walked back to find what a method is called on
 
 
 class Script:
@@ -71,11 +72,12 @@ class Script:
     remember. What a sink finds goes to the page, which judges the whole at the end.
     """
 
-    def __init__(self, page: Page, code: str, ctx: Ctx, depth: int, obfuscated: bool,
+    def __init__(self, page: Page, index: int, code: str, ctx: Ctx, depth: int, obfuscated: bool,
                  raw: str | None) -> None:
         self.page = page
+        self.index = index  # among the page's scripts (`Page.sources`), in document order
         self.code = code
-        self.steps = active_steps(len(code))
+        self.steps = page.steps  # the page's one budget
         self.steps.charge(len(code) // 8)  # before lexing: a script past the budget is not lexed at all
         self.tokens = lex(code)
         self.steps.charge(len(self.tokens.kinds))
@@ -92,7 +94,6 @@ class Script:
         self.scopes = Scopes(self)
         self.values = Evaluator(self)
         self.element_attrs: dict[str, dict[str, tuple[Val, Ctx]]] = {}
-        self.location_alias: bool | None = None
 
     def run(self) -> None:
         """Handle every sink of the script."""
@@ -365,10 +366,7 @@ class Script:
         if receiver < 0 or self.kinds[receiver] != NAME or self.texts[receiver] in _ROOTS \
                 or (receiver and self.texts[receiver - 1] in (".", "?.")):
             return
-        if self.location_alias is None:
-            self.location_alias = _LOCATION_ALIAS.search(self.code) is not None or any(
-                _LOCATION_ALIAS.search(code) for code, _ in self.page.sources)
-        if not self.location_alias:
+        if not self.page.location_alias():
             return
         value = self.values.lookup(self.texts[receiver], receiver)
         if value is None or not value.location:
@@ -446,7 +444,9 @@ class Script:
         """The first token of the object a method at i (after its ".") is called on."""
         texts, kinds, open_of = self.texts, self.kinds, self.tokens.open_of
         j = i - 2
-        while j >= 0:
+        for _ in range(_MAX_RECEIVER):
+            if j < 0:
+                break
             if texts[j] in (")", "]"):
                 opener = open_of.get(j)
                 if opener is None:
@@ -459,6 +459,8 @@ class Script:
                     continue
                 return j
             break
+        else:
+            return i - 1  # longer than any receiver read here: unknown (a chain of calls is not walked again)
         return max(j + 1, 0)
 
     def _receiver(self, i: int) -> tuple[str, str] | None:

@@ -34,6 +34,10 @@ if TYPE_CHECKING:
 
 _LINE_BREAK = re.compile("[\n\r\u2028\u2029]")
 _MAX_OPEN_SEARCH = 17  # the lexer pairs a closer with one of the 16 innermost open brackets (and parts)
+# How many enclosing functions a name is looked up through. Past it the answer is the suspicious
+# one (a call reaches the function; a value is unknown and hidden): the work per use of a name
+# stays constant, however deep an attacker nests functions.
+MAX_SCOPE_WALK = 64
 
 
 # How a function's body runs: by itself (the top level), as its caller does (an
@@ -45,7 +49,19 @@ ALWAYS, INHERIT, NEVER, NAMED = range(4)
 class Ctx:
     """The function a piece of script runs in: how it gets run, its parameters, where its body is."""
 
-    __slots__ = ("delay", "member", "mode", "name", "params", "parent", "script", "span", "timer")
+    __slots__ = (
+        "_anchor",
+        "_timer",
+        "delay",
+        "member",
+        "mode",
+        "name",
+        "params",
+        "parent",
+        "script",
+        "span",
+        "timer",
+    )
 
     def __init__(self, mode: int, parent: Ctx | None, name: str = "", *, timer: bool = False,
                  delay: float | None = None, script: Script | None = None,
@@ -59,24 +75,40 @@ class Ctx:
         self.script = script  # the script and token span of the body, when known
         self.span = span
         self.params: set[str] = set()
+        self._anchor: Ctx | None = None  # remembered answers: each chain of contexts is walked once
+        self._timer: tuple[Ctx | None] | None = None
 
     def anchor(self) -> Ctx:
         """The nearest enclosing context that decides by itself whether code runs."""
+        walked = []
         ctx = self
-        while ctx.mode == INHERIT and ctx.parent is not None:
+        while ctx._anchor is None and ctx.mode == INHERIT and ctx.parent is not None:
+            walked.append(ctx)
             ctx = ctx.parent
-        return ctx
+        anchor = ctx._anchor if ctx._anchor is not None else ctx
+        for inner in walked:
+            inner._anchor = anchor
+        return anchor
 
     def timer_ctx(self) -> Ctx | None:
         """The timer callback this code runs in, if any."""
+        walked = []
         ctx: Ctx | None = self
+        found: Ctx | None = None
         while ctx is not None:
+            if ctx._timer is not None:
+                found = ctx._timer[0]
+                break
+            walked.append(ctx)
             if ctx.timer:
-                return ctx
+                found = ctx
+                break
             if ctx.mode != INHERIT:
-                return None
+                break
             ctx = ctx.parent
-        return None
+        for inner in walked:
+            inner._timer = (found,)
+        return found
 
 
 KEYWORDS = frozenset({
@@ -140,6 +172,8 @@ class Scopes(ScriptPart):
         self.brackets: list[int] | None = None  # token -> the bracket around it (-1: none), built once
         self.bodies: list[int] | None = None  # token -> the bracket or bare arrow body around it
         self.declared: dict[str, set[Ctx]] = {}  # name -> the scopes that declare it, built per name once
+        self.used: dict[str, list[int]] = {}  # name -> its tokens that may call it (not `function name`)
+        self.bound: dict[str, dict[Ctx | None, list[int]]] = {}  # name -> declaring scope -> its uses
         self.delays: dict[int, float | None] = {}  # timer call "(" -> its delay
 
     def ctx_at(self, i: int) -> Ctx:
@@ -408,15 +442,21 @@ class Scopes(ScriptPart):
         return None
 
     def _sees(self, ctx: Ctx, function: Ctx) -> bool:
-        """Whether code in ctx reaches the function by its name: nothing of that name declared in between."""
+        """Whether code in ctx reaches the function by its name: nothing of that name declared in between.
+
+        Past `MAX_SCOPE_WALK` enclosing functions, yes: the call counts (the suspicious answer).
+        """
         scope: Ctx | None = ctx
-        while scope is not None:
+        for _ in range(MAX_SCOPE_WALK):
+            if scope is None:
+                return False
+            self.script.steps.charge()
             if scope is function.parent:
                 return True
             if function.name in scope.params or self._declares(scope, function.name):
                 return False
             scope = scope.parent
-        return False
+        return True
 
     def _declares(self, scope: Ctx, name: str) -> bool:
         """Whether a function body declares name itself (`function name`, `var name`, `let`, `const`)."""
@@ -441,6 +481,44 @@ class Scopes(ScriptPart):
                 known.add(self.ctx_at(k))
         return known
 
+    def uses(self, name: str) -> list[int]:
+        """The tokens of this name that may refer to a function (its declarations left out), found once."""
+        known = self.used.get(name)
+        if known is None:
+            texts = self.texts
+            sites = self.tokens.name_sites(name)
+            self.script.steps.charge(len(sites))
+            known = self.used[name] = [k for k in sites if not (k and texts[k - 1] == "function") and not (
+                k > 1 and texts[k - 1] == "*" and texts[k - 2] == "function")]
+        return known
+
+    def uses_bound_to(self, name: str, scope: Ctx) -> list[int] | None:
+        """The uses of name that reach the declaration in scope; None when some may, walked no further.
+
+        Each use is resolved once (out through its enclosing functions to the first that declares
+        the name), so the uses of each of a thousand nested `function f` are found in one pass.
+        """
+        bound = self.bound.get(name)
+        if bound is None:
+            bound = self.bound[name] = {}
+            for k in self.uses(name):
+                bound.setdefault(self._declaring(self.ctx_at(k), name), []).append(k)
+        if _UNRESOLVED in bound:
+            return None
+        return bound.get(scope, [])
+
+    def _declaring(self, ctx: Ctx, name: str) -> Ctx | None:
+        """The nearest scope around ctx that declares name (None: none does), or _UNRESOLVED past the walk."""
+        scope: Ctx | None = ctx
+        for _ in range(MAX_SCOPE_WALK):
+            if scope is None:
+                return None
+            self.script.steps.charge()
+            if name in scope.params or self._declares(scope, name):
+                return scope
+            scope = scope.parent
+        return _UNRESOLVED
+
     def timer_delay(self, opener: int) -> float | None:
         """The delay of the timer call whose "(" is at opener, read once."""
         if opener not in self.delays:
@@ -454,48 +532,73 @@ class Callers:
     The page's names are indexed once (every script tokenized once); a question is answered
     by a walk back over the call graph from the function, each function's callers looked up
     once: the cost follows the number of references walked, whatever the length of a chain
-    of calls. A walk that finds no automatic caller settles every function it visited (none
-    of them is reached), one that finds one settles the functions on the path. A walk the
-    step budget stops answers None: unknown.
+    of calls. Functions that the same calls reach (the same name, seen from the same scope,
+    or a method of that name) are one node of the walk, so a thousand of them cost what one
+    does. A walk that finds no automatic caller settles every node it visited (none of them
+    is reached), one that finds one settles the nodes on the path. A walk the step budget
+    stops answers None: unknown.
     """
 
     def __init__(self, page: Page) -> None:
         self.page = page
-        self.scripts_with: dict[str, list[int]] = {}  # name -> the page's scripts that hold it
-        for index in range(len(page.sources)):
-            for name in page.script(index).tokens.sites:
-                self.scripts_with.setdefault(name, []).append(index)
+        self.scripts_with: dict[str, list[int]] | None = None  # name -> the page's scripts that hold it
+        self.settled: dict[_Callee, bool] = {}  # node -> whether automatic code calls it
+
+    def _index(self) -> dict[str, list[int]]:
+        """The page's names, indexed on the first question (a page without one never tokenizes all)."""
+        if self.scripts_with is None:
+            scripts_with: dict[str, list[int]] = {}
+            for index in range(len(self.page.sources)):
+                for name in self.page.script(index).tokens.sites:
+                    scripts_with.setdefault(name, []).append(index)
+            self.scripts_with = scripts_with
+        return self.scripts_with
 
     def automatic(self, function: Ctx) -> bool | None:
         """Whether automatic code calls the named function; None when the budget stopped the search."""
         called = self.page.called
         known = called.get(function)
-        if known is not None:
-            return known
-        came_from: dict[Ctx, Ctx | None] = {function: None}  # caller -> the function it calls
-        queue = [function]
+        if known is None:
+            known = self.settled.get(_callee(function))
+            if known is None:
+                known = self._walk(function)
+            if known is not None:
+                called[function] = known
+        return known
+
+    def _walk(self, function: Ctx) -> bool | None:
+        """Walk the callers back from the function until automatic code or none is left."""
+        settled = self.settled
+        start = _callee(function)
+        came_from: dict[_Callee, _Callee | None] = {start: None}  # caller -> the node it calls
+        queue = [(start, function)]
         try:
+            self._index()
             while queue:
-                callee = queue.pop()
+                node, callee = queue.pop()
                 for script, site in self._references(callee):
                     script.steps.charge()
                     ctx = script.scopes.call_site(site, callee)
                     if ctx is None:
                         continue
                     anchor = ctx.anchor()
-                    if anchor.mode == ALWAYS or (anchor.mode == NAMED and called.get(anchor) is True):
-                        settled: Ctx | None = callee
-                        while settled is not None:
-                            called[settled] = True
-                            settled = came_from[settled]
+                    known = None
+                    if anchor.mode == NAMED:
+                        caller = _callee(anchor)
+                        known = settled.get(caller)
+                        if known is None and caller not in came_from:
+                            came_from[caller] = node
+                            queue.append((caller, anchor))
+                    if anchor.mode == ALWAYS or known is True:
+                        reached: _Callee | None = node
+                        while reached is not None:
+                            settled[reached] = True
+                            reached = came_from[reached]
                         return True
-                    if anchor.mode == NAMED and anchor not in came_from and called.get(anchor) is None:
-                        came_from[anchor] = callee
-                        queue.append(anchor)
         except StepsSpent:
             return None
         for visited in came_from:  # each one's callers were all visited: none is reached
-            called[visited] = False
+            settled[visited] = False
         return False
 
     def _references(self, function: Ctx) -> Iterator[tuple[Script, int]]:
@@ -504,12 +607,29 @@ class Callers:
         name = function.name
         if not function.member and scope is not None and scope.script is not None and scope.span is not None:
             script = scope.script
-            sites = script.tokens.name_sites(name)
+            if script.scopes._declares(scope, name):  # a declared function: the uses that reach it
+                bound = script.scopes.uses_bound_to(name, scope)
+                if bound is not None:
+                    yield from ((script, k) for k in bound)
+                    return
+            sites = script.scopes.uses(name)
             low, high = scope.span
             for k in sites[bisect_left(sites, low):bisect_right(sites, high)]:
                 yield script, k
             return
-        for index in self.scripts_with.get(name, ()):
+        for index in self._index().get(name, ()):
             script = self.page.script(index)
-            for k in script.tokens.name_sites(name):
+            for k in script.scopes.uses(name):
                 yield script, k
+
+
+_UNRESOLVED = Ctx(NEVER, None)  # a use whose declaration lies deeper than MAX_SCOPE_WALK functions out
+
+# What decides who calls a named function: its scope, its name, whether it is a method. Functions
+# alike in these are reached by the same calls (`Scopes.call_site` asks nothing else of them).
+_Callee = tuple[Ctx | None, str, bool]
+
+
+def _callee(function: Ctx) -> _Callee:
+    """The node of the call graph a named function is."""
+    return (None if function.member else function.parent, function.name, function.member)
