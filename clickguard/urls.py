@@ -5,8 +5,9 @@ A reputation lookup is only as good as its key: ``http://3232235777/``,
 reach the same entries as the address or host a browser would really connect to.
 `normalize_url` therefore follows the WHATWG basic URL parser for the special
 schemes (http, https, ws, wss, ftp) and `normalize_host` its host parser, with
-two deliberate differences: one trailing dot is removed from domains, and the
-empty query ``?`` is dropped from ``url``, so that equivalent spellings share one key.
+two deliberate differences: trailing dots are removed from hosts (see
+`_finish_ascii_host`), and the empty query ``?`` is dropped from ``url``, so that
+equivalent spellings share one key and a normalised URL normalises to itself.
 
 Every plain URL (lower-case scheme, ASCII host, nothing to encode) takes a
 regular-expression fast path; anything else goes through the full parser.
@@ -126,7 +127,7 @@ def normalize_url(raw: str, *, default_scheme: str | None = None) -> NormalizedU
 
 
 def normalize_host(host: str) -> str:
-    """Canonical bare host (WHATWG host parser, one trailing dot dropped); URLError if invalid."""
+    """Canonical bare host (WHATWG host parser, trailing dots dropped); URLError if invalid."""
     if ":" in host and not host.startswith("["):
         # Feeds list IPv6 addresses without brackets; a domain can never contain ":".
         return _parse_ipv6(host)
@@ -383,21 +384,28 @@ def _parse_host(text: str) -> tuple[str, bool]:
 
 
 def _finish_ascii_host(host: str) -> tuple[str, bool]:
-    """(host, is_ip) for a lower-case ASCII host: IPv4 if it ends in a number, else the domain."""
-    labels = host.split(".")
-    if labels[-1] == "" and len(labels) > 1:
-        labels.pop()
+    """(host, is_ip) for a lower-case ASCII host: IPv4 if it ends in a number, else the domain.
+
+    Every trailing dot is dropped first, where browsers keep them all: the lookup key of
+    "evil.example", "evil.example." and "evil.example.." is one. One trailing dot names
+    the same host; more make an empty label, which today's resolvers refuse (Python's
+    idna codec, so mitmproxy's connect; Chromium since crbug.com/456391) and older ones
+    skipped, reaching the name without it. So "1.2.3.4.." is 1.2.3.4 here, where the
+    URL Standard's "ends in a number" (which removes one empty last label) makes it a
+    domain, and a host of dots alone is refused, which leaves every answer its own
+    normalisation.
+    """
+    domain = host.rstrip(".")
+    if not domain:
+        raise URLError(f"empty host: {host!r}")
+    labels = domain.split(".")
     last = labels[-1]
-    if last and last[0] in _DIGITS and (
+    if last[0] in _DIGITS and (
         last.isdigit() or (last[:2] == "0x" and _HEX_DIGITS.issuperset(last[2:]))
     ):
         return _parse_ipv4(labels, host), True
-    if "xn--" in host:
+    if "xn--" in domain:
         _check_punycode_labels(labels)
-    # clickguard treats "evil.example." as "evil.example"; browsers keep the dot.
-    domain = host[:-1] if host.endswith(".") else host
-    if not domain:
-        raise URLError(f"empty host: {host!r}")
     return domain, False
 
 

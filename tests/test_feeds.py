@@ -384,3 +384,84 @@ def test_gc_state_restored(enabled: bool) -> None:
         assert gc.isenabled() is enabled
     finally:
         (gc.enable if was else gc.disable)()
+
+
+# --- bad lines the fuzzer found: each skipped with its reason, the rest of the feed kept ---------
+
+_ROW = '"{n}","2026-01-27","http://198.51.100.{n}/x","online","","malware_download","elf"'
+
+
+@pytest.mark.parametrize(
+    ("bad_line", "reason"),
+    [
+        ('"2","d","http://198.51.100.2/a\rb,"online","","x","elf"', "bad CSV"),  # lone CR, unquoted
+        ('"2","d","http://198.51.100.2/' + "x" * 200_000 + '","online","","x","elf"', "field larger"),
+        ('"2","d","http://198.51.100.2/x","online","","x","elf', "unexpected end of data"),
+        ('"2","d","http://198.51.100.2/x"x,"online","","x","elf"', "bad CSV"),
+        ("# id,dateadded,\"url", "column header"),  # a header csv cannot read keeps the old columns
+    ],
+)
+def test_urlhaus_bad_csv_line_is_skipped_alone(bad_line: str, reason: str) -> None:
+    # One reader per line: an unterminated quote does not swallow the rows after it.
+    text = "\n".join([_ROW.format(n=1), bad_line, _ROW.format(n=3), _ROW.format(n=4)]) + "\n"
+    parsed = parse_feed("urlhaus_csv", text)
+    urls = [i.value for i in parsed.indicators if i.kind is Kind.URL]
+    assert urls == [f"http://198.51.100.{n}/x" for n in (1, 3, 4)]
+    assert [s.line for s in parsed.skipped] == [2]
+    assert reason in parsed.skipped[0].reason
+
+
+@pytest.mark.parametrize(
+    "banner",
+    ["# abuse.ch URLhaus\r export", "#a\rb", '# "quoted', "# \x00", "#" + "x" * 200_000],
+)
+def test_urlhaus_banner_lines_are_comments_whatever_they_hold(banner: str) -> None:
+    parsed = parse_feed("urlhaus_csv", f"{banner}\n{_ROW.format(n=1)}\n")
+    assert parsed.skipped == []
+    assert "http://198.51.100.1/x" in [i.value for i in parsed.indicators]
+
+
+def test_urlhaus_nul_inside_a_field_is_read_as_a_browser_reads_the_url() -> None:
+    parsed = parse_feed("urlhaus_csv", '"1","d","http://198.51.100.1/a\x00b","online","","x","elf"\n')
+    assert parsed.skipped == []
+    assert parsed.indicators[0].value == "http://198.51.100.1/a%00b"
+
+
+@pytest.mark.parametrize(
+    ("line", "skipped"),
+    [
+        ('{"a":' + "[" * 3000, True),
+        ('{"a":' + "{" * 100_000, True),
+        ('{"cidr":"198.51.100.0/24","x":' + "[" * 33 + "]" * 33 + "}", True),
+        ('{"cidr":"198.51.100.0/24","x":' + "[" * 31 + "]" * 31 + "}", False),
+        ('{"cidr":"198.51.100.0/24","x":"' + "[" * 3000 + '"}', False),  # inside a string: text
+        ('{"cidr":"198.51.100.0/24","x":"\\"' + "[" * 3000 + '"}', False),  # an escaped quote
+    ],
+)
+def test_spamhaus_json_nesting_is_bounded(line: str, skipped: bool) -> None:
+    parsed = parse_feed("spamhaus_drop", f'{{"cidr":"203.0.113.0/24"}}\n{line}\n')
+    assert [s.line for s in parsed.skipped] == ([2] if skipped else [])
+    assert ("nested" in parsed.skipped[0].reason) if skipped else parsed.size == 2
+    assert parsed.all()[0].value == "203.0.113.0/24"
+
+
+@pytest.mark.parametrize(
+    ("fmt", "line", "value"),
+    [
+        ("domains", "evil.example..", "evil.example"),
+        ("domains", "0.0.0.0 evil.example...", "evil.example"),
+        ("maltrail", "evil.example..", "evil.example"),
+        ("maltrail", "198.51.100.7..", "198.51.100.7"),
+        ("urls", "http://evil.example../x", "http://evil.example/x"),
+    ],
+)
+def test_trailing_dots_give_the_key_requests_are_looked_up_in(fmt: str, line: str, value: str) -> None:
+    parsed = parse_feed(fmt, f"{line}\n")
+    assert parsed.skipped == []
+    assert value in [i.value for i in parsed.all()]
+
+
+@pytest.mark.parametrize(("fmt", "line"), [("domains", ".."), ("maltrail", "..."), ("urls", "http://../")])
+def test_a_host_of_dots_alone_is_skipped(fmt: str, line: str) -> None:
+    parsed = parse_feed(fmt, f"{line}\n")
+    assert parsed.size == 0 and [s.line for s in parsed.skipped] == [1]

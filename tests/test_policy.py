@@ -195,6 +195,12 @@ BROKEN = [
     ("allow:\n  hosts: [a.example\n", "3: not valid YAML: "),
     ("warn:\n\tallow_continue: false\n", "2: not valid YAML: "),
     ("<<: {version: 1}\n", "1: <<: YAML merge keys are not supported"),
+    # nesting: refused at the first level too deep, before yaml recurses or slows down
+    ("version: 1\nallow: " + "[" * 1000, "2: nested too deeply (more than 64 lists and mappings"),
+    ("allow: " + "[" * 100_000 + "]" * 100_000, "1: nested too deeply"),
+    ("allow: " + "{a: " * 1000, "1: nested too deeply"),
+    ("allow:\n" + "- " * 1000 + "a\n", "2: nested too deeply"),
+    ("allow:\n" + "".join(" " * n + "- \n" for n in range(1000)), "65: nested too deeply"),
     ("version: !!binary aGk=\n", "1: version: must be 1 (got b'hi')"),
 ]
 
@@ -424,6 +430,29 @@ def test_anchors_and_aliases_are_followed() -> None:
         filename="p.yaml", base_dir=Path("."),
     )
     assert policy.never_judge.destinations == policy.allow.networks
+
+
+def test_nesting_under_the_limit_is_read() -> None:
+    with pytest.raises(PolicyError) as raised:
+        parse_policy("allow: " + "[" * 62 + "]" * 62, filename="p.yaml", base_dir=Path("."))
+    assert [p.message for p in raised.value.problems] == [
+        "must be a mapping of keys to values (got a list)"]
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    # Each alias nests one level more than the anchor it repeats: deeper data than text.
+    ("".join(f"x{n}: &a{n} [*a{n - 1}]\n" for n in range(1, 100)), "nested too deeply"),
+    # Each alias repeats ten of the one before: 10**9 values from 500 characters.
+    ("".join(f"x{n}: &a{n} [{', '.join([f'*a{n - 1}'] * 10)}]\n" for n in range(1, 10)),
+     "aliases repeat too much"),
+])
+def test_aliases_cannot_make_the_data_deeper_or_bigger_than_the_limits(text: str, message: str) -> None:
+    with pytest.raises(PolicyError) as raised:
+        parse_policy(f"version: 1\nx0: &a0 [a, a, a, a, a, a, a, a, a, a]\n{text}", filename="p.yaml",
+                     base_dir=Path("."))
+    found = [p for p in raised.value.problems if message in p.message]
+    assert len(found) == 1, [str(p) for p in raised.value.problems][:5]
+    assert found[0].line is not None
 
 
 def test_policy_is_frozen() -> None:

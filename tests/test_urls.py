@@ -204,6 +204,8 @@ def test_normalize_url_fields(raw: str, expected: NormalizedURL) -> None:
         "http://exa%25mple/",
         "http://%ff/",
         "http://./",
+        "http://../",  # a host of dots alone names no host
+        "http://%2e%2e/",
         "http://xn--/",
         "http://xn--abc/",
         "http://xn--abc-.com/",
@@ -256,7 +258,9 @@ def test_normalize_url_default_scheme_rejects(raw: str, default_scheme: str) -> 
     [
         ("Example.COM", "example.com"),
         ("evil.example.", "evil.example"),
-        ("example.com..", "example.com."),  # only one trailing dot goes
+        ("example.com..", "example.com"),  # every trailing dot goes, not only one
+        ("1.2.3.4..", "1.2.3.4"),  # then it ends in a number: the address
+        ("a..b.example", "a..b.example"),  # an empty label inside stays, as in browsers
         ("bücher.example", "xn--bcher-kva.example"),
         ("3232235777", "192.168.1.1"),
         ("0300.0250.0.1", "192.168.0.1"),
@@ -271,11 +275,30 @@ def test_normalize_host(host: str, expected: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "host", ["", ".", "a b", "a/b", "1.2.3.4.5", "0x100000000", "2001:db8::1::2", "[::1"]
+    "host", ["", ".", "..", "...", "a b", "a/b", "1.2.3.4.5", "0x100000000", "2001:db8::1::2", "[::1"]
 )
 def test_normalize_host_rejects(host: str) -> None:
     with pytest.raises(URLError):
         normalize_host(host)
+
+
+@pytest.mark.parametrize(
+    ("spellings", "host", "is_ip"),
+    [
+        (["evil.example", "evil.example.", "evil.example..", "EVIL.example...", "evil.example\u3002\u3002"],
+         "evil.example", False),
+        (["1.2.3.4", "1.2.3.4.", "1.2.3.4..", "0x1.2.3.4...", "16909060.."], "1.2.3.4", True),
+        (["xn--bcher-kva.example..", "bücher.example.."], "xn--bcher-kva.example", False),
+    ],
+)
+def test_trailing_dots_give_one_key_that_is_its_own_normalisation(
+        spellings: list[str], host: str, is_ip: bool) -> None:
+    # A feed's "evil.example.." and a request for "evil.example" must meet in the index.
+    for spelling in spellings:
+        found = normalize_url(f"http://{spelling}/x")
+        assert (found.host, found.is_ip, found.url) == (host, is_ip, f"http://{host}/x")
+        assert normalize_url(found.url) == found
+        assert normalize_host(spelling) == host == normalize_host(host)
 
 
 @pytest.mark.parametrize(

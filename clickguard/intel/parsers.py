@@ -12,10 +12,11 @@ import csv
 import gc
 import ipaddress
 import json
+import re
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from itertools import repeat
+from itertools import accumulate, repeat
 from operator import length_hint
 from socket import AF_INET, inet_pton
 from types import MappingProxyType
@@ -219,29 +220,27 @@ def _urlhaus_header(row: list[str]) -> _UrlhausColumns | None:
 def _parse_urlhaus_csv(text: str) -> ParsedFeed:
     """URLhaus CSV export, with its `#` banner or with a bare header line."""
     columns = _UrlhausColumns()
-    data: list[tuple[int, str]] = []  # (line number, line) of the lines csv has to read
-    for number, line in enumerate(_lines(text), 1):
-        if line.startswith("#"):
-            # The banner's last line is the commented column header; honour it if present.
-            header = _urlhaus_header(next(csv.reader([line.lstrip("#")]), []))
-            columns = header or columns
-        elif line.strip():
-            data.append((number, line))
-
     indicators: list[Indicator] = []
     skipped: list[SkippedLine] = []
     host_tags: dict[tuple[Kind, str], dict[str, None]] = {}  # insertion-ordered tag sets
     parsed_tags: dict[str, tuple[str, ...]] = {}  # a few hundred distinct tag strings
-    reader = csv.reader(line for _, line in data)
-    while True:
-        try:
-            row = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as e:  # the reader stays usable: go on with the next row
-            skipped.append(SkippedLine(data[reader.line_num - 1][0], f"bad CSV: {e}"))
+    for number, line in enumerate(_lines(text), 1):
+        if line.startswith("#"):
+            # The banner's last line is the commented column header; honour it if present.
+            # Any other banner line is a comment, whatever it holds.
+            if line.lstrip("# \t\"").lower().startswith("id"):
+                try:
+                    columns = _urlhaus_header(_csv_row(line.lstrip("#"))) or columns
+                except csv.Error as e:
+                    skipped.append(SkippedLine(number, f"bad CSV in the column header: {e}"))
             continue
-        number = data[reader.line_num - 1][0]
+        if not line.strip():
+            continue
+        try:
+            row = _csv_row(line)
+        except csv.Error as e:
+            skipped.append(SkippedLine(number, f"bad CSV: {e}"))
+            continue
         header = _urlhaus_header(row)
         if header is not None:  # the bare header line of a banner-less copy
             columns = header
@@ -264,6 +263,16 @@ def _parse_urlhaus_csv(text: str) -> ParsedFeed:
         host_tags.setdefault(key, {}).update(dict.fromkeys(tags))
     indicators += [Indicator(kind, value, tuple(tags)) for (kind, value), tags in host_tags.items()]
     return ParsedFeed(indicators, skipped)
+
+
+def _csv_row(line: str) -> list[str]:
+    """The fields of one CSV line; csv.Error if it is not one whole, well-quoted record.
+
+    Each line is read on its own: with one reader over the whole feed an unterminated
+    quote would run on into the lines after it and swallow them unseen. URLhaus never
+    quotes a line break (its URLs are percent-encoded), so a record is always one line.
+    """
+    return next(csv.reader((line,), strict=True), [])
 
 
 def _urlhaus_tags(raw: str) -> tuple[str, ...]:
@@ -303,6 +312,9 @@ def _parse_spamhaus_ndjson(lines: list[str]) -> ParsedFeed:
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
+        if _nested_too_deeply(line):
+            skipped.append(SkippedLine(number, f"JSON nested more than {_JSON_DEPTH} levels deep"))
+            continue
         try:
             record = json.loads(line)
         except ValueError:
@@ -331,6 +343,26 @@ def _parse_spamhaus_ndjson(lines: list[str]) -> ParsedFeed:
         tags = (sblid.strip().lower(),) if isinstance(sblid, str) and sblid.strip() else ()
         indicators.append(Indicator(kind, canonical, tags))
     return ParsedFeed(indicators, skipped)
+
+
+_JSON_DEPTH = 32  # a DROP record is one flat object; json.loads recurses once per level
+# A string, escapes and all (to the end of the line if unterminated), and what is not a bracket.
+_JSON_STRING = re.compile(r'"(?:[^"\\]++|\\.)*+"?', re.DOTALL)
+_NOT_BRACKET = re.compile(r"[^\[\]{}]++")
+_BRACKET_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
+
+
+def _nested_too_deeply(line: str) -> bool:
+    """Whether a JSON line opens more than _JSON_DEPTH arrays or objects inside each other.
+
+    Checked before json.loads, whose recursion would otherwise raise RecursionError.
+    Brackets inside strings do not count; up to the first thing that is not JSON (where
+    json.loads stops anyway) the count is the depth json.loads would reach. Linear, in C.
+    """
+    if line.count("[") + line.count("{") <= _JSON_DEPTH:
+        return False  # the common case
+    brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", line))
+    return max(accumulate(map(_BRACKET_STEP.__getitem__, brackets)), default=0) > _JSON_DEPTH
 
 
 def _port_tag(port: str) -> tuple[str, ...]:

@@ -24,6 +24,47 @@ from clickguard.errors import Problem
 
 type Loc = tuple[str | int, ...]  # a place in the data: ("feeds", 0, "format")
 
+MAX_DEPTH = 64  # lists and mappings inside each other; the shipped files nest 5 deep
+# What aliases may add to the data: each value an alias repeats costs 1 + its depth (the
+# location kept for its line). Enough for a list of 100 addresses repeated in 250 groups.
+ALIAS_BUDGET = 100_000
+_TOO_DEEP = f"nested too deeply (more than {MAX_DEPTH} lists and mappings inside each other)"
+
+
+class NestedTooDeeply(yaml.MarkedYAMLError):
+    """The text nests lists and mappings deeper than MAX_DEPTH; read no further."""
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """yaml's SafeLoader, refusing nesting deeper than MAX_DEPTH as it reads.
+
+    yaml's composer recurses once a level (RecursionError some 330 levels down), and its
+    scanner rechecks every open ``[`` or ``{`` of a line at each token (time quadratic in
+    the depth). Both stop at the first collection too deep, before either cost grows, so
+    reading stays linear in the text whatever it nests.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0  # nodes being composed, the one in hand included
+
+    def fetch_flow_collection_start(self, token_class: type[yaml.Token]) -> None:
+        """Refuse a ``[`` or ``{`` opened inside MAX_DEPTH others."""
+        if self.flow_level >= MAX_DEPTH:
+            raise NestedTooDeeply(problem=_TOO_DEEP, problem_mark=self.get_mark())
+        super().fetch_flow_collection_start(token_class)
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        """Refuse a node inside MAX_DEPTH others (block nesting, which the scanner lets by)."""
+        if self._depth >= MAX_DEPTH:
+            self.check_event()  # makes the node's first event current, for its line
+            raise NestedTooDeeply(problem=_TOO_DEEP, problem_mark=self.current_event.start_mark)
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
 
 class FieldProblems(ValueError):
     """Problems a cross-field check found, each at a location below the model that raised it."""
@@ -59,22 +100,53 @@ def render(loc: Loc) -> str:
 
 
 class Builder:
-    """Turns a composed YAML node tree into plain data, noting each location's line."""
+    """Turns a composed YAML node tree into plain data, noting each location's line.
 
-    def __init__(self, filename: str) -> None:
+    An alias builds its anchor's node again wherever it appears, so aliases of aliases
+    could nest the data deeper than the text (the recursion here has the same limit) or
+    repeat it exponentially ("billion laughs"): the data is held to MAX_DEPTH levels and
+    what aliases repeat to ``alias_budget`` (see ALIAS_BUDGET), each limit reported once,
+    at the line of the node that broke it. Without aliases the text bounds the work.
+    """
+
+    def __init__(self, filename: str, alias_budget: int = ALIAS_BUDGET) -> None:
         self.filename = filename
         self.lines: dict[Loc, int] = {}
         self.problems: list[Problem] = []
         self._constructor = yaml.SafeLoader("")  # only its scalar constructors are used
         self._open: set[int] = set()  # nodes being built, to stop on recursive aliases
+        self._built: set[int] = set()  # nodes built once: building one again is an alias's repeat
+        self._alias_budget = alias_budget
+        self._alias_left = alias_budget
+        self._refused: set[str] = set()  # limits already reported, each reported once
 
     def _problem(self, node: yaml.Node, loc: Loc, message: str) -> None:
         """Record a problem at a node."""
         line = node.start_mark.line + 1
         self.problems.append(Problem(self.filename, line, render(loc), message))
 
+    def _over_limit(self, node: yaml.Node, loc: Loc) -> bool:
+        """Whether building this node would break a limit (reported once, at the first such node)."""
+        if len(loc) >= MAX_DEPTH:  # only aliases get here: the loader refused deeper text
+            message = f"{_TOO_DEEP}, through aliases"
+        elif id(node) not in self._built:
+            self._built.add(id(node))
+            return False
+        else:
+            self._alias_left -= 1 + len(loc)
+            if self._alias_left >= 0:
+                return False
+            message = (f"aliases repeat too much (values they repeat, each counted 1 + its depth, "
+                       f"over {self._alias_budget})")
+        if message not in self._refused:
+            self._refused.add(message)
+            self._problem(node, loc, message)
+        return True
+
     def build(self, node: yaml.Node, loc: Loc) -> object:
         """Plain data for one node."""
+        if self._over_limit(node, loc):
+            return None
         if id(node) in self._open:
             self._problem(node, loc, "an alias refers to itself")
             return None
@@ -212,6 +284,8 @@ def _problems_from(error: ValidationError, filename: str, lines: Mapping[Loc, in
 
 def yaml_problem(e: yaml.YAMLError, text: str, filename: str) -> Problem:
     """A YAML syntax error at its line."""
+    if isinstance(e, NestedTooDeeply) and e.problem_mark is not None:
+        return Problem(filename, e.problem_mark.line + 1, "", _TOO_DEEP)
     if isinstance(e, yaml.MarkedYAMLError):
         mark = e.problem_mark or e.context_mark
         where = ""
@@ -245,7 +319,7 @@ def validate[M: BaseModel](text: str, filename: str, model: type[M], *,
     advice added to the message for an empty file.
     """
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = yaml.compose(text, Loader=_BoundedLoader)
     except yaml.YAMLError as e:
         return Validated(None, [yaml_problem(e, text, filename)], None, {})
     if root is None:
