@@ -190,7 +190,11 @@ class Scopes(ScriptPart):
                 ctx = known
                 break
             pending.append(key)
+            before = j
             j = self._arrow_start(-2 - key) if key < -1 else key
+            if not 0 <= j < before:  # an arrow with nothing before it (`=>x` at the start): the walk ends
+                ctx = self.root
+                break
         for key in reversed(pending):
             ctx = self._inside(key, ctx)
             self.inside[key] = ctx
@@ -201,7 +205,7 @@ class Scopes(ScriptPart):
         if self.brackets is None:
             self._index_levels()
         assert self.brackets is not None and self.bodies is not None
-        if i >= self.n:
+        if not 0 <= i < self.n:
             return -1
         return self.bodies[i] if arrows else self.brackets[i]
 
