@@ -31,6 +31,8 @@ test: $(VENV)/.installed
 	@command -v strace >/dev/null || { apt-get update -qq && apt-get install -y -qq strace; }
 	@# The audit log under Debian's logrotate, create and copytruncate (tests/test_logrotate.py).
 	@command -v logrotate >/dev/null || { apt-get update -qq && apt-get install -y -qq logrotate; }
+	@# V8 (node) tells which generated scripts are JavaScript (tests/test_differential_js.py).
+	@command -v node >/dev/null || { apt-get update -qq && apt-get install -y -qq nodejs; }
 	$(VENV)/bin/ruff check clickguard tests bench fuzz
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest -q
