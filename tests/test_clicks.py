@@ -248,3 +248,25 @@ def test_webmail_pages_get_click_links_other_pages_do_not(tmp_path: Path, certs:
     # everything but the rewritten href is byte for byte the page the server sent
     assert rewritten.replace(links[0], "X") == WEBMAIL_PAGE.replace(
         "https://shop.example/offer?a=1&amp;b=2", "X")
+
+
+def test_a_webmail_page_that_is_not_utf8_gets_every_link_wrapped(tmp_path: Path, certs: Path) -> None:
+    """A byte that is not UTF-8 in one href (mitmproxy keeps it as a lone surrogate) neither stops
+    the page's rewriting nor lets that link through unchecked: it is wrapped as the browser reads it."""
+    (tmp_path / "thingbots.txt").write_text("")
+    policy = write_policy(tmp_path, POLICY + "click_links: {rewrite_hosts: [localhost]}\n")
+    body = (b'<p>caf\xe9 <a href="http://bad-byte.example/\xff">x</a> '
+            b'<a href="https://shop.example/offer">y</a></p>\n')
+    page = (200, {"Content-Type": "text/html; charset=utf-8"}, body)
+    with upstream("127.0.0.1", {"/inbox": page}) as webmail:
+        proxy = start_proxy(tmp_path, policy, certs)
+        try:
+            rewritten = proxy.get(f"http://localhost:{webmail.port}/inbox", HTML).body
+        finally:
+            proxy.stop()
+    links = re.findall(rb'href="([^"]+)"', rewritten)
+    assert len(links) == 2 and all(link.startswith(b"https://clickguard.local/v1/") for link in links)
+    key = load_or_create_key(certs / "clickguard.key")
+    targets = [verify_click_link(link.decode(), key, click_host="clickguard.local")[0] for link in links]
+    assert targets == ["http://bad-byte.example/\ufffd", "https://shop.example/offer"]
+    assert rewritten.startswith(b"<p>caf\xe9 <a href=")  # the text's own bytes are kept as they were

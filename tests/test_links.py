@@ -451,3 +451,52 @@ def test_decode_without_a_key_does_not_trust_click_links() -> None:
 def test_decode_refuses(url: str, error: type[Exception], reason: str) -> None:
     with pytest.raises(error, match=reason):
         decode(url, KEY, HOST)
+
+
+# Fuzz findings: versions, targets holding "http:/", dot hosts, text that is not text --------------
+
+
+@pytest.mark.parametrize("version", ["9" * 5000, "0" * 5000 + "1", "01", "0"])
+def test_a_version_other_than_v1_as_written_is_refused_with_a_short_reason(version: str) -> None:
+    link = _link().replace("/v1/", f"/v{version}/")
+    with pytest.raises(TokenError, match="wrong version") as caught:
+        verify_click_link(link, KEY, click_host=HOST)
+    assert len(str(caught.value)) < 100
+    with pytest.raises(TokenError, match="wrong version"):
+        decode(link, KEY, HOST)
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "https://archive.example/save?u=http:/old.example/",
+        "https://a.example/p/HTTPS:/x",
+        "http://a.example/http:/b/https:/c?d=http:/e#http:/f",
+    ],
+)
+def test_a_target_holding_http_colon_slash_verifies(target: str) -> None:
+    link = _link(target)
+    assert verify_click_link(link, KEY, click_host=HOST) == (target, HASHED)
+    # Only the target's own scheme may come merged.
+    merged = link.replace(f"/{target[:target.index(':')]}://", f"/{target[:target.index(':')]}:/", 1)
+    assert verify_click_link(merged, KEY, click_host=HOST) == (target, HASHED)
+
+
+@pytest.mark.parametrize("target", ["http://./", "https://../x", "http://%2e/", "http://%2E%2e/y?q=1", "http://./."])
+def test_a_target_whose_host_is_a_dot_segment_verifies_and_survives_a_browser(target: str) -> None:
+    link = _link(target)
+    assert verify_click_link(link, KEY, click_host=HOST) == (target, HASHED)
+    path = link.partition("?")[0].split("/")[3:]
+    assert not {segment.lower() for segment in path} & {".", "..", "%2e", ".%2e", "%2e.", "%2e%2e"}
+
+
+def test_decode_refuses_a_link_that_is_not_text() -> None:
+    # `clickguard decode` takes argv, where Python keeps the bytes that are not UTF-8 as lone surrogates.
+    for url in ("http://x.example/=3D\udcff", _link(KERNEL) + "\udcff", "https://example.com/\ud800"):
+        with pytest.raises(URLError, match="not valid text"):
+            decode(url, KEY, HOST)
+
+
+def test_unwrap_repairs_quoted_printable_around_an_undecodable_byte() -> None:
+    wrapped = "https://www.google.com/url?q=3Dhttp://x.example/\udcff"
+    assert unwrap(wrapped) == Unwrapped("http://x.example/\ufffd", None, ("google",))

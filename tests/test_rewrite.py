@@ -616,3 +616,74 @@ def test_rewrite_message_raw_8bit_headers(mode: RecipientMode) -> None:
     assert context.message_id_hash == hash_message_id("<ü@x>")
     expected = "jürgen@corp.example" if mode == "plain" else hash_recipient("jürgen@corp.example", KEY)
     assert context.recipient == expected
+
+
+# Input that is not text, or charsets and boundaries that are not what they say (fuzz findings) -------
+
+
+@pytest.mark.parametrize(
+    ("url", "read_as"),
+    [
+        ("http://x.example/\udcff", "http://x.example/\ufffd"),  # a byte that is not UTF-8 (surrogateescape)
+        ("http://x.example/\udce2\udc82/y", "http://x.example/\ufffd/y"),  # a cut sequence: one U+FFFD
+        ("http://x.example/\ud800", "http://x.example/\ufffd"),  # a surrogate no byte stands for
+        ("http://google.example/=3D\udcff", "http://google.example/=3D\ufffd"),  # a wrapper's host word
+    ],
+)
+def test_a_link_holding_lone_surrogates_is_wrapped_as_the_browser_reads_it(url: str, read_as: str) -> None:
+    """A page mitmproxy could not decode comes with surrogates and is served as UTF-8: unwrapped, the
+    link would be followed with no click-time check; wrapped as read, the check judges where it goes."""
+    assert click_target(wrap_url(url, CONTEXT, SETTINGS)) == read_as
+    page = f'<a href="{url}">x</a> <a href="https://evil.example/">y</a>'
+    html, count = rewrite_html(page, CONTEXT, SETTINGS)
+    assert count == 2 and html.count(f'href="https://{CLICK_HOST}/v1/') == 2
+    assert not re.search("[\ud800-\udfff]", html)
+    text, count = rewrite_text(f"see {url} and https://evil.example/", CONTEXT, SETTINGS)
+    assert count == 2 and not re.search("[\ud800-\udfff]", text)
+
+
+def test_a_link_with_a_lone_surrogate_in_its_host_is_left_as_no_browser_can_follow_it() -> None:
+    # U+FFFD is no host a browser looks up: the link goes nowhere, so there is nothing to check.
+    assert wrap_url("http://x\udcff.example/", CONTEXT, SETTINGS) == "http://x\udcff.example/"
+
+
+def test_a_utf7_part_whose_link_decodes_to_a_lone_surrogate_is_rewritten() -> None:
+    raw = b"Content-Type: text/plain; charset=utf-7\n\nsee http://x.example/+2AA- and http://evil.example/\n"
+    result = rewrite_message(raw, SETTINGS, origin_ip=None)
+    assert (result.error, result.links, result.changed) == (None, 2, True)
+    targets = [click_target(link.decode()) for link in re.findall(rb"https://click\S+", result.data)]
+    assert targets == ["http://x.example/\ufffd", "http://evil.example/"]
+
+
+@pytest.mark.parametrize(
+    "charset",
+    [
+        "a\x00b",  # codecs.lookup: ValueError
+        "rot13", "hex", "base64",  # bytes-to-bytes or text-to-text: no charset
+        "idna", "punycode", "unicode_escape", "raw_unicode_escape", "undefined",  # text transformations
+    ],
+)
+def test_a_part_in_a_charset_that_is_no_character_set_is_left_alone_with_a_reason(charset: str) -> None:
+    raw = b'Content-Type: text/plain; charset="' + charset.encode() + b'"\n\nsee http://evil.example/\n'
+    result = rewrite_message(raw, SETTINGS, origin_ip=None)
+    assert (result.data, result.links, result.changed) == (raw, 0, False)
+    assert result.error is not None and "unknown charset" in result.error
+
+
+def test_a_multipart_with_a_utf8_boundary_is_rewritten() -> None:
+    boundary = "grenze-ß".encode()
+    raw = (b"Content-Type: multipart/mixed; boundary=" + boundary + b"\n\n--" + boundary
+           + b"\nContent-Type: text/plain\n\nhttp://evil.example/\n--" + boundary + b"--\n")
+    result = rewrite_message(raw, SETTINGS, origin_ip=None)
+    assert (result.error, result.links, result.changed) == (None, 1, True)
+    assert result.data.count(b"--" + boundary) == 2
+
+
+@pytest.mark.parametrize("boundary", [b"\xdf", b"x\xff\xfey"])
+def test_a_multipart_whose_boundary_is_not_utf8_is_left_alone_with_a_reason(boundary: bytes) -> None:
+    # Headers are read as UTF-8: a byte that is not UTF-8 leaves the raw boundary unknown.
+    raw = (b"Content-Type: multipart/mixed; boundary=" + boundary + b"\n\n--" + boundary
+           + b"\n\nhttp://evil.example/\n--" + boundary + b"--\n")
+    result = rewrite_message(raw, SETTINGS, origin_ip=None)
+    assert (result.data, result.links, result.changed) == (raw, 0, False)
+    assert result.error is not None and "boundary is not UTF-8" in result.error

@@ -101,7 +101,7 @@ _MIN_TOKEN_BYTES = _HEADER.size + _MAC_BYTES
 _MIN_TOKEN_CHARS = (_MIN_TOKEN_BYTES * 4 + 2) // 3
 
 _TARGET_SCHEME = re.compile(r"https?://", re.IGNORECASE)
-_MERGED_SCHEME_SLASHES = re.compile(r"(https?:)/(?!/)", re.IGNORECASE)
+_MERGED_SCHEME_SLASHES = re.compile(r"\A(https?:)/(?!/)", re.IGNORECASE)  # only the target's own scheme
 _CLICK_LINK = re.compile(r"(?i:https?)://([^/?#\\]+)/v([0-9]+)/([A-Za-z0-9_-]*)(/?)(.*)", re.DOTALL)
 # Characters a browser would escape in a path or a special query, "\\" (read as "/"), and "#".
 _MUST_ESCAPE = re.compile(r"[\x00-\x20\"#'<>\\^`{}\x7f-\U0010ffff]")
@@ -217,8 +217,10 @@ def verify_click_link(url: str, key: bytes, *, click_host: str | None = None) ->
     if match is None or (click_host is not None and not _same_host(match.group(1), click_host)):
         raise TokenError("not a click link")
     version, token, slash, escaped = match.group(2, 3, 4, 5)
-    if int(version) != LINK_VERSION:
-        raise TokenError(f"click link has the wrong version (v{version}, expected v{LINK_VERSION})")
+    # Compared as written: int() of thousands of digits is refused (ValueError), and "v01"
+    # would be a second spelling of the link.
+    if version != str(LINK_VERSION):
+        raise TokenError(f"click link has the wrong version (v{version[:8]}, expected v{LINK_VERSION})")
     if not slash or not escaped:
         raise TokenError("click link is truncated (no target)")
     try:
@@ -361,9 +363,14 @@ def _escape_target(target: str) -> tuple[str, int]:
     # First mark each literal "%" that would read as one of our escapes, then add ours. Marking
     # never makes or unmakes a dot segment ("%2e" is not ours), so segments can be reused.
     segments = _escape_percent(path, _OURS_MODE1).split("/")
-    # The "/" before a dot segment is escaped so that no browser resolves the segment.
+    # The "/" before a dot segment is escaped so that no browser resolves the segment. A host
+    # "." or ".." is one too: then both slashes of "//" are escaped, for "http:/%2F." would
+    # read as a merged "http:/" (see verify_click_link).
+    dots = [segment.lower() in _DOT_SEGMENTS for segment in segments]
+    if len(dots) > 2 and dots[2]:
+        dots[1] = True
     path = segments[0] + "".join(
-        ("%2F" if segment.lower() in _DOT_SEGMENTS else "/") + segment for segment in segments[1:]
+        ("%2F" if dot else "/") + segment for segment, dot in zip(segments[1:], dots[1:], strict=True)
     )
     text = path + question + _escape_percent(query, _OURS_MODE1)
     return _MUST_ESCAPE.sub(_escape_code_point, text), 1
@@ -414,6 +421,7 @@ _SOFT_LINE_BREAK = re.compile(r"=\r?\n|=\r")
 _QP_ESCAPE = re.compile(rb"=([0-9A-Fa-f]{2})")
 _QP_EQUALS = re.compile(r"=3D", re.IGNORECASE)
 _LONE_EQUALS = re.compile(r"=(?![0-9A-Fa-f]{2})")
+_NOT_A_BYTE = re.compile("[\ud800-\udc7f\udd00-\udfff]")  # surrogates surrogateescape never makes
 _ABSOLUTE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
 _V3_BODY = re.compile(r"(?P<url>.*)__;(?P<chars>[A-Za-z0-9_=-]*)!!.*", re.DOTALL)
 _V3_RUN_LENGTHS = {
@@ -482,9 +490,17 @@ def _repair_quoted_printable(url: str) -> str:
     text = _SOFT_LINE_BREAK.sub("", url)
     # Every "=" of a quoted-printable text is an escape; "=3D" shows the text was one.
     if (text != url or _QP_EQUALS.search(text)) and not _LONE_EQUALS.search(text):
-        data = _QP_ESCAPE.sub(lambda m: bytes((int(m.group(1), 16),)), text.encode("utf-8"))
+        data = _QP_ESCAPE.sub(lambda m: bytes((int(m.group(1), 16),)), _utf8_bytes(text))
         return data.decode("utf-8", "replace")
     return text
+
+
+def _utf8_bytes(text: str) -> bytes:
+    """text in UTF-8, a lone surrogate (argv, the proxy: a byte that was not UTF-8) as the byte it escapes.
+
+    A surrogate that escapes no byte stands for nothing: it becomes U+FFFD.
+    """
+    return _NOT_A_BYTE.sub("\ufffd", text).encode("utf-8", "surrogateescape")
 
 
 def _query_param(parts: _Parts, *names: str) -> str | None:
@@ -599,9 +615,14 @@ _WRAPPERS: tuple[tuple[str, Callable[[_Parts], bool], _Decoder], ...] = (
 def decode(url: str, key: bytes | None, click_host: str | None) -> Decoded:
     """Where url leads: our click link verified (with its context) and foreign wrappers peeled.
 
-    Raises TokenError for a click link that does not verify, URLError for a malformed wrapper.
+    Raises TokenError for a click link that does not verify, URLError for a malformed wrapper
+    or a link that is not text (a lone surrogate: an undecodable byte of argv or of the wire).
     Without a key, click links are not recognised (they cannot be verified).
     """
+    try:
+        url.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise URLError(f"link is not valid text: {url[:200]!r}") from e
     layers: list[str] = []
     context: ClickContext | None = None
     current = url

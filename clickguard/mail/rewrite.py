@@ -86,14 +86,21 @@ _WEB_SCHEME = re.compile(r"https?:", re.IGNORECASE)
 _WEB_URL = re.compile(r"https?://", re.IGNORECASE)  # what make_click_link takes as a target
 # What browsers strip from both ends of an href before parsing it (C0 controls and space).
 _C0_OR_SPACE = "".join(map(chr, range(0x21)))
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_NOT_A_BYTE = re.compile("[\ud800-\udc7f\udd00-\udfff]")  # surrogates surrogateescape never makes
 
 
 def wrap_url(url: str, context: ClickContext, settings: RewriteSettings) -> str:
     """The click link for url; url itself when ours, not a web link, allow-listed or unparseable.
 
     Raises ValueError only for a context a link cannot carry (an origin that is no IP).
+    A URL holding lone surrogates (bytes of a page that are not UTF-8, as the proxy keeps
+    them) is wrapped as the browser reads it, each undecodable byte a U+FFFD: left as it is,
+    it would be a link the browser follows that is never checked at click time.
     """
     candidate = url.strip(_C0_OR_SPACE)
+    if _SURROGATE.search(candidate):
+        candidate = _as_browser_reads(candidate)
     if "\t" in candidate or "\n" in candidate or "\r" in candidate:
         candidate = _TAB_OR_NEWLINE.sub("", candidate)
     # Anchors, relative URLs and every scheme but http(s) (mailto:, cid:, tel:, data:,
@@ -106,6 +113,16 @@ def wrap_url(url: str, context: ClickContext, settings: RewriteSettings) -> str:
     if not wrap:
         return target
     return make_click_link(target, context, settings.key, click_host=settings.click_host)
+
+
+def _as_browser_reads(url: str) -> str:
+    """url with its lone surrogates read as a browser reads the bytes they stand for in UTF-8.
+
+    mitmproxy keeps each byte of a page that is not UTF-8 as a surrogate (surrogateescape) and
+    serves a rewritten page as UTF-8, where the browser reads those bytes as U+FFFD; any other
+    lone surrogate (not a byte) is U+FFFD too.
+    """
+    return _NOT_A_BYTE.sub("\ufffd", url).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 @functools.lru_cache(maxsize=4096)
@@ -515,7 +532,10 @@ def _rewrite_message(
         rewritten_at=time.time(),
     )
     walker = _Walker(raw, eol, _Wrapper(context, settings))
-    walker.entity(0, len(raw), headers, header_end, body_start, "text/plain", 0)
+    try:
+        walker.entity(0, len(raw), headers, header_end, body_start, "text/plain", 0)
+    except URLError as e:  # a link no click link can carry (wrap_url reads lone surrogates first)
+        raise _MessageError(f"a link cannot be rewritten: {e}") from e
     return walker.edits, walker.wrapper.count
 
 
@@ -559,7 +579,11 @@ class _Walker:
         boundary = headers.get_param("boundary")
         if not isinstance(boundary, str) or not boundary:
             raise _MessageError(f"{content_type} without a boundary")
-        marker = b"--" + boundary.encode("ascii", "surrogateescape")
+        if "\ufffd" in boundary:
+            # The header's bytes were not UTF-8 (_parse_headers): the raw boundary is unknown.
+            raise _MessageError(f"{content_type} boundary is not UTF-8: {boundary!r}")
+        # Headers are read as UTF-8: a raw 8-bit boundary (against the RFC) is its UTF-8 again.
+        marker = b"--" + boundary.encode("utf-8")
         part_default = "message/rfc822" if content_type == "multipart/digest" else "text/plain"
         raw = self.raw
         found = _find_delimiter(raw, marker, body_start, end)
@@ -601,7 +625,7 @@ class _Walker:
             return
         try:
             new_data = rewritten.encode(codec)
-        except UnicodeEncodeError as e:  # click links are ASCII; a charset without ASCII
+        except UnicodeError as e:  # click links are ASCII; a charset without ASCII
             raise _MessageError(f"rewritten {content_type} part does not encode in {codec}: {e}") from e
         new_encoding = encoding
         if encoding in ("7bit", "8bit") and not _fits_identity(new_data, seven_bit=encoding == "7bit"):
@@ -756,14 +780,23 @@ def _decode_text(data: bytes, charset: str | None) -> tuple[str, str]:
         raise _MessageError(f"unknown charset {charset!r}")
     try:
         return declared, data.decode(declared)
-    except UnicodeDecodeError as e:
+    except UnicodeError as e:  # a codec may raise a plain UnicodeError, not UnicodeDecodeError
         raise _MessageError(f"part does not decode as its declared charset {charset!r}: {e}") from e
+
+
+# Python codecs that are transformations of text, not character sets: decoding a body with
+# one of them and encoding it back would change its bytes around the links.
+_NOT_CHARSETS = frozenset({"idna", "punycode", "unicode-escape", "raw-unicode-escape", "undefined"})
 
 
 @functools.lru_cache(maxsize=256)
 def _codec_name(charset: str) -> str | None:
-    """Python's codec for a MIME charset name, or None if Python knows none."""
+    """Python's codec for a MIME charset name, or None if Python knows none that is a character set."""
     try:
-        return codecs.lookup(charset).name
-    except LookupError:
+        name = codecs.lookup(charset).name
+        # rot13, hex, base64… are bytes-to-bytes or text-to-text: str.encode refuses them (LookupError).
+        if name in _NOT_CHARSETS or not isinstance("a".encode(name), bytes):
+            return None
+    except (LookupError, ValueError):  # ValueError: a NUL in the name; UnicodeError from "undefined"
         return None
+    return name
