@@ -327,7 +327,8 @@ class AdminConfig(_Model):
     # No users, no dashboard: there is no default password.
     users: Mapping[Annotated[str, AfterValidator(_admin_name)],
                    Annotated[str, PlainValidator(_password_hash)]] = Field(default_factory=dict)
-    lockout_after: Annotated[StrictInt, Field(ge=1, le=100)] = 5  # failed logins locking one client out for one user (see web/lockout.py)
+    # failed logins that lock one client out for one user (more: see clickguard/web/lockout.py)
+    lockout_after: Annotated[StrictInt, Field(ge=1, le=100)] = 5
     lockout_minutes: Annotated[StrictInt, Field(ge=1, le=1440)] = 15
     session_minutes: Annotated[StrictInt, Field(ge=1, le=1440)] = 60
 
