@@ -28,9 +28,10 @@ def _policy(tmp_path: Path, on_failure: str) -> Path:
 def _audit_status(tmp_path: Path) -> dict[str, Any] | None:
     """The audit health the proxy published beside the feeds' status, once there is one."""
     try:
-        return json.loads((tmp_path / "var" / "feeds-status.json").read_text()).get("audit")
+        audit = json.loads((tmp_path / "var" / "feeds-status.json").read_text()).get("audit")
     except (OSError, ValueError):
         return None
+    return audit if isinstance(audit, dict) else None
 
 
 def _catches_sighup(pid: int) -> bool:
