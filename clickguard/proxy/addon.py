@@ -8,10 +8,11 @@ single object that hands each event to the part that owns it.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Coroutine
 from pathlib import Path
 
-from mitmproxy import http, tcp
+from mitmproxy import http, tcp, tls
 from mitmproxy.proxy import server_hooks
 
 from clickguard.proxy.config import Config
@@ -44,12 +45,14 @@ class Clickguard:
         self.config.configure(updated)
 
     def running(self) -> None:
-        """Start background work."""
+        """Start background work; connections by name go to the addresses judged for it."""
+        self.guard.pins.install(asyncio.get_running_loop())
         self.config.running()
 
     async def done(self) -> None:
         """Stop background work and flush the audit log."""
         await self.config.done()
+        self.guard.pins.uninstall()
 
     def request(self, flow: http.HTTPFlow) -> Pending:
         """The click host's pages, or judging every other request."""
@@ -59,9 +62,17 @@ class Clickguard:
         """Judge tunnels that are not intercepted."""
         return self.guard.http_connect(flow)
 
+    def tls_clienthello(self, data: tls.ClientHelloData) -> Pending:
+        """Pass through, intercept or refuse a tunnel by every name it gives."""
+        return self.guard.tls_clienthello(data)
+
     def server_connect(self, data: server_hooks.ServerConnectionHookData) -> Pending:
         """Judge the addresses about to be connected to."""
         return self.guard.server_connect(data)
+
+    def server_connect_error(self, data: server_hooks.ServerConnectionHookData) -> None:
+        """A connection that did not open."""
+        self.guard.server_connect_error(data)
 
     def server_connected(self, data: server_hooks.ServerConnectionHookData) -> Pending:
         """Judge the address actually connected to."""
@@ -84,9 +95,9 @@ class Clickguard:
         await pending
         self.webmail.response(flow)
 
-    def tcp_start(self, flow: tcp.TCPFlow) -> None:
-        """Kill passed-through tunnels to tainted connections."""
-        self.guard.tcp_start(flow)
+    def tcp_start(self, flow: tcp.TCPFlow) -> Pending:
+        """Judge tunnels that carry neither TLS nor HTTP by their host."""
+        return self.guard.tcp_start(flow)
 
 
 def make_addons() -> list[object]:

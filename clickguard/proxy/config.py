@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import signal
 import time
 from collections.abc import Sequence
@@ -21,11 +20,6 @@ from clickguard.proxy.runtime import Runtime
 from clickguard.shipped import DEFAULT_POLICY
 
 logger = logging.getLogger(__name__)
-
-
-def ignore_pattern(domain: str) -> str:
-    """The mitmproxy `ignore_hosts` regex for a domain and its subdomains, any port."""
-    return rf"^(?:[^:]*\.)?{re.escape(domain)}(?::\d+)?$"
 
 
 class Config:
@@ -120,17 +114,19 @@ class Config:
                 logger.warning("feed %s: %s", status.name, status.last_error)
 
     def _apply_proxy_options(self) -> None:
-        """Options clickguard needs from mitmproxy: judge before connecting; TLS exclusions; body bound."""
+        """Options clickguard needs from mitmproxy: judge before connecting; no ignore_hosts; body bound."""
         state = self.runtime.state
         assert state is not None
-        ignore = [ignore_pattern(d) for d in state.loaded.policy.intercept.exclude]
         updates: dict[str, object] = {}
         if ctx.options.connection_strategy != "lazy":
             # Eager would connect to a server when the browser sends CONNECT, before the
             # request is judged; clickguard never contacts a target before judging it.
             updates["connection_strategy"] = "lazy"
-        if list(ctx.options.ignore_hosts) != ignore:
-            updates["ignore_hosts"] = ignore
+        if ctx.options.ignore_hosts:
+            # mitmproxy passes a tunnel through when its CONNECT host, its SNI *or* its Host header
+            # matches: a denied host dressed as an excluded one would pass. intercept.exclude is
+            # applied by Guard.tls_clienthello instead, which requires every name to be excluded.
+            updates["ignore_hosts"] = []
         # Bodies up to the inspection bound are held and inspected whole; longer ones stream
         # from their headers on, sniffed on the way (see Guard.responseheaders).
         inspect = state.loaded.policy.inspect

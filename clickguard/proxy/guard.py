@@ -1,5 +1,12 @@
 """Judges every request before it leaves the proxy, and the address the proxy connects to.
 
+Every name a connection gives is judged: a request by its URL and by its Host header
+(inside a tunnel mitmproxy takes the host from the CONNECT); a TLS tunnel passes
+uninspected (``intercept.exclude``) only when its CONNECT host and its SNI both name
+an excluded domain, and is refused when only one does (`tunnel_passage`); a tunnel
+of neither TLS nor HTTP is judged by its host. The proxy connects to the addresses
+judged for a name (`Pins`), never to a later DNS answer.
+
 What the hooks of one flow pass each other (the request's decision, the click it
 continues, the audit record being written) is one `FlowState`, made by the
 request hook and kept in ``flow.metadata["clickguard"]``, as mitmproxy's own
@@ -35,14 +42,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 import urllib.parse
 import weakref
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
-from mitmproxy import connection, http, tcp
+from mitmproxy import connection, http, tcp, tls
+from mitmproxy.net.http.url import parse_authority
 from mitmproxy.proxy import server_hooks
 
 from clickguard import reasons
@@ -74,6 +83,7 @@ from clickguard.urls import NormalizedURL, canonical_ip, normalize_url, parent_d
 from clickguard.web.pages import Page, block_page, not_recorded_page, warn_page
 
 METADATA_KEY = "clickguard"
+_TAINTED_KEY = "clickguard_tainted"  # a flow answered with the block page because its connection is tainted
 logger = logging.getLogger(__name__)
 
 
@@ -132,6 +142,41 @@ def _not_inspected(judge: Judge, why: str) -> tuple[Inspection, Verdict]:
     """What a response that could not be inspected gets: the policy's on_check_error decides."""
     verdict = judge.decide([], incomplete=why)
     return Inspection(None, False, (), (), None, False, verdict.findings), verdict
+
+
+def _host_of(name: str) -> str | None:
+    """A host name as the judge spells it (lower case, no trailing dot); None when it is no host."""
+    try:
+        return normalize_url(url_of("https", name, 443)).host
+    except URLError:
+        return None
+
+
+def _excluded(excluded: frozenset[str], host: str | None) -> bool:
+    """Whether host is an `intercept.exclude` domain or one of its subdomains."""
+    return host is not None and any(d in excluded for d in parent_domains(host))
+
+
+type Passage = Literal["pass", "intercept", "refuse"]
+
+
+def tunnel_passage(excluded: frozenset[str], connect_host: str, sni: str | None) -> Passage:
+    """What becomes of a TLS tunnel, by every name it gives: its CONNECT host and its ClientHello's SNI.
+
+    ``pass`` (uninspected) only when both name an excluded domain, or the CONNECT host
+    does and the ClientHello names nothing (the server then only has the address,
+    the excluded host's, to choose what it serves). ``intercept`` when neither does.
+    ``refuse`` when one does and the other does not: a tunnel dressed as an excluded
+    host, or an excluded host fronting another. It is not intercepted instead, as
+    that would open the TLS of a host IT excluded so that it stays unopened.
+    """
+    connect_excluded = _excluded(excluded, _host_of(connect_host))
+    sni_excluded = sni is not None and _excluded(excluded, _host_of(sni))
+    if connect_excluded and (sni is None or sni_excluded):
+        return "pass"
+    if not connect_excluded and not sni_excluded:
+        return "intercept"
+    return "refuse"
 
 
 def _listed_landing(decision: Decision) -> bool:
@@ -278,6 +323,79 @@ class _WatchedResponse(http.Response):
         self.__dict__["_clickguard_stream"] = value
 
 
+type AddressInfo = tuple[int, int, int, str, tuple[Any, ...]]
+type _Release = weakref.finalize[[str], connection.Server]  # drops one connection's hold on a pin
+
+
+def _address_info(address: str, port: int | str | None, type_: int, proto: int) -> AddressInfo:
+    """One getaddrinfo entry for an address already resolved."""
+    number = int(port or 0)
+    if ":" in address:
+        return (socket.AF_INET6, type_ or socket.SOCK_STREAM, proto, "", (address, number, 0, 0))
+    return (socket.AF_INET, type_ or socket.SOCK_STREAM, proto, "", (address, number))
+
+
+class Pins:
+    """The addresses clickguard checked for a name it is about to connect to; the loop's lookups answer them.
+
+    mitmproxy connects by name (``asyncio.open_connection(host, port)``), so it would look
+    the name up again, after the check: a DNS answer that changes in between (rebinding, a
+    short TTL, a second resolver) would send the request to an address nobody judged.
+    While a connection to a name is being opened, `getaddrinfo` answers that name with the
+    checked addresses (all of them, in order, so the fallback between them still works);
+    other lookups go to the loop's own. Several connections to one name share its pin.
+    """
+
+    def __init__(self) -> None:
+        self._pinned: dict[str, tuple[tuple[str, ...], int]] = {}  # name: (addresses, connections opening)
+        self._by_server: weakref.WeakKeyDictionary[connection.Server, _Release] = weakref.WeakKeyDictionary()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def install(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Answer pinned names in this loop's lookups."""
+        original: Callable[..., Coroutine[Any, Any, list[Any]]] = loop.getaddrinfo
+
+        async def getaddrinfo(host: object, port: int | str | None, *, family: int = 0, type: int = 0,
+                              proto: int = 0, flags: int = 0) -> list[Any]:
+            pinned = self._pinned.get(host) if isinstance(host, str) else None
+            if pinned is None:
+                return await original(host, port, family=family, type=type, proto=proto, flags=flags)
+            infos = [_address_info(a, port, type, proto) for a in pinned[0]]
+            return [i for i in infos if family in (0, i[0])]
+
+        loop.getaddrinfo = getaddrinfo  # type: ignore[method-assign,assignment]
+        self._loop = loop
+
+    def uninstall(self) -> None:
+        """The loop's own lookups again."""
+        if self._loop is not None:
+            vars(self._loop).pop("getaddrinfo", None)
+            self._loop = None
+
+    def pin(self, server: connection.Server, name: str, addresses: tuple[str, ...]) -> None:
+        """Connecting to server (by name) may only reach these addresses, the ones judged."""
+        self.release(server)
+        _, opening = self._pinned.get(name, ((), 0))
+        self._pinned[name] = (addresses, opening + 1)
+        # Released when the connection opens or fails, or at the latest when the server object
+        # goes (a connect cancelled while it waited runs neither hook): no pin outlives its connect.
+        self._by_server[server] = weakref.finalize(server, self._drop, name)
+
+    def release(self, server: connection.Server) -> None:
+        """The server's connection is open (or failed): its name's pin is no longer its own to keep."""
+        drop = self._by_server.pop(server, None)
+        if drop is not None:
+            drop()
+
+    def _drop(self, name: str) -> None:
+        """One connection fewer is opening to name."""
+        addresses, opening = self._pinned[name]
+        if opening > 1:
+            self._pinned[name] = (addresses, opening - 1)
+        else:
+            del self._pinned[name]
+
+
 class Guard:
     """Judges requests (and tunnels, and server connections) and blocks or warns."""
 
@@ -288,7 +406,10 @@ class Guard:
         # (mitmproxy's proxyauth keeps its per-connection state the same way).
         self._tainted: weakref.WeakKeyDictionary[connection.Server, Verdict] = \
             weakref.WeakKeyDictionary()
+        # Who opened a tunnel (proxy authentication is on the CONNECT, not on what follows it).
+        self._tunnel_users: weakref.WeakKeyDictionary[connection.Client, str] = weakref.WeakKeyDictionary()
         self._background: set[asyncio.Task[Any]] = set()  # learned-host saves, streamed records in flight
+        self.pins = Pins()
 
     async def request(self, flow: http.HTTPFlow) -> None:
         """Judge a request before it is sent anywhere."""
@@ -311,6 +432,9 @@ class Guard:
         decision = await check(judge, url, rt.resolver)
         if decision.addresses and all(judge.destination_exempt(a) for a in decision.addresses):
             return
+        fronted = await self._host_header_decision(flow, url)
+        if fronted is not None and fronted.verdict.action != "allow":
+            url, decision = fronted.url, fronted  # the server would serve the host the Host header names
         mark = rt.trail.follow(client, user, url.url)
         if mark is not None and mark.origin_ip:
             decision = with_origin(judge, decision, mark.origin_ip,
@@ -322,10 +446,60 @@ class Guard:
         # A fetch, a script or an image: sniffed for payloads if its server turns out a suspect.
         state.payloads_only = not worth_inspecting(flow.request.headers)
 
+    async def _host_header_decision(self, flow: http.HTTPFlow, url: NormalizedURL) -> Decision | None:
+        """The decision on the host a request's Host header names, when it is not the host it goes to.
+
+        Inside a tunnel mitmproxy takes a request's host from the CONNECT, and in any request
+        the server chooses what to serve by the Host header (or :authority): a tunnel to one
+        host carrying another's name in it is judged by both names (domain fronting).
+        """
+        header = flow.request.host_header
+        if not header:
+            return None
+        try:
+            host, port = parse_authority(header, check=True)
+            named = normalize_url(url_of(url.scheme, host, port or url.port, flow.request.path))
+        except (URLError, ValueError):
+            return None  # no host the server could find a site by
+        if named.host == url.host:
+            return None
+        return await check(self.runtime.judge, named, self.runtime.resolver)
+
+    async def tls_clienthello(self, data: tls.ClientHelloData) -> None:
+        """Pass a tunnel through uninspected only when every name it gives is excluded; refuse a mismatch.
+
+        Decided here, where both the CONNECT host and the SNI are known (mitmproxy's own
+        ``ignore_hosts`` passes a tunnel when either name matches). See `tunnel_passage`.
+        """
+        server = data.context.server
+        excluded = self.runtime.judge.policy.intercept.exclude
+        if not excluded or server.address is None or data.context.client.tls_established:
+            return
+        connect_host, port = str(server.address[0]), int(server.address[1])
+        sni = data.client_hello.sni
+        passage = tunnel_passage(excluded, connect_host, sni)
+        if passage == "intercept":
+            return
+        data.ignore_connection = True
+        if passage == "pass":
+            return
+        detail = (f"the tunnel to {connect_host} names {sni} in its TLS ClientHello; only a tunnel whose "
+                  f"names are all excluded from interception passes uninspected")
+        # Passed to a connection that never opens: the client's handshake ends, no server is contacted.
+        server.error = f"clickguard: {detail}"
+        client = str(data.context.client.peername[0])
+        user = self._tunnel_users.get(data.context.client)
+        findings = (Finding(reasons.POLICY_DENY, detail),)
+        await self.recorded(audit_record("tunnel", client, user, url_of("https", connect_host, port, "/"),
+                                         "block", findings, host=connect_host, sni=sni))
+
     async def http_connect(self, flow: http.HTTPFlow) -> None:
         """Judge a CONNECT to a host whose TLS the policy does not intercept (host and address only)."""
         if flow.response or flow.error or not flow.live:
             return
+        _, user = client_of(flow)
+        if user is not None:
+            self._tunnel_users[flow.client_conn] = user  # for the record of a tunnel refused later
         judge = self.runtime.judge
         excluded = judge.policy.intercept.exclude
         if not excluded:
@@ -334,7 +508,7 @@ class Guard:
             url = normalize_url(url_of("https", flow.request.host, flow.request.port))
         except URLError:
             return
-        if not any(d in excluded for d in parent_domains(url.host)):
+        if not _excluded(excluded, url.host):
             return  # intercepted: each request inside the tunnel is judged with its full URL
         client, user = client_of(flow)
         if judge.client_exempt(client):
@@ -365,9 +539,20 @@ class Guard:
         verdict = self._address_verdict(url, addresses)
         if verdict.action == "block":
             server.error = "clickguard: " + "; ".join(f.detail for f in verdict.findings)
+        elif not url.is_ip:
+            self.pins.pin(server, host, addresses)  # the connect goes to what was judged here
+
+    def server_connect_error(self, data: server_hooks.ServerConnectionHookData) -> None:
+        """A connection that failed to open holds no pin."""
+        self.pins.release(data.server)
 
     async def server_connected(self, data: server_hooks.ServerConnectionHookData) -> None:
-        """Judge the address actually connected to, when it is not one already judged for its host."""
+        """Judge the address actually connected to, when it is not one already judged for its host.
+
+        With the name pinned (`Pins`) it always is one; this catches a connection whose name
+        could not be resolved for the check (and was resolved by the connect itself).
+        """
+        self.pins.release(data.server)
         peer, target = data.server.peername, data.server.address
         if not peer or not target:
             return
@@ -415,6 +600,9 @@ class Guard:
 
     def responseheaders(self, flow: http.HTTPFlow) -> Coroutine[None, None, None] | None:
         """Decide how a body is inspected: held whole (response()), or streamed and sniffed on the way."""
+        if self._tainted and flow.server_conn in self._tainted and flow.live:
+            # Its headers are here, its body not yet: the page goes instead, held or streamed.
+            return self._stop_tainted(flow, self._tainted[flow.server_conn])
         state = flow_state(flow)
         response = flow.response
         if state is None or not state.inspect or response is None or not _has_body(flow):
@@ -469,8 +657,8 @@ class Guard:
         # Not `async def`: this runs for every response and rarely has to wait for anything.
         state = flow_state(flow)
         pending = state.record if state is not None else None
-        if self._tainted and flow.server_conn in self._tainted and flow.live:
-            return self._stop_tainted(flow, self._tainted[flow.server_conn])
+        if flow.metadata.get(_TAINTED_KEY):
+            return None  # answered with the block page at its headers (responseheaders)
         # A streamed body is judged as it passes (responseheaders): nothing more to do for it here.
         if state is not None and not state.streamed and flow.response is not None:
             if state.inspect and _has_body(flow) and not flow.response.stream \
@@ -672,15 +860,41 @@ class Guard:
         self.runtime.trail.expect(client, user, target.url, mark._replace(hop=mark.hop + 1))
 
     async def _stop_tainted(self, flow: http.HTTPFlow, verdict: Verdict) -> None:
-        """Replace the response of a tainted connection with the block page."""
+        """The block page instead of a tainted connection's response; the server's body drained unseen."""
         client, user = client_of(flow)
+        flow.metadata[_TAINTED_KEY] = True
         flow.response = None
-        await self.stop(flow, flow.request.url, None, verdict, client, user, "connected")
+        await self.stop(flow, request_url(flow), None, verdict, client, user, "connected")
+        assert flow.response is not None
+        flow.response.stream = _Replace(flow.response.content or b"")
 
-    def tcp_start(self, flow: tcp.TCPFlow) -> None:
-        """Kill a passed-through tunnel whose peer address turned out to be listed."""
-        if flow.server_conn in self._tainted:
-            flow.kill()
+    async def tcp_start(self, flow: tcp.TCPFlow) -> None:
+        """Judge a tunnel that carries neither TLS nor HTTP by its host, before its server is connected.
+
+        Such a tunnel has no request inside to judge: its CONNECT host is all there is. A
+        verdict other than allow refuses it (no page can be shown in a raw stream).
+        """
+        server = flow.server_conn
+        if server.address is None or server.error or server.via is not None:
+            return
+        judge = self.runtime.judge
+        client = str(flow.client_conn.peername[0])
+        if judge.client_exempt(client):
+            return
+        try:
+            url = normalize_url(url_of("https", str(server.address[0]), int(server.address[1])))
+        except URLError:
+            return  # mitmproxy's own connect will fail and say so
+        if _excluded(judge.policy.intercept.exclude, url.host):
+            return  # judged at its CONNECT (http_connect)
+        decision = await check(judge, url, self.runtime.resolver)
+        verdict = decision.verdict
+        if verdict.action == "allow" or (verdict.action == "warn"
+                                         and self.runtime.grants.active(client, None, url.host)):
+            return
+        server.error = "clickguard: " + "; ".join(f.detail for f in verdict.findings)
+        await self.recorded(audit_record("tunnel", client, self._tunnel_users.get(flow.client_conn),
+                                         url.url, "block", verdict.findings, decision=decision))
 
     async def recorded(self, entry: dict[str, object]) -> bool:
         """Write an audit record; False only when it was not and audit.on_failure is closed (refuse)."""
