@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.run import BIN, free_port, peak_rss, wait_port
 from bench.upstream import webmail_page
+from clickguard.inspection.pool import workers_of
 
 CAMERA = "Hikvision-Webs"
 SMALL = 400  # small requests measured per phase
@@ -290,26 +291,13 @@ def bench_proxy(workdir: Path) -> None:
         server.shutdown()
 
 
-def inspection_workers(pid: int) -> list[int]:
-    """A proxy's inspection workers: processes named cg-inspect whose parent (the forkserver) it started."""
-    names, parents = {}, {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue  # gone meanwhile
-        names[int(stat.parent.name)] = text[text.index("(") + 1:text.rindex(")")]
-        parents[int(stat.parent.name)] = int(text[text.rindex(")") + 2:].split()[1])
-    return [p for p, name in names.items() if name == "cg-inspect" and parents.get(parents[p]) == pid]
-
-
 def bench_bomb(cg: Running, base: str, bomb: bytes) -> None:
     """The peak memory growth of the proxy and of its workers while a gzip bomb is judged (VmHWM)."""
     latencies(cg.port, f"{base}/small", 5)  # the workers up
     deadline = time.monotonic() + 60
     while cg.log.read_text(errors="replace").count("inspection worker") < 2 and time.monotonic() < deadline:
         time.sleep(0.1)  # the second worker loading (a bench: polling its log is fine here)
-    workers = {pid: peak_rss(pid) for pid in inspection_workers(cg.process.pid)}
+    workers = {pid: peak_rss(pid) for pid in workers_of(cg.process.pid)}
     before = peak_rss(cg.process.pid)
     conn = http.client.HTTPConnection("127.0.0.1", cg.port, timeout=120)
     conn.request("GET", f"{base}/bomb", headers={"Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document"})

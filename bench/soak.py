@@ -67,8 +67,9 @@ from typing import NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.hostile import CAMERA, inspection_workers
+from bench.hostile import CAMERA
 from bench.run import BIN, cpu_seconds, free_port, wait_port
+from clickguard.inspection.pool import workers_of
 from clickguard.mail.links import ClickContext, make_click_link
 from clickguard.tokens import load_or_create_key
 
@@ -299,7 +300,7 @@ def rss(pid: int) -> float:
 
 def workers_rss(pid: int) -> float:
     """The memory (MiB) the proxy's inspection workers hold now, summed (shared pages counted in each)."""
-    return sum(rss(worker) for worker in inspection_workers(pid))
+    return sum(rss(worker) for worker in workers_of(pid))
 
 
 # --- the clients -------------------------------------------------------------------------------------

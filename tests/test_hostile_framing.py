@@ -23,6 +23,7 @@ import brotli  # type: ignore[import-untyped]
 import pytest
 from backports import zstd
 
+from clickguard.inspection.pool import workers_of
 from tests.appliances import Route, elf, serve
 from tests.harness import HTML, Proxy, ProxyPool, click_link, wait_until
 
@@ -165,21 +166,6 @@ def peak_rss_kib(pid: int) -> int:
     raise AssertionError("no VmHWM")
 
 
-def inspection_workers(proxy: Proxy) -> list[int]:
-    """The proxy's inspection workers: processes named cg-inspect whose parent (the forkserver) it started."""
-    names, parents = {}, {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue  # gone meanwhile
-        pid = int(stat.parent.name)
-        names[pid] = text[text.index("(") + 1:text.rindex(")")]
-        parents[pid] = int(text[text.rindex(")") + 2:].split()[1])
-    return [pid for pid, name in names.items()
-            if name == "cg-inspect" and parents.get(parents[pid]) == proxy.process.pid]
-
-
 def test_a_decompression_bomb_costs_bounded_memory(proxy_factory: ProxyPool) -> None:
     """About 250 KiB of gzip that decode to 256 MiB: judged on what was seen, in bounded memory
     (the proxy's, which holds the encoded body, and the worker's that decodes it)."""
@@ -193,10 +179,10 @@ def test_a_decompression_bomb_costs_bounded_memory(proxy_factory: ProxyPool) -> 
               "/bomb": Route(headers=[CAMERA, HTML_TYPE, ("Content-Encoding", "gzip")], body=bomb)}
     with serve("127.0.0.63", routes) as camera:
         assert raw_get(proxy, f"{camera.base}/", HTML)[0] == 200  # warmed up: the baseline
-        wait_until(lambda: len(inspection_workers(proxy)) >= 2
-                   and proxy.log().count("inspection worker") >= len(inspection_workers(proxy)),
+        wait_until(lambda: len(workers_of(proxy.process.pid)) >= 2
+                   and proxy.log().count("inspection worker") >= len(workers_of(proxy.process.pid)),
                    60, "the inspection workers ready")
-        workers = {pid: peak_rss_kib(pid) for pid in inspection_workers(proxy)}
+        workers = {pid: peak_rss_kib(pid) for pid in workers_of(proxy.process.pid)}
         before = peak_rss_kib(proxy.process.pid)
         status, headers, _ = raw_get(proxy, f"{camera.base}/bomb", HTML)
         grown = peak_rss_kib(proxy.process.pid) - before

@@ -36,6 +36,7 @@ from clickguard.inspection.pool import (
     ReadingPool,
     ReadingTimeout,
     WorkerDied,
+    workers_of,
 )
 from clickguard.inspection.response import read_body
 from clickguard.urls import normalize_url
@@ -90,11 +91,6 @@ def descendants(pid: int) -> dict[int, str]:
     return found
 
 
-def workers_of(proxy: Proxy) -> list[int]:
-    """The proxy's inspection workers."""
-    return sorted(p for p, name in descendants(proxy.process.pid).items() if name == "cg-inspect")
-
-
 def alive(pid: int) -> bool:
     """Whether a process exists and is not a zombie."""
     entry = process_table().get(pid)
@@ -111,12 +107,12 @@ def cpu_ticks(pid: int) -> int:
 def ready_workers(proxy: Proxy, count: int = 1) -> list[int]:
     """Wait until the proxy has at least count inspection workers, all loaded and waiting; their pids."""
     def ready() -> bool:
-        pids = workers_of(proxy)
+        pids = workers_of(proxy.process.pid)
         log = proxy.log()
         return len(pids) >= count and all(f"inspection worker {pid} started" in log for pid in pids)
 
     wait_until(ready, 60, f"{count} inspection workers ready")
-    return workers_of(proxy)
+    return workers_of(proxy.process.pid)
 
 
 def get(proxy: Proxy, url: str) -> tuple[int, dict[str, str], bytes]:

@@ -70,6 +70,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 from typing import NamedTuple
 
 from clickguard.inspection.device_evidence import ServerFacts
@@ -146,6 +147,32 @@ def _become_worker() -> None:
         libc.prctl(_PR_SET_NAME, ctypes.c_char_p(WORKER_NAME), 0, 0, 0)
     except (OSError, AttributeError) as e:  # no libc to ask: the pipe's end of file still stops it
         logger.debug("prctl unavailable: %s", e)
+
+
+def workers_of(pid: int) -> list[int]:
+    """The inspection workers process pid started (Linux ``/proc``), for monitoring, benches and tests.
+
+    They are its live descendants named `WORKER_NAME` (children of the forkserver it started).
+    """
+    table: dict[int, tuple[int, str, str]] = {}  # pid -> (parent, name, state)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue  # gone meanwhile
+        rest = text[text.rindex(")") + 2:].split()
+        table[int(stat.parent.name)] = (int(rest[1]), text[text.index("(") + 1:text.rindex(")")], rest[0])
+    children: dict[int, list[int]] = {}
+    for child, (parent, _name, _state) in table.items():
+        children.setdefault(parent, []).append(child)
+    found, todo = [], list(children.get(pid, ()))
+    while todo:
+        child = todo.pop()
+        todo += children.get(child, ())
+        _parent, name, state = table[child]
+        if name == WORKER_NAME.decode() and state != "Z":
+            found.append(child)
+    return sorted(found)
 
 
 def _work(conn: Connection, fingerprints: bytes) -> None:
