@@ -1,4 +1,4 @@
-"""Who the user is and which group's rules apply (issue 12)"""
+"""Who the user is: proxy authentication (issue 12), policy identity.proxy_auth."""
 
 from __future__ import annotations
 
@@ -6,8 +6,4 @@ from clickguard.policy.sections import _Model
 
 
 class IdentityConfig(_Model):
-    """Placeholder while issue 12 is built: no keys yet."""
-
-
-class GroupConfig(_Model):
     """Placeholder while issue 12 is built: no keys yet."""

@@ -25,7 +25,8 @@ from pydantic import AfterValidator, Field, PrivateAttr, field_validator, model_
 
 from clickguard import reasons
 from clickguard.errors import PolicyError, Problem
-from clickguard.policy.identity import GroupConfig, IdentityConfig
+from clickguard.policy.groups import GroupConfig
+from clickguard.policy.identity import IdentityConfig
 from clickguard.policy.ops import OpsConfig, PacConfig
 from clickguard.policy.pages import PagesConfig
 from clickguard.policy.sections import (
