@@ -331,7 +331,7 @@ def origin_of_received(judge: Judge, line: str, origin_ip: str | None) -> tuple[
     if origin_ip is not None and canonical_ip(origin_ip) != sender.address:
         raise UsageError(f"--origin {origin_ip} is not the sender of --origin-received ({sender.address})")
     email = judge.policy.email
-    boundary = TrustedBoundary(email.trusted_relays, email.internal_networks)
+    boundary = TrustedBoundary(email.trusted_relays, email.relay_networks)
     home = judge_sender(sender, own_relay=boundary.is_relay_name)
     return sender.address, home.detail() if home is not None else None
 
@@ -474,8 +474,11 @@ def cmd_feeds_status(args: argparse.Namespace) -> int:
     print(f"{'feed':<{width}} {'format':<14} {'entries':>9} {'skipped':>8} {'age':>7}  source / last error")
     for feed in feeds:
         age = _age(now - feed["data_time"]) if feed.get("data_time") else "-"
+        source = feed["source"]
+        if not feed.get("data_time") and source.startswith(("http://", "https://")):
+            source += " (never fetched)"  # an offline start: served without it until a fetch works
         print(f"{feed['name']:<{width}} {feed['format']:<14} {feed['entries']:>9} {feed['skipped']:>8} "
-              f"{age:>7}  {feed['source']}")
+              f"{age:>7}  {source}")
         if feed.get("last_error"):
             print(f"{'':<{width}} error: {feed['last_error']}")
     hosts = sorted(learned, key=lambda h: h.learned_at)
@@ -555,7 +558,7 @@ class RewriteBatch:
         """rewrite_message with the message's origin (and its home-line evidence) read from it."""
         email_policy = self.policy.email
         origin = origin_of_message(raw, trusted_relays=email_policy.trusted_relays,
-                                   internal_networks=email_policy.internal_networks)
+                                   internal_networks=email_policy.relay_networks)
         # The home-line evidence rides on the address into the click links (see OriginAddress).
         origin_ip = origin.ip
         if origin_ip and origin.home_line:
@@ -586,7 +589,7 @@ def cmd_rewrite(args: argparse.Namespace) -> int:
     """Rewrite one message, a directory of messages or an mbox; exit status as REWRITE_EXIT says."""
     policy = policy_or_default(args.policy)
     # Checked once here: a bad relay or network entry stops the batch, not each message.
-    TrustedBoundary(policy.email.trusted_relays, policy.email.internal_networks)
+    TrustedBoundary(policy.email.trusted_relays, policy.email.relay_networks)
     recipient = _text_argument(args.recipient, "--recipient")
     with user_files():
         key = load_or_create_key(args.certs / "clickguard.key")

@@ -216,7 +216,7 @@ def test_check_sees_the_hosts_the_proxy_learned(tmp_path: Path) -> None:
 def test_policy_check_default() -> None:
     result = _run("policy", "check", "policies/default.yaml")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert (result.stdout, result.stderr) == ("policies/default.yaml: ok (1 feeds)\n", "")
+    assert (result.stdout, result.stderr) == ("policies/default.yaml: ok (10 feeds)\n", "")
 
 
 BROKEN = """\
@@ -250,11 +250,16 @@ def test_feeds_status(tmp_path: Path, as_json: bool) -> None:
                   "--state-dir", str(tmp_path / "state"), *(["--json"] if as_json else []))
     assert result.returncode == 0, result.stderr
     if as_json:
-        (selftest,) = json.loads(result.stdout)["feeds"]
+        selftest, *subscribed = json.loads(result.stdout)["feeds"]
         assert (selftest["name"], selftest["format"], selftest["entries"]) == ("selftest", "ip", 1)
         assert selftest["last_error"] is None
+        # The public feeds the default policy subscribes: nothing fetched yet, nothing loaded.
+        assert {f["name"] for f in subscribed} >= {"urlhaus", "ipsum", "spamhaus_drop", "maltrail_mirai"}
+        assert all(f["entries"] == 0 and f["data_time"] is None for f in subscribed)
     else:
         assert re.search(r"^selftest\s+ip\s+1\s+0\s", result.stdout, re.MULTILINE), result.stdout
+        assert re.search(r"^urlhaus\s+urlhaus_csv\s+0\s+0\s+-\s+https://urlhaus.abuse.ch/\S+ \(never fetched\)$",
+                         result.stdout, re.MULTILINE), result.stdout
 
 
 @pytest.mark.parametrize(("args", "message"), [

@@ -270,3 +270,27 @@ def test_a_webmail_page_that_is_not_utf8_gets_every_link_wrapped(tmp_path: Path,
     targets = [verify_click_link(link.decode(), key, click_host="clickguard.local")[0] for link in links]
     assert targets == ["http://bad-byte.example/\ufffd", "https://shop.example/offer"]
     assert rewritten.startswith(b"<p>caf\xe9 <a href=")  # the text's own bytes are kept as they were
+
+
+@pytest.mark.parametrize(("email_policy", "expected_origin"), [
+    # Mail reaches most organisations through a relay on a private address: by default that is ours.
+    ("email: {trusted_relays: [mailbox.corp.example]}\n", THINGBOT_ORIGIN),
+    ("email: {trusted_relays: [mailbox.corp.example], private_relays_internal: false}\n", None),
+], ids=["private-relay-internal-by-default", "turned-off"])
+def test_a_relay_on_a_private_address_counts_as_internal_by_default(
+        tmp_path: Path, certs: Path, email_policy: str, expected_origin: str | None) -> None:
+    """Only the mailbox server is named; mx1 at 10.0.0.5 is trusted for its private address alone."""
+    (tmp_path / "thingbots.txt").write_text(f"{THINGBOT_ORIGIN}\n")
+    policy = write_policy(tmp_path, POLICY + email_policy)
+    (tmp_path / "in.eml").write_bytes(MAIL.replace(b"TARGET", b"http://shop.example/track"))
+    cli = [sys.executable, "-m", "clickguard.cli"]
+    subprocess.run([*cli, "rewrite", str(tmp_path / "in.eml"), "-o", str(tmp_path / "out.eml"),
+                    "--policy", str(policy), "--certs", str(certs)],
+                   capture_output=True, text=True, check=True, cwd=tmp_path)
+    html = email.message_from_bytes((tmp_path / "out.eml").read_bytes()).get_payload(decode=True)
+    assert isinstance(html, bytes)
+    found = re.search(rb'href="([^"]+)"', html)
+    assert found is not None
+    decoded = subprocess.run([*cli, "decode", "--json", found.group(1).decode(), "--certs", str(certs),
+                              "--policy", str(policy)], capture_output=True, text=True, check=True, cwd=tmp_path)
+    assert json.loads(decoded.stdout)["context"].get("origin_ip") == expected_origin

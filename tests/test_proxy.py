@@ -8,8 +8,12 @@ policy or feeds, restart the proxy or need a policy of their own start their own
 
 from __future__ import annotations
 
+import contextlib
 import http.client
+import json
 import socket
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -235,14 +239,37 @@ def test_not_intercepted_host_is_judged_at_the_tunnel(tmp_path: Path, proxy_fact
     assert record["event"] == "tunnel" and record["action"] == "block"
 
 
-def test_default_policy_blocks_selftest_range(tmp_path: Path, certs: Path) -> None:
+def test_default_policy_offline_blocks_selftest_range_and_says_so_once(tmp_path: Path, certs: Path) -> None:
+    """Started with no network (loopback only, no name server), the default policy serves what it has.
+
+    Its public feeds are subscribed by URL: each fetch fails, is retried (here every 50 ms,
+    doubling), and is logged once per feed, not at every try; `feeds status` says "never fetched".
+    """
     # The shipped policy names no audit paths: the proxy's own under its working directory (tmp_path).
-    proxy = start_proxy(tmp_path, REPO / "policies" / "default.yaml", certs)
+    proxy = start_proxy(tmp_path, REPO / "policies" / "default.yaml", certs,
+                        "--set", "clickguard_feed_retry_ms=50", isolated_network=True)
+    status = tmp_path / "var" / "feeds-status.json"
+    attempts: dict[str, set[float]] = {}
+
+    def tried_three_times() -> bool:
+        with contextlib.suppress(OSError, ValueError):
+            for feed in json.loads(status.read_text())["feeds"]:
+                if feed["source"].startswith("https://") and feed["last_attempt"] is not None:
+                    attempts.setdefault(feed["name"], set()).add(feed["last_attempt"])
+        return len(attempts) == 9 and all(len(seen) >= 3 for seen in attempts.values())
+
     try:
         r = proxy.get("http://127.66.0.1/")
         assert r.status == 403
         assert r.headers["x-clickguard-action"] == "block"
         assert proxy.audit()[-1]["reasons"] == ["landing.thingbot"]
+        wait_until(tried_three_times, 60, "three fetches of every subscribed feed")
+        said = [line for line in proxy.log().splitlines() if "never fetched" in line]
+        assert sorted(line.split("feed ", 1)[1].split(":", 1)[0] for line in said) == sorted(attempts), said
+        shown = subprocess.run([sys.executable, "-m", "clickguard.cli", "feeds", "status", "--state-dir",
+                                str(tmp_path / "var")], capture_output=True, text=True, check=True).stdout
+        assert shown.count("(never fetched)") == 9, shown
+        assert proxy.get("http://127.66.0.1/").status == 403  # still serving
     finally:
         proxy.stop()
 

@@ -88,6 +88,9 @@ def running(installed: Path, tmp_path: Path) -> Iterator[tuple[int, Path]]:
     port = free_port()
     log_path = tmp_path / "proxy.log"
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    # The default policy subscribes public feeds: their fetches go to a closed port on loopback
+    # (as through a parent proxy that is down), never to a name server or the Internet.
+    env.update(HTTPS_PROXY="http://127.0.0.1:9", HTTP_PROXY="http://127.0.0.1:9", NO_PROXY="")
     with open(log_path, "wb") as log:
         process = subprocess.Popen([str(installed / "clickguard"), "run", "--listen", f"127.0.0.1:{port}"],
                                    cwd=cwd, stdout=log, stderr=subprocess.STDOUT, env=env)

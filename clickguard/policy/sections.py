@@ -274,14 +274,32 @@ class InterceptConfig(_Model):
     exclude: frozenset[HostName] = frozenset()  # domains, with their subdomains
 
 
+# Addresses a relay outside the organisation cannot have: RFC 1918, CGNAT (RFC 6598), loopback,
+# link-local, IPv6 unique-local. Not the documentation ranges, which stand for public addresses.
+PRIVATE_RELAY_NETWORKS: tuple[Network, ...] = tuple(ipaddress.ip_network(n) for n in (
+    "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
+    "::1/128", "fc00::/7", "fe80::/10"))
+
+
 class EmailConfig(_Model):
     """How to find an e-mail's origin: the organisation's own relays, skipped from the top."""
 
     trusted_relays: frozenset[HostName] = frozenset()  # relay host names (and their subdomains)
     internal_networks: tuple[NetworkEntry, ...] = ()  # networks of the organisation's relays
+    # Relays on addresses no one outside can have (private, loopback, link-local, CGNAT) are
+    # the organisation's own: mail reaches most organisations through such a relay (10.x),
+    # and without this its origin would stay unknown.
+    private_relays_internal: StrictBool = True
     # Domains the organisation knows (its own, its partners'): a Thingbot-origin mail's link
     # to anything else also gets origin.unknown_landing.
     known_domains: frozenset[HostName] = frozenset()
+
+    @property
+    def relay_networks(self) -> tuple[Network, ...]:
+        """The networks whose relays count as internal: the listed ones, and the private ranges unless turned off."""
+        if not self.private_relays_internal:
+            return self.internal_networks
+        return (*self.internal_networks, *PRIVATE_RELAY_NETWORKS)
 
 
 class ClickLinksConfig(_Model):

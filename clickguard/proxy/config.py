@@ -15,11 +15,45 @@ from mitmproxy import ctx, exceptions
 
 from clickguard.decision.build import feeds_from_specs
 from clickguard.errors import PolicyError, UsageError
-from clickguard.intel.sources import feed_session
+from clickguard.intel.sources import FeedStatus, feed_session
+from clickguard.policy.model import FeedConfig
 from clickguard.proxy.runtime import Runtime
 from clickguard.shipped import DEFAULT_POLICY
 
 logger = logging.getLogger(__name__)
+
+
+class FetchSchedule:
+    """When each URL feed is fetched next; a failing feed is retried sooner, and said so once.
+
+    A fetch that fails is tried again after the retry interval, doubling with each failure up
+    to the feed's refresh interval. The first failure is logged (with "never fetched" when no
+    copy was ever loaded: an offline start serves with what it has); later failures are not,
+    until the feed works again, which is logged too. `clickguard feeds status` shows each error.
+    """
+
+    def __init__(self) -> None:
+        self._next: dict[str, float] = {}
+        self._failures: dict[str, int] = {}
+
+    def due(self, feeds: Sequence[FeedConfig], now: float) -> list[FeedConfig]:
+        """The feeds whose next fetch is due (every feed at the first call)."""
+        return [feed for feed in feeds if self._next.get(feed.name, 0.0) <= now]
+
+    def done(self, feed: FeedConfig, status: FeedStatus, now: float, retry: float) -> None:
+        """Schedule a feed's next fetch after one attempt, logging a change between working and failing."""
+        failures = self._failures.get(feed.name, 0)
+        if status.last_error is None:
+            if failures:
+                logger.info("feed %s: fetched again after %d failed attempts", feed.name, failures)
+            self._failures[feed.name] = 0
+            self._next[feed.name] = now + feed.refresh
+            return
+        if not failures:
+            never = " (never fetched: serving without it)" if status.data_time is None else ""
+            logger.warning("%s%s; retrying, this is said once until it works", status.last_error, never)
+        self._failures[feed.name] = failures + 1
+        self._next[feed.name] = now + min(feed.refresh, max(retry, 0.001) * 2.0 ** min(failures, 30))
 
 
 class Config:
@@ -29,7 +63,7 @@ class Config:
         self.runtime = runtime
         self._task: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
-        self._next_fetch: dict[str, float] = {}
+        self._fetches = FetchSchedule()
         self._audit_seen: object = None  # the audit health last published: a change publishes again
 
     def load(self, loader: object) -> None:
@@ -49,6 +83,9 @@ class Config:
             "Directory for feed caches and the feeds status file.")
         add("clickguard_reload_ms", int, 1000,
             "Milliseconds between checks of the policy and feed files for changes.")
+        add("clickguard_feed_retry_ms", int, 60_000,
+            "Milliseconds before a failed URL feed fetch is tried again, doubling with each failure up to "
+            "the feed's refresh interval.")
         add("clickguard_inspect_deadline_ms", int, 5000,
             "Milliseconds a response's inspection may take; past it the policy's on_check_error decides "
             "and the audit record says timeout.")
@@ -176,12 +213,12 @@ class Config:
             rt = self.runtime
             rebuild = rt.changed()
             if rt.state is not None and self._session is not None:
-                now = time.monotonic()
-                due = [f for f in rt.state.feeds.url_feeds() if self._next_fetch.get(f.name, 0) <= now]
+                feeds = rt.state.feeds
+                due = self._fetches.due(feeds.url_feeds(), time.monotonic())
+                results = await asyncio.gather(*(feeds.fetch(self._session, f) for f in due))
                 for feed in due:
-                    self._next_fetch[feed.name] = now + feed.refresh
-                results = await asyncio.gather(
-                    *(rt.state.feeds.fetch(self._session, f) for f in due))
+                    self._fetches.done(feed, feeds.status[feed.name], time.monotonic(),
+                                       ctx.options.clickguard_feed_retry_ms / 1000)
                 rebuild = rebuild or any(results)
                 if due:
                     rt.publish_status()
