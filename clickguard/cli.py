@@ -9,6 +9,7 @@ import email.errors
 import gc
 import io
 import json
+import os
 import signal
 import sqlite3
 import sys
@@ -21,7 +22,7 @@ from pydantic import ValidationError
 
 from clickguard import files
 from clickguard.audit import report, store
-from clickguard.decision.build import Built, build_judge, learned_hosts
+from clickguard.decision.build import Built, build_judge, feeds_from_specs, learned_hosts
 from clickguard.decision.check import Decision, check, check_offline, with_origin
 from clickguard.decision.judge import Judge
 from clickguard.errors import (
@@ -107,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="feed caches and status (default var/)")
     run.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE",
                      help="any other mitmproxy option, passed through")
+    run.add_argument("--check-config", action="store_true",
+                     help="check the policy, its files and the writable places, then exit "
+                          "(0: it would start; 1: problems, one a line) — for systemd's ExecStartPre")
 
     chk = sub.add_parser("check", help="judge URLs against the policy and feeds", epilog=CHECK_EXIT)
     chk.add_argument("url", help="URL to check, or - to read URLs one per line from stdin")
@@ -228,8 +232,38 @@ def user_files() -> Iterator[None]:
         raise FileAccessError.of(e) from e
 
 
+def _writable(path: Path) -> bool:
+    """Whether a file or folder could be made or written at path, judged by its nearest existing ancestor."""
+    probe = path
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if probe.is_dir():
+        return os.access(probe, os.W_OK | os.X_OK)
+    return probe == path and os.access(probe, os.W_OK)  # nothing can be made under a file
+
+
+def run_config_problems(args: argparse.Namespace) -> list[str]:
+    """What would stop `clickguard run` with these arguments: policy problems, feeds, unwritable places."""
+    problems = [str(p) for p in check_policy(args.policy)]
+    try:
+        feeds_from_specs(args.feed, Path.cwd())
+    except UsageError as e:
+        problems.append(f"--feed: {e}")
+    if problems:
+        return problems
+    audit = load_policy(args.policy).policy.audit
+    places = {"--certs": args.certs, "--state-dir": args.state_dir,
+              "audit log": args.audit_log or audit.log, "audit store": args.audit_store or audit.store}
+    return [f"{what}: {path}: not writable by this user" for what, path in places.items()
+            if path is not None and not _writable(Path(path))]
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Start mitmdump with clickguard's addons and options."""
+    if args.check_config:
+        problems = run_config_problems(args)
+        print("\n".join(problems) if problems else f"{args.policy}: ok, clickguard run would start")
+        return 1 if problems else 0
     # Imported here: the other commands don't need mitmproxy.
     from mitmproxy.tools import cmdline, dump
     from mitmproxy.tools import main as mitmproxy_main

@@ -490,3 +490,19 @@ def test_ca_files_are_never_world_readable_or_writable(tmp_path: Path) -> None:
     assert modes["mitmproxy-ca.pem"] == 0o600  # the CA's private key
     assert modes["mitmproxy-ca-cert.pem"] == 0o640
     assert all(mode & 0o027 == 0 for mode in modes.values()), modes
+
+
+def test_run_check_config_says_what_would_stop_the_proxy(tmp_path: Path) -> None:
+    """`clickguard run --check-config` (systemd's ExecStartPre): 0 and one line, or 1 and each problem."""
+    good = _run("run", "--check-config", "--policy", "policies/default.yaml", "--state-dir", str(tmp_path / "var"),
+                "--certs", str(tmp_path / "certs"), "--audit-log", str(tmp_path / "log" / "audit.jsonl"))
+    assert (good.returncode, good.stdout) == (0, "policies/default.yaml: ok, clickguard run would start\n")
+    (tmp_path / "a-file").write_text("")
+    under_a_file = _run("run", "--check-config", "--policy", "policies/default.yaml",
+                        "--state-dir", str(tmp_path / "a-file" / "var"), "--certs", str(tmp_path / "certs"))
+    assert (under_a_file.returncode, under_a_file.stdout) == (
+        1, f"--state-dir: {tmp_path / 'a-file' / 'var'}: not writable by this user\n")
+    (tmp_path / "bad.yaml").write_text("version: 1\nwarn:\n  continue_minutes: 0\n")
+    bad = _run("run", "--check-config", "--policy", str(tmp_path / "bad.yaml"), "--certs", str(tmp_path / "c"))
+    assert bad.returncode == 1 and bad.stdout.startswith(f"{tmp_path / 'bad.yaml'}:3: warn.continue_minutes: ")
+    assert not (tmp_path / "c").exists()  # checking creates nothing
