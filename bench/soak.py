@@ -32,6 +32,14 @@ end the proxy is stopped (SIGTERM) and the log's lines are counted against those
 sets `inspect.learn: false`, so a camera's binary is blocked by inspection every time rather
 than by request once the camera is learned (which would make the count depend on timing).
 
+The warm-up: first a covering round, each worker playing every scenario once (the dashboard
+first, and only by `WARMUP_LOGINS` of them, all at once, so both of the dashboard's password
+threads check several logins), then the mix until `--warmup` seconds (by default as long as
+the proxy keeps its windowed state, `WARMUP_MAX`); the RSS after the warm-up is taken at
+whichever ends later. Every path the mix takes has then filled what it fills once (caches,
+pools, allocator arenas, tables that forget after a while), so growth after it is growth that
+goes on.
+
 Lines printed: requests and errors by kind; proxy RSS after the warm-up and at the end (and
 its inspection workers'), growth; audit records written vs expected, by event, and the
 references shown on block and warn pages found in the log; requests/s; proxy log problems.
@@ -41,6 +49,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import html
 import http.client
 import io
@@ -70,8 +79,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.hostile import CAMERA
 from bench.run import BIN, cpu_seconds, free_port, wait_port
 from clickguard.inspection.pool import workers_of
+from clickguard.mail.clicks import FOLLOW_SECONDS
 from clickguard.mail.links import ClickContext, make_click_link
 from clickguard.tokens import load_or_create_key
+from clickguard.web.lockout import CHECK_BURST
 
 CLICK_HOST = "clickguard.local"
 SITE_HOST = "127.0.0.1"  # reached as localhost: an ordinary site by name
@@ -82,6 +93,13 @@ ADMIN_USER = "soak"
 ADMIN_PASSWORD = "soak-password-not-secret"
 GROWTH_GOAL = 10.0  # percent, RSS at the end over RSS after the warm-up
 TIMEOUT = 120.0  # seconds a request may take under full load before it counts as failed
+# Workers that log in to the dashboard at once in the covering round: several checks on each of
+# its password threads, within the burst of checks its rate limit lets through at once.
+WARMUP_LOGINS = min(8, CHECK_BURST)
+# The longest the warm-up lasts by default: until the proxy's windowed state is at its steady size.
+# The click trail keeps each click's expected hops FOLLOW_SECONDS (120 s), warn grants a minute
+# here (`warn.continue_minutes`): both grow with the load until their first entries expire.
+WARMUP_MAX = max(60.0, FOLLOW_SECONDS)
 
 NAVIGATE = {"Accept": "text/html,application/xhtml+xml", "Sec-Fetch-Mode": "navigate",
             "Sec-Fetch-Dest": "document", "Sec-Fetch-Site": "none", "Sec-Fetch-User": "?1"}
@@ -298,9 +316,11 @@ def rss(pid: int) -> float:
     return 0.0
 
 
-def workers_rss(pid: int) -> float:
-    """The memory (MiB) the proxy's inspection workers hold now, summed (shared pages counted in each)."""
-    return sum(rss(worker) for worker in workers_of(pid))
+def workers_rss(pid: int) -> tuple[float, int]:
+    """The memory (MiB) the proxy's inspection workers hold now, summed (shared pages counted in each),
+    and how many there are (the pool starts more under load, up to its surge)."""
+    workers = workers_of(pid)
+    return sum(rss(worker) for worker in workers), len(workers)
 
 
 # --- the clients -------------------------------------------------------------------------------------
@@ -493,18 +513,32 @@ class Worker:
         self.clicks = 0
         self.last_ref: str | None = None  # a click's reference, for the dashboard's click view
 
-    def run(self) -> None:
-        """Scenarios until the stop event; the connections closed at the end."""
+    def run(self, covered: threading.Barrier) -> None:
+        """The covering round, then scenarios by weight until the stop event; connections closed at last."""
         names, weights = zip(*SCENARIOS.items(), strict=True)
         try:
+            for name in self.covering_round():
+                self.play(name)
+            # BrokenBarrierError: the run gave up waiting for the others (it says so); the load goes on
+            with contextlib.suppress(threading.BrokenBarrierError):
+                covered.wait()
             while not self.stop.is_set():
-                name = self.rng.choices(names, weights)[0]
-                try:
-                    getattr(self, name)()
-                except Exception as e:  # a bug of the soak's own: counted and shown, the load goes on
-                    self.tally.error(f"{name} (the soak itself)", f"{type(e).__name__}: {e}")
+                self.play(self.rng.choices(names, weights)[0])
         finally:
             self.client.close()
+
+    def covering_round(self) -> list[str]:
+        """Every scenario once, shuffled; the dashboard first, only for the first WARMUP_LOGINS workers."""
+        others = [name for name in SCENARIOS if name != "dashboard"]
+        self.rng.shuffle(others)
+        return (["dashboard"] if self.number < WARMUP_LOGINS else []) + others
+
+    def play(self, name: str) -> None:
+        """One scenario; a bug of the soak's own is counted and shown, and the load goes on."""
+        try:
+            getattr(self, name)()
+        except Exception as e:
+            self.tally.error(f"{name} (the soak itself)", f"{type(e).__name__}: {e}")
 
     def fetch(self, kind: str, url: str, headers: Mapping[str, str] = NAVIGATE, *, method: str = "GET",
               form: Mapping[str, str] | None = None, body: bytes | None = None,
@@ -689,6 +723,7 @@ class Memory(NamedTuple):
     seconds: float
     proxy: float
     workers: float
+    worker_count: int
     cpu: float
 
     @classmethod
@@ -698,20 +733,33 @@ class Memory(NamedTuple):
             cpu = cpu_seconds(pid)
         except OSError:  # the proxy is gone: its requests fail and say so
             cpu = float("nan")
-        return cls(time.monotonic() - start, rss(pid), workers_rss(pid), cpu)
+        return cls(time.monotonic() - start, rss(pid), *workers_rss(pid), cpu)
 
 
 def run_load(setup: Setup, pid: int, seconds: float, warmup: float, workers: int
-             ) -> tuple[Tally, list[Memory], float]:
-    """The workers for `seconds`; RSS sampled every tenth of the run; (tally, samples, elapsed)."""
+             ) -> tuple[Tally, list[Memory], float, float]:
+    """The workers for `seconds`; RSS sampled after the warm-up and every tenth of the run after it.
+
+    Returns (tally, samples, elapsed, end of the warm-up): the warm-up ends at `warmup` seconds,
+    or when every worker has played its covering round if that is later.
+    """
     stop = threading.Event()
+    covered = threading.Barrier(workers + 1)
     crew = [Worker(n, setup, stop) for n in range(workers)]
-    threads = [threading.Thread(target=w.run, name=f"soak-{w.number}", daemon=True) for w in crew]
+    threads = [threading.Thread(target=w.run, args=(covered,), name=f"soak-{w.number}", daemon=True)
+               for w in crew]
     start = time.monotonic()
     for thread in threads:
         thread.start()
     memory = [Memory.now(pid, start)]
-    for mark in sorted({warmup, *(seconds * i / 10 for i in range(1, 11))}):
+    try:
+        covered.wait(2 * TIMEOUT * len(SCENARIOS))
+    except threading.BrokenBarrierError:
+        print(f"soak: the covering round did not end in {2 * TIMEOUT * len(SCENARIOS):.0f} s; going on")
+    covering = time.monotonic() - start
+    memory.append(Memory.now(pid, start))
+    warm_end = min(seconds, max(warmup, covering))
+    for mark in sorted({warm_end, *(seconds * i / 10 for i in range(1, 11) if seconds * i / 10 > warm_end)}):
         stop.wait(max(0.0, start + mark - time.monotonic()))
         memory.append(Memory.now(pid, start))
     stop.set()
@@ -721,7 +769,9 @@ def run_load(setup: Setup, pid: int, seconds: float, warmup: float, workers: int
     tally = Tally()
     for worker in crew:
         tally.merge(worker.tally)
-    return tally, memory, elapsed
+    print(f"soak: covering round (every scenario once a worker, {min(WARMUP_LOGINS, workers)} dashboard "
+          f"logins at once) done at {covering:.0f} s; warm-up ended at {warm_end:.0f} s")
+    return tally, memory, elapsed, warm_end
 
 
 def stop_proxy(process: subprocess.Popen[bytes]) -> int:
@@ -792,13 +842,14 @@ def report_requests(tally: Tally, elapsed: float, cpu: float) -> int:
 
 
 def report_memory(memory: list[Memory], warmup: float) -> bool:
-    """Print RSS after the warm-up and at the end, and the samples; whether growth met the goal."""
+    """Print RSS after the warm-up (ended at `warmup` s), at the end, the samples; whether growth is met."""
     warm = next(m for m in memory if m.seconds >= warmup - 0.05)
     end = memory[-1]
     growth = 100 * (end.proxy - warm.proxy) / warm.proxy if warm.proxy else float("inf")
     print(f"proxy RSS: {warm.proxy:.0f} MiB after the warm-up ({warm.seconds:.0f} s), {end.proxy:.0f} MiB "
           f"at the end ({end.seconds:.0f} s): growth {growth:+.1f}% (goal < {GROWTH_GOAL:.0f}%); "
-          f"inspection workers {warm.workers:.0f} -> {end.workers:.0f} MiB (summed)")
+          f"inspection workers {warm.workers:.0f} -> {end.workers:.0f} MiB (summed over "
+          f"{warm.worker_count} -> {end.worker_count})")
     print("  RSS samples (s: MiB): " + ", ".join(f"{m.seconds:.0f}: {m.proxy:.0f}" for m in memory))
     return growth < GROWTH_GOAL
 
@@ -828,7 +879,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=600.0)
     parser.add_argument("--workers", type=int, default=16)
     parser.add_argument("--warmup", type=float, default=None,
-                        help="seconds before the first RSS figure (default: a quarter of the run, ≤ 60)")
+                        help="seconds before the first RSS figure (default: a quarter of the run, "
+                             f"at most {WARMUP_MAX:.0f})")
     parser.add_argument("--serve", help=argparse.SUPPRESS)  # the upstreams' process: {role: host} as JSON
     args = parser.parse_args()
     if args.serve:
@@ -836,7 +888,7 @@ def main() -> None:
         return
     if not 1 <= args.workers <= 200:
         raise SystemExit("--workers must be 1-200 (one client address each, 127.0.99.N)")
-    warmup = min(args.seconds, args.warmup if args.warmup is not None else min(60.0, args.seconds / 4))
+    warmup = min(args.seconds, args.warmup if args.warmup is not None else min(WARMUP_MAX, args.seconds / 4))
     with tempfile.TemporaryDirectory(prefix="clickguard-soak-") as tmp:
         workdir = Path(tmp)
         upstreams, ports = start_upstreams()
@@ -850,10 +902,10 @@ def main() -> None:
                           f"http://{THINGBOT_HOST}:8080", f"http://{WARNED_HOST}:{ports['warned']}")
             print(f"soak: {args.workers} workers for {args.seconds:.0f} s through clickguard on port {port} "
                   f"(warm-up {warmup:.0f} s)", flush=True)
-            tally, memory, elapsed = run_load(setup, proxy.pid, args.seconds, warmup, args.workers)
+            tally, memory, elapsed, warm_end = run_load(setup, proxy.pid, args.seconds, warmup, args.workers)
             status = stop_proxy(proxy)
             errors = report_requests(tally, elapsed, memory[-1].cpu - memory[0].cpu)
-            memory_ok = report_memory(memory, warmup)
+            memory_ok = report_memory(memory, warm_end)
             audit_ok = report_audit(tally, workdir)
             problems = proxy_problems(workdir / "proxy.log")
             print(f"proxy stopped with exit status {status} (goal 0); {len(problems)} error or warning "

@@ -382,6 +382,7 @@ def test_an_elf_labelled_html_in_many_data_frames_is_stopped(proxy: Proxy, upstr
     with camera(ADDRESSES[0 + (upstream == "http1")], routes, upstream_cert, upstream) as server:
         got = h2_get(proxy, f"{server.base}/index.html")
         assert got.http_version == "HTTP/2" and b"\x7fELF" not in got.body, got
+        assert got.error is not None and "StreamReset" in got.error, got  # cut: the stream reset
         [record] = blocked_records(proxy, server.base)
         assert record["inspection"]["payload"]["kind"] == "elf" and record["streamed"] is True
         assert_still_serving(proxy, server)
@@ -391,8 +392,9 @@ def test_an_elf_labelled_html_in_many_data_frames_is_stopped(proxy: Proxy, upstr
 @pytest.mark.parametrize("length", [True, False], ids=["content-length", "no-length"])
 def test_a_gzip_download_streamed_with_a_neutral_name_is_stopped(proxy: Proxy, upstream_cert: UpstreamCert,
                                                                  upstream: str, length: bool) -> None:
-    """A gzip-encoded ELF too large to hold, `/file` as octet-stream: sniffed after decoding, cut short
-    (with a content-length the browser sees the stream end early: a failed download)."""
+    """A gzip-encoded ELF too large to hold, `/file` as octet-stream: sniffed after decoding, cut short,
+    and the stream reset (RST_STREAM): with or without a content-length, a failed download, never a
+    complete short body."""
     body = gzip.compress(elf("mips", size=1024) + noise(MAX_BODY * 3))
     headers = [CAMERA, BINARY, ("content-encoding", "gzip")]
     if length:
@@ -402,8 +404,7 @@ def test_a_gzip_download_streamed_with_a_neutral_name_is_stopped(proxy: Proxy, u
         got = h2_get(proxy, f"{server.base}/file")
         assert got.http_version == "HTTP/2", got
         assert len(got.body) < len(body) and b"\x7fELF" not in decoded(got.body), got.error
-        if length:  # the stream ends short of its content-length: a strict client reports an error
-            assert got.error is not None and "InvalidBodyLength" in got.error, got
+        assert got.error is not None and "StreamReset" in got.error, got
         [record] = blocked_records(proxy, server.base)
         assert record["streamed"] is True and record["inspection"]["payload"]["kind"] == "elf"
         assert_still_serving(proxy, server)
@@ -493,7 +494,10 @@ def test_a_blocked_stream_leaves_the_connections_other_streams_alone(proxy: Prox
                          trust_env=False, timeout=60, headers=HTML) as client:
         with client.stream("GET", f"{server.base}/index.html") as payload:
             page = client.get(f"{server.base}/live")  # while the payload's stream is open
-            body = b"".join(payload.iter_raw())
+            body = bytearray()
+            with pytest.raises(httpx.RemoteProtocolError, match="StreamReset"):
+                for chunk in payload.iter_raw():  # the payload's stream alone is reset
+                    body += chunk
         after = client.get(f"{server.base}/live")
     assert (payload.http_version, page.http_version) == ("HTTP/2", "HTTP/2")
     assert len(server.protocols) == 1  # one connection each side: the streams shared them

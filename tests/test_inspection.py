@@ -224,3 +224,17 @@ def test_large_downloads_stream_and_are_sniffed(proxy: Proxy) -> None:
     records = streamed(proxy.wait_for_audit(lambda records: len(streamed(records)) >= 2,
                                             "the two streamed downloads' records"))
     assert len(records) == 2 and all(r["action"] == "block" for r in records)
+
+
+@pytest.mark.parametrize(("host", "chunked"), [("127.0.0.33", True), ("127.0.0.34", False)],
+                         ids=["chunked", "content-length"])
+def test_a_cut_download_ends_with_the_connection_closed_short(proxy: Proxy, host: str, chunked: bool) -> None:
+    """HTTP/1.1: a streamed download found to be a payload after its headers went out never ends cleanly
+    (no last chunk, not all its Content-Length): the connection is closed short, a failed download."""
+    routes = {"/download": Route(headers=[*CAMERA, ("Content-Type", "application/octet-stream")],
+                                 body=elf("mips", size=65536), repeat=40, chunked=chunked)}
+    with serve(host, routes) as camera:
+        status, headers, body, complete = _raw_get(proxy, f"{camera.base}/download")
+    assert (status, complete) == (200, False), headers
+    assert b"\x7fELF" not in body and len(body) < 65536 * 40
+    assert (b"clickguard blocked this download" in body) is chunked  # said in the body when no length

@@ -14,6 +14,7 @@ asked (`REBINDING_DNS`): what was judged must be what is connected to.
 
 from __future__ import annotations
 
+import base64
 import socket
 import ssl
 import textwrap
@@ -82,10 +83,15 @@ def client_hello(sni: str | None) -> bytes:
     return outgoing.read()
 
 
-def through_tunnel(proxy: Proxy, connect_host: str, port: int, first_bytes: bytes) -> bytes:
-    """CONNECT connect_host:port, send first_bytes into the tunnel; everything that comes back until close."""
+def through_tunnel(proxy: Proxy, connect_host: str, port: int, first_bytes: bytes,
+                   credentials: str | None = None) -> bytes:
+    """CONNECT connect_host:port (with `user:password` for the proxy, if given), send first_bytes into
+    the tunnel; everything that comes back until close."""
+    auth = f"Proxy-Authorization: Basic {base64.b64encode(credentials.encode()).decode()}\r\n" \
+        if credentials else ""
     with socket.create_connection(("127.0.0.1", proxy.port), timeout=15) as s:
-        s.sendall(f"CONNECT {connect_host}:{port} HTTP/1.1\r\nHost: {connect_host}:{port}\r\n\r\n".encode())
+        s.sendall(f"CONNECT {connect_host}:{port} HTTP/1.1\r\nHost: {connect_host}:{port}\r\n"
+                  f"{auth}\r\n".encode())
         answer = b""
         while b"\r\n\r\n" not in answer:
             chunk = s.recv(65536)
@@ -285,3 +291,27 @@ def test_request_in_an_intercepted_tunnel_is_judged_by_its_host_header(shared_pr
     assert (r.status, r.headers["x-clickguard-action"]) == (403, "block")
     [record] = proxy.audit_of_ref(r.headers["x-clickguard-ref"])
     assert record["url"] == "https://evil.example:8443/fronted" and record["reasons"] == ["policy.deny"]
+
+
+# The CONNECT host localhost both excluded from interception and denied: refused at the CONNECT.
+DENY_EXCLUDED = "intercept: {exclude: [localhost]}\ndeny: {domains: [localhost]}\n"
+PROXY_USER = ("--set", "proxyauth=alice:tunnel-secret")
+
+
+@pytest.mark.parametrize(("policy", "first_bytes", "event"), [
+    (DENY_EXCLUDED, b"", "tunnel"),  # refused at the CONNECT itself
+    (DENY_CONNECTED, client_hello("bank.example"), "tunnel"),  # at the ClientHello: its names disagree
+    (DENY_CONNECTED, b"SSH-2.0-OpenSSH_9.6\r\n", "tunnel"),  # before connecting: neither TLS nor HTTP
+    (DENY_CONNECTED, plain_get("localhost"), "decision"),  # plain HTTP inside: its request refused
+], ids=["at-connect", "names-disagree", "neither-tls-nor-http", "plain-request-inside"])
+def test_tunnel_refused_is_recorded_with_the_proxy_user(shared_proxy: ProxyPool, policy: str,
+                                                        first_bytes: bytes, event: str) -> None:
+    """With proxy authentication (on the CONNECT only), the record of a refused tunnel names its user."""
+    proxy = shared_proxy(policy, *PROXY_USER)
+    with raw_server() as server:
+        received = through_tunnel(proxy, "localhost", server.port, first_bytes, "alice:tunnel-secret")
+        assert MARKER not in received
+        assert server.connections == []
+    under = f"://localhost:{server.port}/"  # https for a tunnel, http for the plain request inside
+    [record] = [r for r in proxy.audit() if under in r["url"] and r["action"] != "allow"]
+    assert (record["event"], record["action"], record["user"]) == (event, "block", "alice"), record
