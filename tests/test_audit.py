@@ -381,3 +381,22 @@ async def test_reopen_from_another_thread_loses_nothing(tmp_path: Path) -> None:
     assert {r["ref"] for r in old} >= {f"ref{n}" for n in range(100)}
     assert new[-1]["ref"] == "ref300"
     assert sorted(r["ref"] for r in old + new) == sorted(f"ref{n}" for n in range(301))
+
+
+async def test_a_log_whose_folder_became_a_file_is_failing_not_written_elsewhere(tmp_path: Path) -> None:
+    """The folder replaced by a file: stat says NotADirectory; the log must not go on into the old inode."""
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    path = folder / "audit.jsonl"
+    log = AuditLog(path)
+    try:
+        async with asyncio.timeout(WAIT):
+            await log.write(_record(1))
+            folder.rename(tmp_path / "old-logs")
+            folder.write_text("not a folder")
+            with contextlib.suppress(Exception):
+                await log.write(_record(2))
+            assert log.health()["log"]["failing"]
+    finally:
+        log.close()
+    assert [r["ref"] for r in read_records(tmp_path / "old-logs" / "audit.jsonl")] == ["ref1"]

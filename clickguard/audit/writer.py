@@ -30,6 +30,13 @@ An exception the writer does not expect (a bug) is logged with its traceback
 and fails the records it met (`AuditError`), or delays the prune it met; the
 threads go on, so no later write waits forever for a writer that died.
 
+With ``audit.syslog`` set, every record is also sent to a SIEM (`clickguard.audit.siem`):
+once its callers are acknowledged, the thread that settled it hands it to the syslog sender's
+bounded queue (an append; no formatting, no I/O on the writer threads), which sends it from a
+thread of its own. That is best effort: it never delays an acknowledgement, and an outage only
+counts and drops. Under ``on_failure: closed`` a record that was not recorded is not sent (its
+request was refused, whatever the record says).
+
 The store thread also keeps the retention: at start-up and then every
 `prune_every` seconds it deletes what is older than `retention`, a few thousand
 records a transaction, between batches of new records. The file is never pruned.
@@ -55,8 +62,10 @@ from typing import Any, Literal, NamedTuple
 
 from clickguard import files
 from clickguard.audit import store
+from clickguard.audit.siem import SyslogSender
 from clickguard.decision.verdict import Finding
 from clickguard.errors import AuditError
+from clickguard.policy.sections import SyslogConfig
 
 logger = logging.getLogger(__name__)
 
@@ -195,8 +204,8 @@ class _LogFile:
         """Whether the path names another file than the one open, or none (one stat a batch)."""
         try:
             info = os.stat(self.path)
-        except FileNotFoundError:
-            return True
+        except (FileNotFoundError, NotADirectoryError):
+            return True  # gone, or its folder replaced by a file: reopening says what is wrong
         except OSError:
             return False  # cannot tell (a parent made unreadable): keep writing where we are
         return (info.st_dev, info.st_ino) != self._identity
@@ -311,7 +320,7 @@ class AuditLog:
 
     def __init__(self, path: Path | None, store_path: Path | None = None, *,
                  retention: float | None = None, prune_every: float = 3600.0,
-                 on_failure: OnFailure = "open") -> None:
+                 on_failure: OnFailure = "open", syslog: SyslogConfig | None = None) -> None:
         self.path = path  # the JSON Lines file; None: no file
         self.store_path = store_path  # the SQLite store; None: no store
         self.retention = retention  # seconds the store keeps a record; None: forever (may change live)
@@ -322,6 +331,7 @@ class AuditLog:
         self._threads: list[threading.Thread] = []
         self._log = _LogFile(path) if path is not None else None
         self._store = _StoreSink(store_path) if store_path is not None else None
+        self._syslog = SyslogSender(syslog) if syslog is not None else None  # records also sent there
         self._count_lock = threading.Lock()
         self.written = 0  # records recorded: in the file (in the store, with the file off)
         self.not_recorded = 0
@@ -344,6 +354,20 @@ class AuditLog:
                                                   daemon=True))
         for thread in self._threads:
             thread.start()
+        if self._syslog is not None:
+            self._syslog.start()
+
+    def use_syslog(self, config: SyslogConfig | None) -> None:
+        """Send records to this syslog target from now on (None: none); the old sender drains on its own."""
+        old = self._syslog
+        if (old.config if old is not None else None) == config:
+            return
+        new = SyslogSender(config) if config is not None else None
+        if new is not None and self._threads:
+            new.start()
+        self._syslog = new
+        if old is not None:
+            old.close(wait=False)
 
     async def write(self, entry: Mapping[str, Any]) -> bool:
         """Queue one record and return True once it is recorded.
@@ -382,19 +406,24 @@ class AuditLog:
         if self._log is not None:
             self._log.reopen()
 
+    def queue_depth(self) -> int:
+        """Records waiting for the writer thread (approximate, for /metrics)."""
+        return self._queue.qsize()
+
     def health(self) -> dict[str, Any]:
-        """Each sink's state (failing, last error and when; the store's backlog) and the counts, as JSON."""
+        """Each sink's state (failing, last error and when; the store's and syslog's backlog), the counts."""
         out: dict[str, Any] = {"on_failure": self.on_failure, "written": self.written,
                                "not_recorded": self.not_recorded,
                                "log": self._log.health.as_dict() if self._log is not None else None,
-                               "store": None}
+                               "store": None,
+                               "syslog": self._syslog.health() if self._syslog is not None else None}
         if self._store is not None:
             out["store"] = {**self._store.health.as_dict(), "backlog": len(self._store.backlog),
                             "dropped": self._store.dropped}
         return out
 
     def close(self) -> None:
-        """Write what is queued, then stop the threads and close the file and the store."""
+        """Write what is queued, stop the threads, close the file and the store; syslog drains briefly."""
         if not self._threads:
             return
         self._queue.put(None)
@@ -403,6 +432,8 @@ class AuditLog:
         self._threads = []
         if self._log is not None:
             self._log.close()
+        if self._syslog is not None:
+            self._syslog.close()
 
     # The log thread.
 
@@ -537,6 +568,11 @@ class AuditLog:
             self.written += len(outcomes) - failed
             self.not_recorded += failed
         _settle_batch(batch, outcomes)
+        sender = self._syslog
+        if sender is not None:  # after the acknowledgements: syslog never delays one
+            served = self.on_failure == "open"
+            sender.offer([(line, entry) for (line, entry, _future, _loop), outcome
+                          in zip(batch, outcomes, strict=True) if outcome is None or served])
 
 
 def _settle_batch(batch: list[_Entry], errors: list[_Outcome]) -> None:

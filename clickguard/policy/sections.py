@@ -296,7 +296,7 @@ class EmailConfig(_Model):
 
     @property
     def relay_networks(self) -> tuple[Network, ...]:
-        """The networks whose relays count as internal: the listed ones, and the private ranges unless turned off."""
+        """The networks whose relays count as internal: those listed, and the private ranges unless off."""
         if not self.private_relays_internal:
             return self.internal_networks
         return (*self.internal_networks, *PRIVATE_RELAY_NETWORKS)
@@ -350,8 +350,109 @@ def _is_off(value: object) -> bool:
     return value is False or (isinstance(value, str) and value.strip().lower() == "off")
 
 
+# RFC 5424's facility numbers, by the names rsyslog and syslog-ng use (audit.syslog.facility).
+SYSLOG_FACILITIES: Mapping[str, int] = {
+    "kern": 0, "user": 1, "mail": 2, "daemon": 3, "auth": 4, "syslog": 5, "lpr": 6, "news": 7,
+    "uucp": 8, "cron": 9, "authpriv": 10, "ftp": 11, "ntp": 12, "audit": 13, "alert": 14,
+    "clock": 15, **{f"local{n}": 16 + n for n in range(8)}}
+_SYSLOG_TARGETS = "udp://HOST:PORT, tcp://HOST:PORT or unix:PATH"
+
+
 class SyslogConfig(_Model):
-    """Placeholder while issue 12 is built: decisions sent to a SIEM (audit.syslog)."""
+    """Every audit record also sent to a SIEM over syslog (audit.syslog): where, how, how much may wait.
+
+    `target` is ``udp://HOST[:PORT]``, ``tcp://HOST[:PORT]`` (port 514 when left out) or
+    ``unix:PATH``, a local socket such as /dev/log (relative: to the policy file's directory).
+    Best effort, off the response path: `clickguard.audit.siem`.
+    """
+
+    target: str  # normalised: udp|tcp://HOST:PORT (IPv6 in brackets) or unix:/absolute/path
+    format: Literal["json", "cef"] = "json"  # the audit log's JSON line, or ArcSight CEF
+    facility: int = 16  # local0
+    app_name: str = "clickguard"  # RFC 5424 APP-NAME
+    # TCP and unix stream sockets: a line feed after each message (what rsyslog, syslog-ng's
+    # network() and most SIEM collectors read by default) or RFC 6587 octet counting.
+    framing: Literal["newline", "octet_counting"] = "newline"
+    max_queue: Annotated[StrictInt, Field(ge=1, le=1_000_000)] = 10_000  # records waiting; more: dropped
+    # Longer messages are shortened (the URL cut, JSON reduced to the fixed fields); rsyslog's
+    # default limit is 8 KiB, one UDP datagram can hold at most 65,507 bytes.
+    max_message: Annotated[int, BeforeValidator(_size), Field(ge=1024, le=65507)] = 8192
+
+    @field_validator("target", mode="before")
+    @classmethod
+    def _target(cls, value: object, info: ValidationInfo) -> str:
+        """One of the three forms, normalised; a unix path made absolute."""
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(f"must be {_SYSLOG_TARGETS} (got {describe(value)})")
+        text = value.strip()
+        scheme, _, rest = text.partition(":")
+        scheme = scheme.lower()
+        if scheme == "unix":
+            path = rest[2:] if rest.startswith("///") else rest
+            if not path or path.startswith("//"):
+                raise ValueError(f"unix: needs a socket path, such as unix:/dev/log (got {text!r})")
+            return f"unix:{_resolve_path(path, info)}"
+        if scheme not in ("udp", "tcp") or not rest.startswith("//"):
+            raise ValueError(f"must be {_SYSLOG_TARGETS} (got {text!r})")
+        return f"{scheme}://{cls._host_port(text)}"
+
+    @staticmethod
+    def _host_port(text: str) -> str:
+        """HOST:PORT of a udp:// or tcp:// target (port 514 by default); ValueError saying what is wrong."""
+        parts = urlsplit(text)
+        try:
+            port = parts.port
+        except ValueError:
+            raise ValueError(f"the port must be a number from 1 to 65535 (got {text!r})") from None
+        if parts.path not in ("", "/") or parts.query or parts.fragment or "@" in parts.netloc:
+            raise ValueError(f"must be only a host and a port, such as udp://siem.example:514 (got {text!r})")
+        if not parts.hostname or port == 0:
+            raise ValueError(f"needs a host, and a port from 1 to 65535 (got {text!r})")
+        try:
+            address = ipaddress.ip_address(parts.hostname)
+        except ValueError:
+            return f"{_dns_name(parts.hostname)}:{port or 514}"
+        return f"[{address}]:{port or 514}" if address.version == 6 else f"{address}:{port or 514}"
+
+    @field_validator("facility", mode="before")
+    @classmethod
+    def _facility(cls, value: object) -> int:
+        """A facility name (local0 … local7, daemon, auth, …) or its number, 0 to 23."""
+        if isinstance(value, str) and value.strip().lower() in SYSLOG_FACILITIES:
+            return SYSLOG_FACILITIES[value.strip().lower()]
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 23:
+            return value
+        raise ValueError(f"must be a syslog facility: {', '.join(SYSLOG_FACILITIES)}, or 0 to 23 "
+                         f"(got {describe(value)})")
+
+    @field_validator("app_name")
+    @classmethod
+    def _app_name(cls, value: str) -> str:
+        """RFC 5424's APP-NAME: 1 to 48 printable ASCII characters, no space."""
+        if not 1 <= len(value) <= 48 or not all(33 <= ord(c) <= 126 for c in value):
+            raise ValueError(f"must be 1 to 48 printable ASCII characters without spaces (got {value!r})")
+        return value
+
+    @staticmethod
+    def shorthand(value: object) -> object:
+        """audit.syslog as written: `off` is None, a bare target stands for {target: …}."""
+        if _is_off(value):
+            return None
+        return {"target": value} if isinstance(value, str) else value
+
+    @property
+    def transport(self) -> Literal["udp", "tcp", "unix"]:
+        """How the lines travel."""
+        scheme = self.target.partition(":")[0]
+        return "udp" if scheme == "udp" else "tcp" if scheme == "tcp" else "unix"
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """(host, port) of a udp or tcp target, IPv6 without brackets; (path, 0) of a unix one."""
+        if self.transport == "unix":
+            return self.target.partition(":")[2], 0
+        host, _, port = self.target.partition("://")[2].rpartition(":")
+        return host.strip("[]"), int(port)
 
 
 class AuditConfig(_Model):
@@ -363,7 +464,8 @@ class AuditConfig(_Model):
     retention: float | None = 90 * 86400.0  # seconds the store keeps a record; None: `off`, forever
     # A decision that cannot be recorded (disk full): served anyway (open), or refused (closed).
     on_failure: Literal["open", "closed"] = "open"
-    syslog: SyslogConfig | None = None  # decisions also sent to a SIEM; None: not sent
+    # Every record also sent to a SIEM: {target: …} or just the target; None (`off`): not sent.
+    syslog: Annotated[SyslogConfig | None, BeforeValidator(SyslogConfig.shorthand)] = None
 
     @field_validator("log", "store", mode="before")
     @classmethod
