@@ -76,7 +76,7 @@ def chromium(home: Path) -> Iterator[Browser]:
             browser.close()
 
 
-def through(browser: Browser, proxy: Proxy) -> BrowserContext:
+def through(browser: Browser, proxy: Proxy, locale: str = "en-GB") -> BrowserContext:
     """A fresh browser context (own cookies and cache) whose every request goes through proxy.
 
     The per-context equivalent of `--proxy-server=http://127.0.0.1:PORT
@@ -85,7 +85,7 @@ def through(browser: Browser, proxy: Proxy) -> BrowserContext:
     context = browser.new_context(
         proxy={"server": f"http://127.0.0.1:{proxy.port}",
                "bypass": ",".join(["<-loopback>", *SERVICE_DOMAINS])},
-        viewport={"width": 1100, "height": 800}, locale="en-GB")
+        viewport={"width": 1100, "height": 800}, locale=locale)
     context.set_default_timeout(15_000)
     return context
 

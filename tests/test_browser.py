@@ -205,3 +205,57 @@ def test_dashboard_shows_the_click_just_made_with_charts(proxy_with, page_via, c
     assert boxes and all(b is not None and b["width"] > 0 and b["height"] > 0 for b in boxes), boxes
     assert max(b["width"] * b["height"] for b in boxes if b) > 300 * 100, boxes
     screenshot(page, "dashboard")
+
+
+def test_block_page_in_the_browsers_language(proxy_with, browser: Browser) -> None:
+    """A German browser (its locale de-DE, as Chromium's --lang=de) gets the block page in German, lang=de."""
+    proxy = proxy_with(POLICY)
+    context = through(browser, proxy, locale="de-DE")  # Chromium sends Accept-Language from it
+    try:
+        _german_block_page(proxy, context.new_page())
+    finally:
+        context.close()
+
+
+def _german_block_page(proxy: Proxy, page: Page) -> None:
+    """What a German user sees instead of a listed host."""
+    assert page.evaluate("navigator.language") == "de-DE"
+    response = page.goto(f"https://{LISTED}/rechnung")
+    assert response is not None and response.status == 403
+    assert response.headers["x-clickguard-action"] == "block"
+    assert response.headers["content-language"] == "de"
+    expect(page).to_have_title("Von clickguard blockiert")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Diese Seite wurde blockiert")
+    assert page.evaluate("document.documentElement.lang") == "de"
+    text = page.inner_text("body")
+    assert "Die Website steht auf einer Liste infizierter Geräte (Thingbots" in text
+    assert f"{LISTED} is listed by feed 'thingbots'" in text  # the evidence, as recorded
+    ref = response.headers["x-clickguard-ref"]
+    assert f"Referenz: {ref}" in text
+    assert LISTED_TEXT not in text and "blocked" not in text
+    [record] = [a for a in proxy.audit() if a["ref"] == ref]
+    assert (record["action"], record["url"]) == ("block", f"https://{LISTED}/rechnung")
+    screenshot(page, "block-de")
+
+
+# A 2x2 red PNG: the logo a branded page embeds as a data: URI.
+LOGO = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000002000000020802000000fdd49a730000001049444154"
+                     "789c63f8cfc000440c100a001fee03fd8b5f14d40000000049454e44ae426082")
+
+
+def test_branded_page_shows_its_inline_logo(proxy_with, page_via, tmp_path: Path) -> None:
+    """The logo is embedded as data: and the page's CSP lets the browser show it (img-src data:)."""
+    (tmp_path / "logo.png").write_bytes(LOGO)
+    proxy = proxy_with(POLICY + f"pages: {{organisation: Example AG, logo: {tmp_path / 'logo.png'},\n"
+                                "        help_desk: {email: it@example.com}}\n")
+    page = page_via(proxy)
+    messages: list[str] = []
+    page.on("console", lambda message: messages.append(message.text))
+    response = page.goto(f"https://{LISTED}/")
+    assert response is not None and response.status == 403
+    logo = page.locator(".brand img")
+    expect(logo).to_be_visible()
+    assert logo.evaluate("img => img.complete && img.naturalWidth") == 2  # decoded, not blocked
+    expect(page.locator(".brand")).to_have_text("Example AG")
+    expect(page.get_by_role("link", name="it@example.com")).to_have_attribute("href", "mailto:it@example.com")
+    assert not [m for m in messages if "Content Security Policy" in m], messages

@@ -2,16 +2,35 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import re
+import textwrap
 from collections.abc import Callable
-from html import escape, unescape
+from html import unescape
+from pathlib import Path
 from typing import NamedTuple
 
 import pytest
+from markupsafe import escape
 
 from clickguard import reasons
 from clickguard.decision.verdict import Finding
-from clickguard.web.pages import Page, block_page, warn_page
+from clickguard.errors import PolicyError
+from clickguard.policy.model import Policy, load_policy
+from clickguard.policy.pages import LANGUAGES, PagesConfig, catalogs, image_type, read_catalog
+from clickguard.web.pages import (
+    Page,
+    Viewer,
+    accepted_ranges,
+    block_page,
+    choose_language,
+    message_page,
+    not_recorded_page,
+    viewer,
+    warn_page,
+)
+from tests.harness import REPO, ProxyPool, Response, upstream, wait_until, write_policy
 
 HOSTILE_URL = "http://203.0.113.9/<script>alert(1)</script>?a=\"x\"&b='y'"
 FINDINGS = (
@@ -157,7 +176,7 @@ def test_escapes_url_and_details(name: str) -> None:
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "&lt;img src=x onerror=alert(2)&gt;" in html
     assert "example &amp; co" in html
-    assert "&quot;x&quot;" in html
+    assert "&#34;x&#34;" in html  # Jinja2's autoescape (markupsafe) writes quotes as numeric references
 
 
 @pytest.mark.parametrize(("name", "action"), [("block", "block"), ("warn", "warn"),
@@ -243,3 +262,290 @@ def test_every_finding_shown_with_its_reason() -> None:
     for finding in FINDINGS:
         assert f'<span class="code">{finding.code}</span>' in html
     assert "category “phishing”" in html
+
+
+# -- languages, branding, IT's templates (policy `pages`) ------------------------------------------------
+
+@pytest.mark.parametrize(("header", "expected"), [
+    (None, "en"),
+    ("", "en"),
+    ("de", "de"),
+    ("de-CH, fr;q=0.5", "de"),  # RFC 4647 lookup: de-CH falls back to de
+    ("fr;q=0.5, es;q=0.8", "es"),  # the highest q wins, wherever it is written
+    ("fr;q=0.5, es;q=0.5", "fr"),  # a tie: the header's order
+    ("ja, zh-Hant;q=0.9, *;q=0.1", "en"),  # nothing offered: the default
+    ("en;q=0, de;q=0.1", "de"),  # q=0 refuses English
+    ("de-AT;q=0, de;q=0.2", "de"),
+    ("DE-de", "de"),  # ranges are case-insensitive
+    ("fr;Q=0.9, es", "es"),
+    ("de;q=1.5, es", "es"),  # a malformed q-value drops that member
+    ("de;q=0.1234, es;q=0.1", "es"),  # at most three decimals
+    ("<script>, de", "de"),  # not a language range
+    ("de ; q = 0.5 , fr ; q=0.4", "de"),  # whitespace around the parts
+    ("es-419,es;q=0.9", "es"),
+    (",".join(["ja"] * 40) + ",de", "en"),  # only the first 32 members are read
+    ("x" * 100_000 + ",de", "en"),  # only the first 4 KiB
+])
+def test_accept_language_chooses_the_page_language(header: str | None, expected: str) -> None:
+    assert choose_language(header, LANGUAGES, "en") == expected
+
+
+def test_the_default_language_is_the_policys() -> None:
+    assert choose_language("ja", LANGUAGES, "fr") == "fr"
+    assert accepted_ranges("a;q=0.2, b, c;q=0.5") == [("b", 1.0), ("c", 0.5), ("a", 0.2)]
+
+
+def test_every_catalog_has_every_string() -> None:
+    english = catalogs()["en"]
+    folder = REPO / "clickguard" / "web" / "locales"
+    assert sorted(p.stem for p in folder.glob("*.json")) == sorted(LANGUAGES)
+    for language in LANGUAGES:
+        raw = read_catalog(folder / f"{language}.json")
+        assert raw["page"].keys() == english.page.keys(), language
+        assert raw["messages"].keys() == english.messages.keys(), language
+        assert all(text.strip() for section in raw.values() for text in section.values()), language
+        if language == "en":
+            assert raw["reasons"] == {}  # English reason texts are reasons.py's own
+            continue
+        assert raw["reasons"].keys() == {*reasons.REASONS, "landing.*", "*"}, language
+        assert "{name}" in raw["reasons"]["landing.*"] and "{code}" in raw["reasons"]["*"]
+        # Really translated: no page string, message or reason left in English.
+        assert not {k for k, v in raw["page"].items() if v == english.page[k]}, language
+        assert not {k for k, v in raw["messages"].items() if v == k}, language
+        assert not {c for c, v in raw["reasons"].items() if c in reasons.REASONS and v == reasons.text(c)}
+
+
+def _german() -> Viewer:
+    return viewer(PagesConfig(), {"Accept-Language": "de-DE,de;q=0.9,en;q=0.5"})
+
+
+def test_a_german_block_page() -> None:
+    page = block_page(HOSTILE_URL, FINDINGS, REF, _german())
+    html = _html(page)
+    elements = strict_elements(html)
+    assert elements[0] == Element("html", {"lang": "de"})
+    assert page.headers["Content-Language"] == "de"
+    assert "<title>Von clickguard blockiert</title>" in html
+    assert "<h1>Diese Seite wurde blockiert</h1>" in html
+    assert "Die Website steht auf einer Liste infizierter Geräte" in html
+    assert "Die Website steht auf einer Reputationsliste der Kategorie „phishing“." in html
+    assert f'Referenz: <strong id="ref">{REF}</strong>' in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "<script" not in html
+    assert "&lt;img src=x onerror=alert(2)&gt;" in html  # the evidence stays as found, escaped
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_every_page_in_every_language_is_well_formed(language: str) -> None:
+    shown = viewer(PagesConfig(), {"Accept-Language": language})
+    pages = [block_page(HOSTILE_URL, FINDINGS, REF, shown), not_recorded_page(HOSTILE_URL, REF, shown),
+             warn_page(HOSTILE_URL, FINDINGS, REF, CONTINUE, shown),
+             warn_page(HOSTILE_URL, FINDINGS, REF, None, shown)]
+    message = message_page("Not found", "clickguard has no page at this address.", REF, viewer=shown)
+    for page in [*pages, message]:
+        html = _html(page)
+        assert strict_elements(html)[0] == Element("html", {"lang": language})
+        assert page.headers["Content-Language"] == language
+        assert "<script" not in html
+        assert (page is message) or "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+def test_pages_keep_their_status_and_headers_in_every_language() -> None:
+    shown = _german()
+    unrecorded = not_recorded_page(HOSTILE_URL, REF, shown)
+    assert (unrecorded.status, unrecorded.headers["Retry-After"]) == (503, "60")
+    assert "Dieser Besuch konnte nicht protokolliert werden" in _html(unrecorded)
+    warn = warn_page(HOSTILE_URL, FINDINGS, REF, CONTINUE, shown)
+    assert warn.status == 403 and warn.headers["X-Clickguard-Action"] == "warn"
+    assert re.search(r'id="continue" href="([^"]+)"', _html(warn))[1] == escape(CONTINUE)  # type: ignore[index]
+    assert ">Trotzdem zur Seite gehen</a>" in _html(warn)
+    message = message_page("Not found", "clickguard has no page at this address.", REF, viewer=shown)
+    assert "<h1>Nicht gefunden</h1>" in _html(message)
+    untranslated = message_page("A new message", "Not in any catalog yet.", REF, viewer=shown)
+    assert "<h1>A new message</h1>" in _html(untranslated)  # English until a catalog has it
+    for page in (unrecorded, warn, message):
+        assert page.headers["Cache-Control"] == "no-store"
+        assert page.headers["Content-Security-Policy"] == (
+            "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'none'; "
+            "frame-ancestors 'none'")
+
+
+PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4"
+       b"\x89\x00\x00\x00\rIDATx\x9cc\xf8\xcf\xc0\xf0\x1f\x00\x05\x00\x01\xff\x89\x99=\x1d\x00\x00\x00\x00IEND"
+       b"\xaeB`\x82")
+HOSTILE_NAME = "<script>alert('org')</script> & \"Sons\""
+
+
+def _load(tmp_path: Path, pages: str, files: dict[str, bytes | str] | None = None) -> Policy:
+    """A policy with this `pages:` section (YAML, indented under it) and files beside it."""
+    for name, content in (files or {}).items():
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    return load_policy(write_policy(tmp_path, "pages:\n" + textwrap.indent(pages, "  "))).policy
+
+
+def _problems(tmp_path: Path, pages: str, files: dict[str, bytes | str] | None = None) -> str:
+    with pytest.raises(PolicyError) as caught:
+        _load(tmp_path, pages, files)
+    return str(caught.value)
+
+
+def test_branding_organisation_help_desk_and_logo(tmp_path: Path) -> None:
+    policy = _load(tmp_path, f"""\
+organisation: {json.dumps(HOSTILE_NAME)}
+help_desk: {{email: IT-Help@Example.COM, phone: "+49 (30) 1234-567", url: "https://help.example.com/a?b=1&c=2"}}
+logo: logo.png
+""", {"logo.png": PNG})
+    html = _html(block_page(HOSTILE_URL, FINDINGS, REF, viewer(policy.pages, {})))
+    elements = strict_elements(html)
+    [img] = [e for e in elements if e.tag == "img"]
+    logo = "data:image/png;base64," + base64.b64encode(PNG).decode()
+    assert img.attrs == {"src": logo, "alt": HOSTILE_NAME}
+    links = [(e.attrs["class"], e.attrs["href"]) for e in elements if e.tag == "a"]
+    assert links == [("email", "mailto:IT-Help@example.com"), ("phone", "tel:+49301234567"),
+                     ("web", "https://help.example.com/a?b=1&c=2")]
+    # The organisation's name is IT's text, and still escaped wherever it goes.
+    assert "<script>alert" not in html
+    assert "<span>&lt;script&gt;alert(&#39;org&#39;)&lt;/script&gt; &amp; &#34;Sons&#34;</span>" in html
+    assert policy.pages.watched() == [tmp_path / "logo.png"]
+
+
+@pytest.mark.parametrize(("pages", "files", "message"), [
+    ("help_desk: {url: 'javascript:alert(1)'}", {}, "help_desk.url: must be an http:// or https:// URL"),
+    ("help_desk: {url: 'https://user:pw@help.example/'}", {}, "help_desk.url: must be an http:// or https://"),
+    ('help_desk: {url: "https://help.example/\\u0000x"}', {}, "help_desk.url: must be an http:// or https://"),
+    ("help_desk: {url: 'https://help.example/a b'}", {}, "help_desk.url: must be an http:// or https://"),
+    ("help_desk: {email: 'it help@example.com'}", {}, "help_desk.email: must be an e-mail address"),
+    ("help_desk: {email: 'it@exa mple.com'}", {}, "help_desk.email: not a valid host name"),
+    ("help_desk: {email: 'a@b\"><script>'}", {}, "help_desk.email:"),
+    ("help_desk: {phone: 'call us'}", {}, "help_desk.phone: must be a phone number"),
+    ("help_desk: {fax: '123'}", {}, "help_desk.fax:"),
+    ("organisation: \"two\\nlines\"", {}, "organisation: the organisation's name must be one line"),
+    ("logo: logo.svg", {"logo.svg": '<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg">'
+                                    "<script>alert(1)</script></svg>"},
+     "logo: SVG is refused (it can carry script)"),
+    ("logo: logo.png", {"logo.png": b"GIF87a" + b"\0" * (64 * 1024)}, "logo: the logo"),
+    ("logo: logo.png", {"logo.png": b"<html>no image</html>"}, "logo: not a PNG, JPEG, GIF or WebP image"),
+    ("logo: missing.png", {}, "logo: cannot read the logo"),
+    ("templates: nowhere", {}, "templates: not a folder"),
+    ("default_language: nl", {}, "default_language:"),
+])
+def test_branding_mistakes_are_policy_problems_with_their_line(tmp_path, pages, files, message) -> None:
+    problems = _problems(tmp_path, "organisation: Example\n" + pages + "\n", files)
+    assert f"policy.yaml:3: pages.{message}" in problems
+
+
+def test_logo_types_by_their_bytes(tmp_path: Path) -> None:
+    assert image_type(PNG) == "image/png"
+    assert image_type(b"\xff\xd8\xff\xe0rest") == "image/jpeg"
+    assert image_type(b"GIF89a...") == "image/gif"
+    assert image_type(b"RIFF\0\0\0\0WEBPVP8 ") == "image/webp"
+    policy = _load(tmp_path, "logo: logo.svg.png\n", {"logo.svg.png": b"\xff\xd8\xff\xe0jpeg"})
+    assert "src=\"data:image/jpeg;base64," in _html(block_page("http://x.example/", [], REF,
+                                                                viewer(policy.pages, {})))
+
+
+IT_BLOCK = """\
+{% extends "base.html" %}
+{% block title %}{{ org }}: {{ t.block_title }}{% endblock %}
+{% block content %}
+<h1>{{ t.block_heading }}</h1>
+<p class="it">Call the Example desk. {{ url }}</p>
+{% include "findings.html" %}
+{% endblock %}
+"""
+
+
+def test_it_templates_replace_the_shipped_ones_by_name(tmp_path: Path) -> None:
+    policy = _load(tmp_path, "templates: pages\norganisation: Example\n", {"pages/block.html": IT_BLOCK})
+    german = viewer(policy.pages, {"Accept-Language": "de"})
+    html = _html(block_page(HOSTILE_URL, FINDINGS, REF, german))
+    assert strict_elements(html)[0] == Element("html", {"lang": "de"})
+    assert "<title>Example: Von clickguard blockiert</title>" in html
+    assert '<p class="it">Call the Example desk. http://203.0.113.9/&lt;script&gt;' in html  # still escaped
+    assert "landing.thingbot" in html
+    warn = _html(warn_page(HOSTILE_URL, FINDINGS, REF, CONTINUE, german))
+    assert "Call the Example desk" not in warn and "Warnung: Diese Seite" in warn  # the shipped warn page
+    assert policy.pages.watched() == [tmp_path / "pages", tmp_path / "pages" / "block.html"]
+
+
+@pytest.mark.parametrize(("template", "message"), [
+    ("{% extends 'base.html' %}\n{% block content %}\n{% if %}\n{% endblock %}\n",
+     "pages/block.html:3: Expected an expression"),
+    ("{% extends 'base.html' %}\n{% block content %}\n<p>\n{{ t.blok_heading }}</p>\n{% endblock %}\n",
+     "pages/block.html:4: 'dict object' has no attribute 'blok_heading'"),
+    ("{% extends 'base.html' %}\n{% block content %}{{ organisation }}{% endblock %}\n",
+     "pages/block.html:2: 'organisation' is undefined"),
+    ("{% extends 'base.html' %}\n{% block content %}\n{% include 'footer.html' %}{% endblock %}\n",
+     "pages/block.html:3: no template named 'footer.html'"),
+    ("{% extends 'base.html' %}\n{% block content %}{{ 1 // 0 }}{% endblock %}\n",
+     "pages/block.html:2: integer division or modulo by zero"),
+    # The sandbox: a template reaches its values, not Python's internals.
+    ("{% extends 'base.html' %}\n{% block content %}{{ url.__class__.__mro__ }}{% endblock %}\n",
+     "pages/block.html:2: "),
+    ("{% extends 'base.html' %}\n{% block content %}{{ t.update(x=1) }}{% endblock %}\n",
+     "pages/block.html:2: "),
+])
+def test_template_errors_are_policy_problems_with_the_template_line(tmp_path: Path, template: str,
+                                                                    message: str) -> None:
+    problems = _problems(tmp_path, "templates: pages\n", {"pages/block.html": template})
+    assert "policy.yaml:2: pages.templates: template error: " in problems
+    assert str(tmp_path / message) in problems
+
+
+def test_autoescape_stays_on_for_it_templates(tmp_path: Path) -> None:
+    # A template that puts the URL in an attribute or a script-looking place still gets it escaped.
+    template = ('{% extends "base.html" %}\n{% block content %}<p title="{{ url }}">{{ url }}</p>'
+                "{% include 'findings.html' %}{% endblock %}\n")
+    policy = _load(tmp_path, "templates: pages\n", {"pages/block.html": template})
+    hostile = 'http://x.example/"onmouseover="alert(1)'
+    html = _html(block_page(hostile, FINDINGS, REF, viewer(policy.pages, {})))
+    [p] = [e for e in strict_elements(html) if e.tag == "p" and "title" in e.attrs]
+    assert p.attrs == {"title": 'http://x.example/"onmouseover="alert(1)'}
+
+
+PROXY_POLICY = """\
+feeds:
+  - {name: thingbots, format: ip, path: thingbots.txt}
+pages:
+  templates: pages
+  organisation: Example
+"""
+NAVIGATE = {"Accept": "text/html", "Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document"}
+
+
+def _it_block(text: str) -> str:
+    return IT_BLOCK.replace("Call the Example desk.", text)
+
+
+@pytest.mark.slow
+def test_proxy_serves_it_templates_in_the_browsers_language_and_keeps_the_last_good(
+        proxy_factory: ProxyPool, tmp_path: Path) -> None:
+    (tmp_path / "pages").mkdir()
+    template = tmp_path / "pages" / "block.html"
+    template.write_text(_it_block("First version."))
+    proxy = proxy_factory(PROXY_POLICY, files={"thingbots.txt": "127.0.0.3\n"})
+    french = {**NAVIGATE, "Accept-Language": "fr-CA, de;q=0.5"}
+    with upstream("127.0.0.3") as listed:
+        def page() -> Response:
+            return proxy.get(f"{listed.base}/<b>?q=\"x\"", french)
+
+        first = page()
+        assert (first.status, first.headers["x-clickguard-action"]) == (403, "block")
+        assert first.headers["content-language"] == "fr"
+        html = first.text
+        assert strict_elements(html)[0] == Element("html", {"lang": "fr"})
+        assert "<title>Example: Bloqué par clickguard</title>" in html and "First version." in html
+        assert "Le site figure sur une liste d’appareils infectés" in html
+        assert "/%3Cb%3E?q=%22x%22" in html  # the URL as the proxy normalised it (escaping: see above)
+        assert "img-src data:" in first.headers["content-security-policy"]
+
+        # A broken template: reported with its file and line, the last good pages keep serving.
+        template.write_text(_it_block("Second version.").replace("{% endblock %}\n", "{% endblok %}\n", 1))
+        proxy.wait_for_log("policy not applied, the last good one keeps serving")
+        assert f"pages.templates: template error: {template}:2:" in proxy.log()
+        assert "First version." in page().text
+
+        template.write_text(_it_block("Third version."))
+        wait_until(lambda: "Third version." in page().text, what="the fixed template in use")
+        assert listed.requests == []
