@@ -27,6 +27,7 @@ import pytest
 from clickguard.errors import PolicyError
 from clickguard.intel.sources import FeedSet, FetchTimeouts, feed_session
 from clickguard.policy.model import FeedConfig, check_policy, load_policy
+from clickguard.policy.upstream import UpstreamConfig
 from tests.harness import free_port, port_open, start_proxy, upstream, wait_until, write_policy
 
 type Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -413,6 +414,37 @@ async def test_parent_proxy_given_to_fetch(tmp_path: Path, forward_proxy: str,
         feeds, feed = remote_feed(server.url, tmp_path)
         assert await feeds.fetch(session, feed, proxy=forward_proxy, timeouts=QUICK) is True
     assert server.requests[0].get("x-forwarded-by") == "mitmdump"
+
+
+@pytest.mark.parametrize(("host", "no_proxy", "through_parent"), [
+    ("127.0.0.33", [], True),
+    ("127.0.0.34", ["127.0.0.34"], False),  # no_proxy: direct
+    ("127.0.0.35", ["127.0.0.0/8"], False),
+    ("127.0.0.36", ["feeds.example"], True),
+])
+async def test_the_policys_parent_proxy(tmp_path: Path, forward_proxy: str, monkeypatch: pytest.MonkeyPatch,
+                                        host: str, no_proxy: list[str], through_parent: bool) -> None:
+    """The policy's upstream.proxy carries feed fetches, except to its no_proxy destinations."""
+    _clear_proxy_env(monkeypatch)
+    parent = UpstreamConfig.model_validate({"proxy": forward_proxy, "no_proxy": no_proxy})
+    async with feed_server(host, answer(200, GOOD)) as server, feed_session() as session:
+        feeds, feed = remote_feed(server.url, tmp_path)
+        assert await feeds.fetch(session, feed, upstream=parent, timeouts=QUICK) is True
+    [request] = server.requests
+    assert (request.get("x-forwarded-by") == "mitmdump") is through_parent
+
+
+async def test_an_unreachable_parent_keeps_the_copy_and_says_why(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    _clear_proxy_env(monkeypatch)
+    dead = f"http://127.0.0.37:{free_port('127.0.0.37')}"
+    parent = UpstreamConfig.model_validate({"proxy": dead})
+    async with feed_server("127.0.0.38", answer(200, GOOD)) as server, feed_session() as session:
+        feeds, feed = remote_feed(server.url, tmp_path)
+        assert await feeds.fetch(session, feed, upstream=parent, timeouts=QUICK) is False
+    assert server.requests == []
+    error = feeds.status["remote"].last_error
+    assert error is not None and "127.0.0.37" in error and "keeping the last good copy" in error
 
 
 # --- the policy key --------------------------------------------------------------------------

@@ -14,8 +14,9 @@ A feed server is as much the attacker's as any page, so a fetch is bounded:
   Content-Length above the cap is refused before reading;
 - time: `FetchTimeouts` (connect 15 s, 60 s of silence, 300 s in all);
 - the event loop: the body is parsed, compared and written in a worker thread;
-- the network: proxies from the environment (HTTP_PROXY, HTTPS_PROXY, NO_PROXY),
-  or the deployment's parent proxy given to `FeedSet.fetch`.
+- the network: the policy's parent proxy (`upstream.proxy`, its `no_proxy` destinations
+  direct) when `FeedSet.fetch` is given the policy's `upstream`; otherwise, and for the
+  no_proxy destinations, the environment's proxies (HTTP_PROXY, HTTPS_PROXY, NO_PROXY).
 
 A refused body (HTTP error, timeout, too big, cut short, not decodable, no usable
 line, empty) never touches the cached copy.
@@ -33,6 +34,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -40,6 +42,8 @@ from clickguard import files
 from clickguard.intel.index import FeedInput, ReputationIndex
 from clickguard.intel.parsers import DEFAULT_KINDS, Kind, ParsedFeed, parse_feed
 from clickguard.policy.model import FeedConfig
+from clickguard.policy.upstream import UpstreamConfig
+from clickguard.urls import canonical_ip
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +79,28 @@ def feed_session() -> aiohttp.ClientSession:
     # and bodies are decoded by the fetch itself, within the feed's cap.
     return aiohttp.ClientSession(trust_env=True, cookie_jar=aiohttp.DummyCookieJar(),
                                  auto_decompress=False, timeout=DEFAULT_TIMEOUTS.client_timeout())
+
+
+class FeedRoute(NamedTuple):
+    """How a feed's URL is fetched: through this proxy (None: the session's choice) with these headers."""
+
+    proxy: str | None = None
+    proxy_headers: dict[str, str] | None = None
+
+
+def feed_route(upstream: UpstreamConfig | None, url: str) -> FeedRoute:
+    """Through the policy's parent proxy unless the URL's host is in its no_proxy (by name or address)."""
+    parent = upstream.proxy if upstream is not None else None
+    if upstream is None or parent is None:
+        return FeedRoute()
+    host = (urlsplit(url).hostname or "").rstrip(".").lower()
+    address = canonical_ip(host)
+    # Names are matched as written: the fetch does not resolve them first (no_proxy networks
+    # match feed URLs that name an address).
+    if upstream.goes_direct(address or host, (address,) if address else ()):
+        return FeedRoute()
+    authorization = parent.authorization()
+    return FeedRoute(parent.url, {"Proxy-Authorization": authorization} if authorization else None)
 
 
 class _Refused(Exception):
@@ -149,11 +175,12 @@ class _BoundedBody:
 
 
 async def _download(session: aiohttp.ClientSession, feed: FeedConfig, headers: dict[str, str],
-                    proxy: str | None, timeouts: FetchTimeouts) -> _Download | None:
+                    route: FeedRoute, timeouts: FetchTimeouts) -> _Download | None:
     """GET a feed's URL within its cap and the timeouts; None for 304; _Refused or aiohttp's errors."""
     url = str(feed.url)
     async with session.get(url, headers={**headers, "Accept-Encoding": _ACCEPT_ENCODING},
-                           proxy=proxy, timeout=timeouts.client_timeout(),
+                           proxy=route.proxy, proxy_headers=route.proxy_headers,
+                           timeout=timeouts.client_timeout(),
                            auto_decompress=False) as response:
         if response.status == 304:
             return None
@@ -354,12 +381,14 @@ class FeedSet:
         return index
 
     async def fetch(self, session: aiohttp.ClientSession, feed: FeedConfig, *,
-                    proxy: str | None = None, timeouts: FetchTimeouts = DEFAULT_TIMEOUTS) -> bool:
+                    proxy: str | None = None, upstream: UpstreamConfig | None = None,
+                    timeouts: FetchTimeouts = DEFAULT_TIMEOUTS) -> bool:
         """Fetch one URL feed into its cache; True if a new good copy arrived. Never raises for I/O.
 
-        `session` is best `feed_session()`'s; `proxy` is the deployment's parent proxy for this
-        URL (None: the session's choice, the environment's proxy with `feed_session()`). On any
-        failure the cached copy stays as it was, byte for byte, and the status says why.
+        `session` is best `feed_session()`'s. The route: `proxy` if given; else the policy's
+        parent proxy (`upstream`, see `feed_route`); else, and for its no_proxy destinations, the
+        session's choice (the environment's proxies with `feed_session()`). On any failure the
+        cached copy stays as it was, byte for byte, and the status says why.
         """
         status = self.status[feed.name]
         path = cache_path(feed, self.cache_dir)
@@ -367,7 +396,8 @@ class FeedSet:
         status.last_attempt = time.time()
         try:
             headers = await asyncio.to_thread(_conditional_headers, path, meta_path)
-            download = await _download(session, feed, headers, proxy, timeouts)
+            route = FeedRoute(proxy) if proxy is not None else feed_route(upstream, str(feed.url))
+            download = await _download(session, feed, headers, route, timeouts)
             if download is None:
                 status.last_error = None
                 return False
