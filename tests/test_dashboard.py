@@ -6,6 +6,7 @@ import hashlib
 import http.client
 import json
 import logging
+import platform
 import re
 import ssl
 import subprocess
@@ -1079,3 +1080,31 @@ def test_an_outdated_hash_logs_in_and_the_proxy_asks_for_a_new_one(admin_proxy: 
     status, _, page = client.send("GET", "https://clickguard.local/admin/policy")
     assert status == 200 and 'id="rehash"' in page and '<span id="outdated">olduser (scrypt)</span>' in page
     assert OLD_HASH not in page
+
+
+# Checks on two threads, as the dashboard runs them; the growth of RSS (KiB) from before the first.
+CHECKS_IN_THREADS = """
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from clickguard.web.passwords import hash_password, parse_hash, verify_password
+
+def rss_kib():
+    status = Path("/proc/self/status").read_text().splitlines()
+    return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+
+before = rss_kib()
+stored = parse_hash(hash_password("right"))
+with ThreadPoolExecutor(2) as checkers:
+    assert list(checkers.map(verify_password, ["right", "wrong"] * 4, [stored] * 8)) == [True, False] * 4
+    print(rss_kib() - before)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists() or platform.libc_ver()[0] != "glibc",
+                    reason="glibc's allocator on Linux")
+def test_password_checks_give_their_working_memory_back() -> None:
+    """argon2's 19 MiB go back to the system after each check: no thread keeps them in its arena."""
+    done = subprocess.run([sys.executable, "-c", CHECKS_IN_THREADS], cwd=REPO, capture_output=True,
+                          text=True, timeout=60, check=True)
+    grown_kib = int(done.stdout)
+    assert grown_kib < passwords.DEFAULT_PARAMS.memory_kib // 2, f"RSS grew by {grown_kib} KiB"

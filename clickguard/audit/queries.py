@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from clickguard.audit.store import has_groups
 from clickguard.vocab import DeviceClass
 
 HOUR, DAY = 3600, 86400
@@ -199,6 +200,7 @@ class Report:
     continue_users: int
     continues_by_user: tuple[ContinueUser, ...]
     continues: tuple[Continue, ...]
+    group: str | None = None  # the policy group the report is about; None: everyone
 
 
 # --- time -------------------------------------------------------------------------------------
@@ -235,6 +237,31 @@ def _range(since: float | None, until: float | None, column: str = "ts") -> tupl
     return " AND ".join(clauses) or "1", params
 
 
+def _scope(since: float | None, until: float | None, group: str | None,
+           table: str = "", grouped: bool = True) -> tuple[str, list[object]]:
+    """A WHERE clause for decisions rows: the ts range and, when one is asked for, the policy group.
+
+    ``grouped``: the store has the group_name column (a store older than groups, read only,
+    has none: no decision of it is any group's).
+    """
+    where, params = _range(since, until, f"{table}ts")
+    if group is None:
+        return where, list(params)
+    column = f"{table}group_name" if grouped else "NULL"
+    return f"{column} = ? AND {where}", [group, *params]
+
+
+def _findings_scope(since: float | None, until: float | None, group: str | None,
+                    table: str = "", grouped: bool = True) -> tuple[str, list[object]]:
+    """A WHERE clause for findings rows: the ts range and, with a group, only its decisions' findings."""
+    where, params = _range(since, until, f"{table}ts")
+    if group is None:
+        return where, list(params)
+    inner, inner_params = _scope(since, until, group, grouped=grouped)
+    return (f"{where} AND {table}decision_id IN (SELECT id FROM decisions WHERE {inner})",
+            [*params, *inner_params])
+
+
 def _rows(connection: sqlite3.Connection, sql: str, params: Sequence[object]) -> list[Any]:
     """All rows of a query (each query returns at most a report's limit, or one per bucket)."""
     return connection.execute(sql, params).fetchall()
@@ -246,10 +273,14 @@ def _names(value: str | None) -> tuple[str, ...]:
 
 
 def build_report(connection: sqlite3.Connection, *, since: float | None = None, until: float | None = None,
-                 limit: int = 20) -> Report:
-    """Every figure of the report for decisions with since <= ts < until (None: unbounded)."""
+                 limit: int = 20, group: str | None = None) -> Report:
+    """Every figure of the report for decisions with since <= ts < until (None: unbounded).
+
+    ``group``: only the decisions made under that policy group's rules (the store's group_name).
+    """
     now = time.time()
-    where, params = _range(since, until)
+    grouped = group is None or has_groups(connection)
+    where, params = _scope(since, until, group, grouped=grouped)
     # Two single-aggregate queries: SQLite answers each from one end of the ts index.
     first = connection.execute(f"SELECT min(ts) FROM decisions WHERE {where}", params).fetchone()[0]
     last = connection.execute(f"SELECT max(ts) FROM decisions WHERE {where}", params).fetchone()[0]
@@ -261,10 +292,11 @@ def build_report(connection: sqlite3.Connection, *, since: float | None = None, 
     else:
         high = last
     bucket = HOUR if low is None or high is None or high - low <= HOURLY_UP_TO else DAY
-    totals, timeline = _counts(connection, since, until, first, last, low, high, bucket)
+    totals, timeline = _counts(connection, since, until, first, last, low, high, bucket,
+                               group if grouped else None)
 
     # A finding with several tags is several findings rows: count decisions, not rows.
-    fwhere, fparams = _range(since, until)
+    fwhere, fparams = _findings_scope(since, until, group, grouped=grouped)
     reasons = tuple(Count(c, n) for c, n in _rows(connection, f"""
         SELECT code, count(DISTINCT decision_id) AS n FROM findings WHERE {fwhere}
         GROUP BY code ORDER BY n DESC, code LIMIT ?""", [*fparams, limit]))
@@ -287,7 +319,7 @@ def build_report(connection: sqlite3.Connection, *, since: float | None = None, 
 
     # From the origin.thingbot findings (findings_report) to their decisions, not the other way
     # round: there are fewer Thingbot findings than clicks.
-    dwhere, dparams = _range(since, until, "d.ts")
+    dwhere, dparams = _scope(since, until, group, "d.", grouped)
     rows = _rows(connection, f"""
         SELECT {_who_sql("d.")} AS who, {_kind_sql("d.")}, count(*) AS n,
                count(*) OVER (), sum(count(*)) OVER ()
@@ -340,7 +372,7 @@ def build_report(connection: sqlite3.Connection, *, since: float | None = None, 
         targeted_users=targeted_users, targeted=targeted, thingbot_users=thingbot_users,
         thingbot_targets=thingbot_targets, thingbot_share=share, thingbot_origin_count=origin_count,
         thingbot_origins=origins, appliance_classes=classes, appliance_hosts=appliance_hosts,
-        continue_users=continue_users, continues_by_user=continues_by_user, continues=continues)
+        continue_users=continue_users, continues_by_user=continues_by_user, continues=continues, group=group)
 
 
 # Each series counted over a ts range of its own index: decisions_ts, decisions_event (event, ts)
@@ -352,17 +384,19 @@ _SERIES = ("", "event = 'click' AND ", "action = 'block' AND ", "action = 'warn'
 
 def _counts(connection: sqlite3.Connection, since: float | None, until: float | None,
             first: float | None, last: float | None, low: float | None, high: float | None,
-            bucket: int) -> tuple[Totals, tuple[Bucket, ...]]:
-    """The totals over [since, until) and the timeline of buckets from low to high."""
+            bucket: int, group: str | None = None) -> tuple[Totals, tuple[Bucket, ...]]:
+    """The totals over [since, until) and the timeline of buckets from low to high (one group's, if given)."""
     if first is None or last is None or low is None or high is None:
         return Totals(0, 0, 0, 0, 0), ()
+    # With a group each count also ranges over it: decisions_group (group_name, ts) serves the plain one.
+    series = _SERIES if group is None else tuple(f"group_name = :group AND {s}" for s in _SERIES)
     # The counted range, [lo, hi): the one asked for, or exactly the records there are.
     lo = since if since is not None else first
     hi = until if until is not None else math.nextafter(last, math.inf)
-    named = {"lo": lo, "hi": hi}
+    named: dict[str, object] = {"lo": lo, "hi": hi, "group": group}
     totals = Totals(*connection.execute(
         "SELECT " + ", ".join(f"(SELECT count(*) FROM decisions WHERE {s}ts >= :lo AND ts < :hi)"
-                              for s in _SERIES), named).fetchone())
+                              for s in series), named).fetchone())
     origin = (low // bucket) * bucket  # whole UTC hours or days
     count = int((high - origin) // bucket) + 1
     if until is not None and origin + (count - 1) * bucket >= until:
@@ -372,7 +406,7 @@ def _counts(connection: sqlite3.Connection, since: float | None, until: float | 
         "WITH RECURSIVE bucket(i, start) AS (SELECT 0, :origin UNION ALL "
         "SELECT i + 1, start + :width FROM bucket WHERE i + 1 < :count) SELECT start, "
         + ", ".join(f"(SELECT count(*) FROM decisions WHERE {s}ts >= max(start, :lo) "
-                    "AND ts < min(start + :width, :hi))" for s in _SERIES[:4])
+                    "AND ts < min(start + :width, :hi))" for s in series[:4])
         + " FROM bucket", {**named, "origin": origin, "width": bucket, "count": max(1, min(count, 10_000))})
     return totals, tuple(Bucket(*row) for row in rows)
 

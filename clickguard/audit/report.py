@@ -17,6 +17,7 @@ JSON (``report_json``; keys are stable, times are ISO 8601 UTC, counts integers)
 
     {"report": 1,                          format version
      "generated_at": T, "since": T|null, "until": T|null,   the range asked for
+     "group": NAME,                        only with --group: the policy group reported on
      "first": T|null, "last": T|null,      the oldest and newest record in it
      "totals": {"decisions", "clicks", "blocks", "warns", "continues",
                 "bucket": "hour"|"day",
@@ -112,6 +113,7 @@ def report_dict(report: Report) -> dict[str, Any]:
     return {
         "report": FORMAT_VERSION,
         "generated_at": iso(report.generated_at), "since": iso(report.since), "until": iso(report.until),
+        **({"group": report.group} if report.group is not None else {}),
         "first": iso(report.first), "last": iso(report.last),
         "totals": {
             "decisions": t.decisions, "clicks": t.clicks, "blocks": t.blocks, "warns": t.warns,
@@ -170,7 +172,8 @@ def report_text(report: Report) -> str:
     """A readable summary for the terminal."""
     t = report.totals
     share = report.thingbot_share
-    lines = [f"clickguard report: {wording.range_text(report)}", "",
+    group = f", group {report.group}" if report.group is not None else ""
+    lines = [f"clickguard report: {wording.range_text(report)}{group}", "",
              f"decisions {t.decisions:,}   clicks {t.clicks:,}   blocked {t.blocks:,}   "
              f"warned {t.warns:,}   continued past a warning {t.continues:,}"]
     if share.percent is not None:

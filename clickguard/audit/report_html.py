@@ -321,6 +321,8 @@ def section_html(report: Report, name: str, *, link: Link | None = None) -> str:
 def report_html(report: Report, *, title: str = "clickguard report") -> str:
     """The whole report as one self-contained HTML file: inline CSS and SVG, no script, nothing fetched."""
     sections = "".join(section_html(report, name) for name in SECTIONS)
+    if report.group is not None:
+        title = f"{title}: group {report.group}"  # escaped by _page
     return _page(title, sections, generated=report.generated_at)
 
 

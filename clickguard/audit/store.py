@@ -28,7 +28,8 @@ from urllib.parse import urlsplit
 
 from clickguard import files
 
-SCHEMA_VERSION = 1
+# 2: decisions.group_name (policy groups); a store of version 1 gets the column when a writer opens it.
+SCHEMA_VERSION = 2
 # Audit events that are not decisions about what users browse: kept in the JSON Lines log
 # only, so reports and the dashboard count browsing (a refused dashboard login is no "block").
 NOT_STORED = frozenset({"admin_login"})
@@ -41,6 +42,7 @@ CREATE TABLE IF NOT EXISTS decisions (
     event TEXT NOT NULL,            -- decision, click, hop, continue, response, tunnel, connected
     client TEXT,
     user TEXT,                      -- the proxy user, when the proxy authenticated one
+    group_name TEXT,                -- the policy group whose rules applied (the record's "group")
     recipient TEXT,                 -- the click link's recipient (plain or hashed), for clicks
     url TEXT NOT NULL,
     host TEXT,
@@ -57,6 +59,8 @@ CREATE INDEX IF NOT EXISTS decisions_event ON decisions(event, ts);
 CREATE INDEX IF NOT EXISTS decisions_host ON decisions(host, ts);
 CREATE INDEX IF NOT EXISTS decisions_click ON decisions(click_id);
 CREATE INDEX IF NOT EXISTS decisions_user ON decisions(user, ts);
+-- Reports and the dashboard filtered by group; partial, so decisions without a group cost nothing.
+CREATE INDEX IF NOT EXISTS decisions_group ON decisions(group_name, ts) WHERE group_name IS NOT NULL;
 -- Reports (clickguard.report): blocks and warns counted per hour or day from the index alone,
 -- and the blocked or warned clicks of the "most targeted" table found without a scan.
 CREATE INDEX IF NOT EXISTS decisions_action ON decisions(action, ts);
@@ -87,6 +91,7 @@ class Row(NamedTuple):
     event: str
     client: str | None
     user: str | None
+    group_name: str | None
     recipient: str | None
     url: str
     host: str | None
@@ -165,7 +170,8 @@ def row_of(record: Mapping[str, Any], text: str | None = None) -> Prepared:
         text = json.dumps(record, separators=(",", ":"), ensure_ascii=True)
     row = Row(
         timestamp(record["ts"]), _clean(str(record["ref"])), _clean(str(record["event"])),
-        _text(record.get("client")), _text(record.get("user")), _text(record.get("recipient")), url,
+        _text(record.get("client")), _text(record.get("user")), _text(record.get("group")),
+        _text(record.get("recipient")), url,
         host, _clean(str(record["action"])), _text(record.get("origin_ip")), _text(record.get("click_id")),
         hop, device_class, text)
     findings: list[FindingRow] = []
@@ -208,6 +214,8 @@ def connect(path: Path, *, readonly: bool = False, timeout: float = 10.0) -> sql
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute("PRAGMA synchronous=FULL")  # a commit is durable before it is acknowledged
         connection.execute("PRAGMA foreign_keys=ON")
+        if version < SCHEMA_VERSION:
+            _migrate(connection)
         connection.executescript(_SCHEMA)  # what exists is left alone, without taking the write lock
         if version != SCHEMA_VERSION:  # a write: not at every connect, so a busy store still opens
             connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
@@ -215,6 +223,22 @@ def connect(path: Path, *, readonly: bool = False, timeout: float = 10.0) -> sql
         connection.close()
         raise
     return connection
+
+
+def _migrate(connection: sqlite3.Connection) -> None:
+    """Bring a store an older clickguard made up to this schema: columns added (existing rows keep NULL).
+
+    Version 1 had no group_name. Added with ALTER TABLE ... ADD COLUMN, which SQLite does
+    without rewriting the table, so a large store migrates at once.
+    """
+    columns = {row[1] for row in connection.execute("PRAGMA table_info(decisions)")}
+    if columns and "group_name" not in columns:
+        connection.execute("ALTER TABLE decisions ADD COLUMN group_name TEXT")
+
+
+def has_groups(connection: sqlite3.Connection) -> bool:
+    """Whether the store has the group_name column (a version 1 store no writer has opened since has not)."""
+    return any(row[1] == "group_name" for row in connection.execute("PRAGMA table_info(decisions)"))
 
 
 def _make_private(path: Path) -> None:
@@ -257,9 +281,9 @@ def insert_rows(connection: sqlite3.Connection, rows: Sequence[Prepared]) -> int
         for row, findings in rows:
             if row.event in NOT_STORED:
                 continue
-            cursor.execute("INSERT OR IGNORE INTO decisions (ts, ref, event, client, user, recipient, url, "
-                           "host, action, origin_ip, click_id, hop, device_class, record) "
-                           "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", row)
+            cursor.execute("INSERT OR IGNORE INTO decisions (ts, ref, event, client, user, group_name, "
+                           "recipient, url, host, action, origin_ip, click_id, hop, device_class, record) "
+                           "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", row)
             if cursor.rowcount == 0:
                 continue
             decision_id = cursor.lastrowid

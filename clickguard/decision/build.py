@@ -1,7 +1,8 @@
 """Building the judge: a policy, its feeds and the command line's, and the Thingbots the proxy learned.
 
 The proxy (at start and at every reload) and the command line (`check`, `feeds
-status`) build their judge here, so both judge a URL alike. Everything is read
+status`) build their judge here, so both judge a URL alike; a policy's groups get
+their judges with it (`Judge.for_client`, `judge_as` for the command line). Everything is read
 from files here, nothing in a constructor: the proxy calls this off the event
 loop and swaps the result in with one assignment.
 """
@@ -19,6 +20,22 @@ from clickguard.errors import UsageError
 from clickguard.intel.learned import STATE_FILE, LearnedHosts
 from clickguard.intel.sources import FeedSet
 from clickguard.policy.model import FeedConfig, Policy
+
+
+def judge_as(judge: Judge, *, user: str | None = None, group: str | None = None,
+             client: str | None = None) -> Judge:
+    """The judge `check --user/--group/--client` uses: the named group's, else the first group matching.
+
+    Without a directory, a user's LDAP groups are not known: ``--group`` names the group
+    instead. UsageError for a group the policy does not have.
+    """
+    if group is not None:
+        chosen = judge.group_judge(group)
+        if chosen is None:
+            known = ", ".join(g.name for g in judge.policy.groups) or "none"
+            raise UsageError(f"--group {group}: the policy has no such group (its groups: {known})")
+        return chosen
+    return judge.for_client(client, user)
 
 
 class Built(NamedTuple):

@@ -3,6 +3,10 @@
 A `Judge` is built completely from a policy and an index and never changes;
 reloading either builds a new judge that its owner swaps in with one
 assignment, so a request is always judged against one consistent state.
+
+A policy with ``groups:`` gets one judge per group, built with it from the
+group's policy (`clickguard.decision.groups`) over the same index and learned
+hosts; `Judge.for_client` picks the one for a request's user and client.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import time
 from collections.abc import Iterable
 
 from clickguard import reasons
+from clickguard.decision.groups import GroupMatcher, group_policy, matcher_of
 from clickguard.decision.verdict import Finding, Verdict, finding_from_match
 from clickguard.intel.index import Attribution, NetworkMap, ReputationIndex, _Merger
 from clickguard.intel.learned import FEED_NAME, LearnedHost, LearnedHosts
@@ -36,11 +41,13 @@ class _HostList:
         self.hosts = frozenset(hosts)
         self.domains = frozenset(domains)
         self.networks = NetworkMap()
-        merge = _Merger()
-        for network in networks:
-            self.networks.add_network(str(network), _LISTED, merge)
-        self.networks.freeze()
-        self.has_networks = len(self.networks) > 0
+        entries = tuple(networks)
+        if entries:  # freezing builds per-octet tables: a few ms, for nothing when there is no network
+            merge = _Merger()
+            for network in entries:
+                self.networks.add_network(str(network), _LISTED, merge)
+            self.networks.freeze()
+        self.has_networks = bool(entries)
 
     def host_entry(self, host: str) -> str | None:
         """The entry covering this host name, rendered for people, or None."""
@@ -82,22 +89,60 @@ class _HostList:
 class Judge:
     """Judges URLs, hosts and addresses against one policy and one index."""
 
+    _allow: _HostList
+    _deny: _HostList
+    _known: _HostList
+    _exempt_clients: _HostList
+    _exempt_destinations: _HostList
+
     def __init__(self, policy: Policy, index: ReputationIndex, *,
-                 unloaded_feeds: Iterable[str] = (), learned: LearnedHosts | None = None) -> None:
+                 unloaded_feeds: Iterable[str] = (), learned: LearnedHosts | None = None,
+                 group: str | None = None, base: Judge | None = None) -> None:
+        """A judge of the policy; ``group`` and ``base``: a group's judge, sharing what its group keeps."""
         self.policy = policy
+        self.group = group  # the name of the group whose policy this is; None: the top-level one
         self.index = index
         self.unloaded_feeds = tuple(unloaded_feeds)
         # Shared with the judges before and after this one: learning goes on across reloads.
         self.learned = learned if learned is not None else LearnedHosts()
-        self._allow = _HostList(policy.allow.hosts, policy.allow.domains, policy.allow.networks)
-        self._deny = _HostList(policy.deny.hosts, policy.deny.domains, policy.deny.networks)
         self._suspect_actions: dict[str, Action] = {
             reasons.RESPONSE_REDIRECT: policy.inspect.appliance_redirect,
             reasons.RESPONSE_DRIVE_BY: policy.inspect.appliance_drive_by,
         }
-        self._known = _HostList((), policy.email.known_domains | policy.click_links.skip_domains, ())
-        self._exempt_clients = _HostList((), (), policy.never_judge.clients)
-        self._exempt_destinations = _HostList((), (), policy.never_judge.destinations)
+        if base is not None:
+            # A group changes none of these (see decision.groups.group_policy): the top-level's lists serve.
+            self._known, self._exempt_clients = base._known, base._exempt_clients
+            self._exempt_destinations = base._exempt_destinations
+        else:
+            self._known = _HostList((), policy.email.known_domains | policy.click_links.skip_domains, ())
+            self._exempt_clients = _HostList((), (), policy.never_judge.clients)
+            self._exempt_destinations = _HostList((), (), policy.never_judge.destinations)
+        self._allow = base._allow if base is not None and policy.allow is base.policy.allow else _HostList(
+            policy.allow.hosts, policy.allow.domains, policy.allow.networks)
+        self._deny = base._deny if base is not None and policy.deny is base.policy.deny else _HostList(
+            policy.deny.hosts, policy.deny.domains, policy.deny.networks)
+        self._matcher: GroupMatcher | None = matcher_of(policy)
+        self._group_judges: tuple[Judge, ...] = tuple(
+            Judge(group_policy(policy, g), index, unloaded_feeds=self.unloaded_feeds, learned=self.learned,
+                  group=g.name, base=self) for g in policy.groups)
+
+    @property
+    def grouped(self) -> bool:
+        """Whether the policy has groups (a request's judge may then be a group's)."""
+        return self._matcher is not None
+
+    def for_client(self, client: str | None, user: str | None = None,
+                   ldap_groups: Iterable[str] = ()) -> Judge:
+        """The judge of the first group matching the user, a directory group or the client; else this one."""
+        if self._matcher is None:
+            return self
+        index = self._matcher.index(user, ldap_groups, client)
+        return self if index is None else self._group_judges[index]
+
+    def group_judge(self, name: str) -> Judge | None:
+        """The judge of the group with this name (case-insensitive), None if the policy has none."""
+        key = name.casefold()
+        return next((j for j in self._group_judges if (j.group or "").casefold() == key), None)
 
     def client_exempt(self, client_ip: str) -> bool:
         """True for clients in a network the policy never judges."""

@@ -25,8 +25,8 @@ from pydantic import AfterValidator, Field, PrivateAttr, field_validator, model_
 
 from clickguard import reasons
 from clickguard.errors import PolicyError, Problem
-from clickguard.policy.groups import GroupConfig
-from clickguard.policy.identity import IdentityConfig
+from clickguard.policy.groups import GroupConfig, unique_names
+from clickguard.policy.identity import IdentityConfig, identity_file_problems
 from clickguard.policy.ops import OpsConfig, PacConfig
 from clickguard.policy.pages import PagesConfig
 from clickguard.policy.sections import (
@@ -86,6 +86,9 @@ class Policy(_Model):
     # action_for's table, including landing.<category> of every feed; built once, not per request.
     # (model_copy(update=...) skips it: derive a changed policy with model_validate instead.)
     _action_table: dict[str, Action] = PrivateAttr(default_factory=dict)
+    # clickguard.decision.groups' matcher of the groups, built at its first use (the decision
+    # stage's type: the policy stage cannot name it).
+    _group_matcher: object = PrivateAttr(default=None)
 
     @field_validator("actions")
     @classmethod
@@ -95,7 +98,7 @@ class Policy(_Model):
 
     @model_validator(mode="after")
     def _cross_check(self) -> Self:
-        """Feed names are unique, and every action names a code something can produce."""
+        """Feed and group names are unique; every action (a group's too) names a code something produces."""
         found: list[tuple[Loc, str]] = []
         first: dict[str, int] = {}
         for i, feed in enumerate(self.feeds):
@@ -105,14 +108,10 @@ class Policy(_Model):
                                f"duplicate feed name {feed.name!r} (also feeds[{also}])"))
             first.setdefault(feed.name, i)
         known = [*reasons.DEFAULT_ACTIONS, *sorted({reasons.feed_code(feed.category) for feed in self.feeds})]
-        for code in self.actions:
-            if code not in known:
-                # A typo here would silently fall back to "warn"; IT would never notice.
-                close = difflib.get_close_matches(code, known, n=1)
-                hint = f"did you mean {close[0]!r}? " if close else ""
-                found.append((("actions", code),
-                               f"unknown reason code; {hint}known: {', '.join(known)}, "
-                               "or landing.<category> of a feed"))
+        found += _unknown_codes(self.actions, known, ("actions",))
+        found += unique_names(self.groups)
+        for i, group in enumerate(self.groups):
+            found += _unknown_codes(group.actions or {}, known, ("groups", i, "actions"))
         if found:
             raise FieldProblems(found)
         return self
@@ -127,6 +126,19 @@ class Policy(_Model):
     def action_for(self, code: str) -> Action:
         """The action for a reason code; codes the policy does not know get "warn"."""
         return self._action_table.get(code, "warn")
+
+
+def _unknown_codes(actions: Mapping[str, Action], known: list[str], where: Loc) -> list[tuple[Loc, str]]:
+    """A problem for each action whose code nothing can produce."""
+    found: list[tuple[Loc, str]] = []
+    for code in actions:
+        if code not in known:
+            # A typo here would silently fall back to "warn"; IT would never notice.
+            close = difflib.get_close_matches(code, known, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            found.append(((*where, code), f"unknown reason code; {hint}known: {', '.join(known)}, "
+                                          "or landing.<category> of a feed"))
+    return found
 
 
 class LoadedPolicy(NamedTuple):
@@ -211,5 +223,7 @@ def check_policy(path: Path) -> list[Problem]:
     base_dir = path.absolute().parent
     parsed = _parse(text, str(path), base_dir)
     problems = parsed.problems + _feed_file_problems(parsed, str(path), base_dir)
+    if parsed.model is not None:  # the users file (htpasswd lines) and the directory's password file
+        problems += identity_file_problems(parsed.model.identity)
     problems.sort(key=lambda p: p.line or 0)
     return problems

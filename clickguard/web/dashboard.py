@@ -4,7 +4,8 @@ The proxy serves it under ``/admin`` on the click host (`clickguard/proxy/endpoi
 hands those requests to `Dashboard.handle`; nothing here imports mitmproxy or the proxy,
 whose runtime the dashboard reads through the `ProxyView` protocol):
 
-    GET  /admin                 overview: the report's sections, ?since=24h (default), 7d or 30d
+    GET  /admin                 overview: the report's sections, ?since=24h (default), 7d or 30d,
+                                &group=NAME: only decisions under that policy group's rules
     GET  /admin/feeds           per feed: entries, age of data, source, last error; learned hosts
     GET  /admin/policy          the policy in force: file, sha256, loaded at, last reload error
     GET  /admin/host?h=HOST     every decision about one host
@@ -63,6 +64,7 @@ from clickguard.audit import queries, report_html, store
 from clickguard.audit import writer as audit
 from clickguard.errors import AuditError, TokenError
 from clickguard.intel.learned import LearnedHost
+from clickguard.policy.groups import GROUP_NAME
 from clickguard.policy.model import AdminConfig, LoadedPolicy, Policy
 from clickguard.tokens import b64url_encode, sign, verify
 from clickguard.web.lockout import (
@@ -654,24 +656,45 @@ class Dashboard:
     async def _overview(self, session: Session, query: Mapping[str, list[str]]) -> Answer:
         """The report's sections for the chosen range, read from the store now."""
         since = _first(query, "since") or "24h"
+        group = _first(query, "group") or None
         if since not in RANGES:
             return self._frame(400, session, "/admin", "Overview",
                                f"<h1>Overview</h1><p>since must be one of {', '.join(RANGES)}.</p>")
+        if group is not None and not GROUP_NAME.fullmatch(group):
+            return self._frame(400, session, "/admin", "Overview",
+                               "<h1>Overview</h1><p>group must be a policy group's name.</p>")
         now = self.clock()
-        ranges = "".join(f'<a href="/admin?since={name}"{" class=here" if name == since else ""}>'
+        also = f"&amp;group={urllib.parse.quote(group)}" if group else ""
+        ranges = "".join(f'<a href="/admin?since={name}{also}"{" class=here" if name == since else ""}>'
                          f"last {name}</a>" for name in RANGES)
         try:
-            sections = await asyncio.to_thread(self._report_sections, now - RANGES[since], now)
+            sections = await asyncio.to_thread(self._report_sections, now - RANGES[since], now, group)
         except sqlite3.Error as e:
             sections = _store_unavailable(self.runtime.store_path, e)
-        inner = (f'<h1>Overview</h1><p class="ranges">{ranges}</p>'
+        inner = (f'<h1>Overview</h1><p class="ranges">{ranges}</p>{self._group_form(since, group)}'
                  f'<p class="muted">As of {escape(_when(now, now))}.</p>{sections}')
         return self._frame(200, session, "/admin", "Overview", inner)
 
-    def _report_sections(self, since: float, until: float) -> str:
-        """Every section of the report over a time range (in a worker thread)."""
+    def _group_form(self, since: str, group: str | None) -> str:
+        """A select of the policy's groups (and everyone) for the overview; nothing without groups."""
+        names = [g.name for g in self.runtime.judge.policy.groups]
+        if group is not None and group not in names:
+            names.append(group)  # a group since renamed or removed: its records are still there
+        if not names:
+            return ""
+        options = "".join(f'<option value="{escape(n)}"{" selected" * (n == group)}>{escape(n)}</option>'
+                          for n in names)
+        return ('<form method="get" action="/admin" class="ranges">'
+                f'<input type="hidden" name="since" value="{escape(since)}">'
+                '<label for="group">Group</label> <select id="group" name="group">'
+                f'<option value="">everyone</option>{options}</select> '
+                '<button type="submit">Show</button></form>')
+
+    def _report_sections(self, since: float, until: float, group: str | None = None) -> str:
+        """Every section of the report over a time range, one policy group's if given (in a worker thread)."""
         with _readonly(self.runtime.store_path) as connection:
-            built = queries.build_report(connection, since=since, until=until, limit=REPORT_LIMIT)
+            built = queries.build_report(connection, since=since, until=until, limit=REPORT_LIMIT,
+                                         group=group)
         return "".join(report_html.section_html(built, name, link=drilldown_link)
                        for name in report_html.SECTIONS)
 
