@@ -33,6 +33,22 @@ test: $(VENV)/.installed
 	@command -v logrotate >/dev/null || { apt-get update -qq && apt-get install -y -qq logrotate; }
 	@# V8 (node) tells which generated scripts are JavaScript (tests/test_differential_js.py).
 	@command -v node >/dev/null || { apt-get update -qq && apt-get install -y -qq nodejs; }
+	@# Proxy authentication (tests/test_identity.py): Debian's slapd, slapadd and htpasswd -B.
+	@test -x /usr/sbin/slapd && command -v slapadd >/dev/null && command -v htpasswd >/dev/null || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+		slapd ldap-utils apache2-utils; }
+	@# The PAC file evaluated as a browser would (tests/test_pac.py): pacparser, for Debian's python3.
+	@test -d /usr/lib/python3/dist-packages/pacparser || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+		python3-pacparser; }
+	@# The parent proxy (tests/test_upstream.py): Debian's Squid; openssl hashes its users' passwords.
+	@test -x /usr/sbin/squid && command -v openssl >/dev/null || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+		squid openssl; }
+	@# The systemd unit in deploy/ verified and rated by systemd-analyze (tests/test_deploy.py).
+	@command -v systemd-analyze >/dev/null || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+		systemd; }
 	$(VENV)/bin/ruff check clickguard tests bench fuzz
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest -q

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from clickguard import files
 from clickguard.audit import report, store
-from clickguard.decision.build import Built, build_judge, feeds_from_specs, learned_hosts
+from clickguard.decision.build import Built, build_judge, feeds_from_specs, judge_as, learned_hosts
 from clickguard.decision.check import Decision, check, check_offline, with_origin
 from clickguard.decision.judge import Judge
 from clickguard.errors import (
@@ -106,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="directory of the proxy CA and signing key (created at first run)")
     run.add_argument("--state-dir", type=Path, default=Path("var"),
                      help="feed caches and status (default var/)")
+    run.add_argument("--ops", metavar="HOST:PORT",
+                     help="ops listener: /healthz, /readyz, /metrics, /proxy.pac (over the policy's "
+                          "ops.listen)")
     run.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE",
                      help="any other mitmproxy option, passed through")
     run.add_argument("--check-config", action="store_true",
@@ -123,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     chk.add_argument("--json", action="store_true", help="one JSON object per URL")
     chk.add_argument("--resolve", action="store_true",
                      help="also resolve host names and judge their addresses (off by default)")
+    chk.add_argument("--user", help="judge as this proxy user: the first policy group listing them applies")
+    chk.add_argument("--group", help="judge by this policy group's rules (as a user in its ldap_groups)")
+    chk.add_argument("--client", metavar="ADDRESS", help="judge as this client address (groups' networks)")
     chk.add_argument("--state-dir", type=Path, default=Path("var"),
                      help="the proxy's state: feed caches and the hosts it learned (default var/)")
 
@@ -179,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="from when: ISO 8601 (UTC unless it says) or back from now, e.g. 24h, 7d")
     rep.add_argument("--until", type=_when, metavar="WHEN", help="until when (exclusive), as --since")
     rep.add_argument("--limit", type=int, help="rows per table (default 20), records of a drill-down (500)")
+    rep.add_argument("--group", help="only the decisions made under this policy group's rules")
     rep_out = rep.add_mutually_exclusive_group()
     rep_out.add_argument("--json", action="store_true", help="print JSON instead of the text summary")
     rep_out.add_argument("--html", type=Path, metavar="FILE",
@@ -292,6 +299,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         argv += ["--set", f"clickguard_audit_log={args.audit_log}"]
     if args.audit_store:
         argv += ["--set", f"clickguard_audit_store={args.audit_store}"]
+    if args.ops:
+        argv += ["--set", f"clickguard_ops={args.ops}"]
     for option in args.set:
         argv += ["--set", option]
     # mitmproxy writes the CA's certificates into certs/ under the process's umask (its keys 0600):
@@ -373,6 +382,7 @@ def origin_of_received(judge: Judge, line: str, origin_ip: str | None) -> tuple[
 def cmd_check(args: argparse.Namespace) -> int:
     """Judge one URL, or many from stdin, and print the verdicts; exit status as CHECK_EXIT says."""
     judge, _feeds = load_judge(args.policy, args.feed, args.state_dir)
+    judge = judge_as(judge, user=args.user, group=args.group, client=args.client)
     resolver = Resolver() if args.resolve else None
     origin_ip, home_line = args.origin, None
     if args.origin_received is not None:
@@ -380,7 +390,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     _results_out(as_json=args.json)
 
     def judge_one(raw: str) -> dict[str, Any]:
-        return judge_url(judge, raw, origin_ip, resolver, home_line=home_line)
+        result = judge_url(judge, raw, origin_ip, resolver, home_line=home_line)
+        return {**result, "group": judge.group} if judge.group else result
 
     if args.url != "-":
         result = judge_one(args.url)
@@ -457,6 +468,8 @@ def _print_result(result: dict[str, Any], as_json: bool, stream: TextIO) -> None
     if not as_json:
         if "error" in result:
             stream.write(f"  error: {result['error']}\n")
+        if "group" in result:
+            stream.write(f"  group: {result['group']}\n")
         for reason in result["reasons"]:
             stream.write(f"  {reason['code']}: {reason['detail']}\n")
 
@@ -469,7 +482,8 @@ def cmd_policy_check(path: Path) -> int:
     if problems:
         return 1
     policy = load_policy(path).policy
-    print(f"{path}: ok ({len(policy.feeds)} feeds)")
+    groups = f", {len(policy.groups)} groups" if policy.groups else ""
+    print(f"{path}: ok ({len(policy.feeds)} feeds{groups})")
     return 0
 
 
@@ -534,12 +548,14 @@ def _print_audit_health(health: dict[str, Any] | None, now: float) -> None:
         return
     print(f"# audit: on_failure {health.get('on_failure')}, {health.get('written')} records written, "
           f"{health.get('not_recorded')} not recorded")
-    for name in ("log", "store"):
+    for name in ("log", "store", "syslog"):
         sink = health.get(name)
         if not isinstance(sink, dict):
             continue
         state = "FAILING" if sink.get("failing") else "ok"
         extra = f", {sink['backlog']} records waiting for it" if sink.get("backlog") else ""
+        if name == "syslog":
+            extra += f" ({sink.get('format')}), {sink.get('sent')} sent, {sink.get('dropped')} dropped"
         print(f"audit {name:<5} {state:<7} {sink.get('path')}{extra}")
         if sink.get("last_error"):
             when = f" ({_age(now - sink['last_error_at'])} ago)" if sink.get("last_error_at") else ""
@@ -833,13 +849,16 @@ def cmd_report(args: argparse.Namespace) -> int:
     limit: int = args.limit if args.limit is not None else 500 if drill else 20
     if limit < 1:
         raise UsageError("--limit must be at least 1")
+    if drill and args.group is not None:
+        raise UsageError("--group narrows the summary; a drill-down (--host, --click) shows every record")
     try:
         connection = store.connect(path, readonly=True)
         try:
             if drill:
                 records = report.drilldown(connection, host=args.host, click_id=args.click, limit=limit)
             else:
-                built = report.build_report(connection, since=args.since, until=args.until, limit=limit)
+                built = report.build_report(connection, since=args.since, until=args.until, limit=limit,
+                                            group=args.group)
         finally:
             connection.close()
     except sqlite3.Error as e:

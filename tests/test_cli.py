@@ -258,7 +258,8 @@ def test_feeds_status(tmp_path: Path, as_json: bool) -> None:
         assert all(f["entries"] == 0 and f["data_time"] is None for f in subscribed)
     else:
         assert re.search(r"^selftest\s+ip\s+1\s+0\s", result.stdout, re.MULTILINE), result.stdout
-        assert re.search(r"^urlhaus\s+urlhaus_csv\s+0\s+0\s+-\s+https://urlhaus.abuse.ch/\S+ \(never fetched\)$",
+        assert re.search(r"^urlhaus\s+urlhaus_csv\s+0\s+0\s+-\s+https://urlhaus\.abuse\.ch/\S+ "
+                         r"\(never fetched\)$",
                          result.stdout, re.MULTILINE), result.stdout
 
 
@@ -494,7 +495,8 @@ def test_ca_files_are_never_world_readable_or_writable(tmp_path: Path) -> None:
 
 def test_run_check_config_says_what_would_stop_the_proxy(tmp_path: Path) -> None:
     """`clickguard run --check-config` (systemd's ExecStartPre): 0 and one line, or 1 and each problem."""
-    good = _run("run", "--check-config", "--policy", "policies/default.yaml", "--state-dir", str(tmp_path / "var"),
+    good = _run("run", "--check-config", "--policy", "policies/default.yaml",
+                "--state-dir", str(tmp_path / "var"),
                 "--certs", str(tmp_path / "certs"), "--audit-log", str(tmp_path / "log" / "audit.jsonl"))
     assert (good.returncode, good.stdout) == (0, "policies/default.yaml: ok, clickguard run would start\n")
     (tmp_path / "a-file").write_text("")
@@ -503,6 +505,8 @@ def test_run_check_config_says_what_would_stop_the_proxy(tmp_path: Path) -> None
     assert (under_a_file.returncode, under_a_file.stdout) == (
         1, f"--state-dir: {tmp_path / 'a-file' / 'var'}: not writable by this user\n")
     (tmp_path / "bad.yaml").write_text("version: 1\nwarn:\n  continue_minutes: 0\n")
-    bad = _run("run", "--check-config", "--policy", str(tmp_path / "bad.yaml"), "--certs", str(tmp_path / "c"))
-    assert bad.returncode == 1 and bad.stdout.startswith(f"{tmp_path / 'bad.yaml'}:3: warn.continue_minutes: ")
+    bad = _run("run", "--check-config", "--policy", str(tmp_path / "bad.yaml"),
+               "--certs", str(tmp_path / "c"))
+    assert bad.returncode == 1
+    assert bad.stdout.startswith(f"{tmp_path / 'bad.yaml'}:3: warn.continue_minutes: ")
     assert not (tmp_path / "c").exists()  # checking creates nothing

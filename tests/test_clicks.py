@@ -292,5 +292,6 @@ def test_a_relay_on_a_private_address_counts_as_internal_by_default(
     found = re.search(rb'href="([^"]+)"', html)
     assert found is not None
     decoded = subprocess.run([*cli, "decode", "--json", found.group(1).decode(), "--certs", str(certs),
-                              "--policy", str(policy)], capture_output=True, text=True, check=True, cwd=tmp_path)
+                              "--policy", str(policy)],
+                             capture_output=True, text=True, check=True, cwd=tmp_path)
     assert json.loads(decoded.stdout)["context"].get("origin_ip") == expected_origin

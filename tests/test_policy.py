@@ -56,10 +56,12 @@ def test_default_policy_has_no_problems() -> None:
     assert check_policy(POLICIES / "default.yaml") == []
     policy = load_policy(POLICIES / "default.yaml").policy
     assert [f.name for f in policy.feeds] == [
-        "selftest", "urlhaus", "ipsum", "spamhaus_drop", "maltrail_mirai", "maltrail_gafgyt", "maltrail_hajime",
+        "selftest", "urlhaus", "ipsum", "spamhaus_drop", "maltrail_mirai", "maltrail_gafgyt",
+        "maltrail_hajime",
         "maltrail_hideseek", "maltrail_kaiten", "maltrail_moobot"]
     # The public feeds by URL over HTTPS, each refreshed no more than every 30 minutes.
-    assert all(f.url is not None and f.url.startswith("https://") and f.refresh >= 1800 for f in policy.feeds[1:])
+    assert all(f.url is not None and f.url.startswith("https://") and f.refresh >= 1800
+               for f in policy.feeds[1:])
     assert policy.feeds[0].path is not None
     assert policy.feeds[0].path.resolve() == (POLICIES / "feeds" / "selftest.txt").resolve()
     assert policy.audit.log is not None

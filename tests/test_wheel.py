@@ -52,6 +52,11 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     names = zipfile.ZipFile(wheel).namelist()
     assert "clickguard/data/default.yaml" in names and "clickguard/py.typed" in names
     assert "clickguard/data/fingerprints/cameras.yaml" in names
+    # The pages' templates and every language's strings (clickguard/policy/pages.py reads them).
+    templates = ("base.html", "block.html", "warn.html", "unrecorded.html", "message.html", "findings.html",
+                 "style.css")
+    assert {f"clickguard/web/templates/{name}" for name in templates} <= set(names)
+    assert {f"clickguard/web/locales/{lang}.json" for lang in ("en", "de", "fr", "es")} <= set(names)
     venv = work / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     # The dependencies come from the test run's own environment (no index is asked for anything):

@@ -202,7 +202,9 @@ class Config:
     def _audit_changed(self) -> bool:
         """Whether a sink started or stopped failing, or failed again, since the status was last published."""
         health = self.runtime.audit_health() or {}
-        seen = tuple((s["failing"], s["failures"]) for s in (health.get("log"), health.get("store")) if s)
+        sinks = (health.get("log"), health.get("store"), health.get("syslog"))
+        # Syslog's drops too: during an outage they grow while it stays failing (once a poll at most).
+        seen = tuple((s["failing"], s["failures"], s.get("dropped")) for s in sinks if s)
         changed, self._audit_seen = seen != self._audit_seen, seen
         return changed
 
@@ -215,7 +217,9 @@ class Config:
             if rt.state is not None and self._session is not None:
                 feeds = rt.state.feeds
                 due = self._fetches.due(feeds.url_feeds(), time.monotonic())
-                results = await asyncio.gather(*(feeds.fetch(self._session, f) for f in due))
+                upstream = rt.state.loaded.policy.upstream  # the parent proxy, if the policy names one
+                results = await asyncio.gather(*(feeds.fetch(self._session, f, upstream=upstream)
+                                                 for f in due))
                 for feed in due:
                     self._fetches.done(feed, feeds.status[feed.name], time.monotonic(),
                                        ctx.options.clickguard_feed_retry_ms / 1000)

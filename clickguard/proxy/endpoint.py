@@ -17,12 +17,14 @@ from clickguard.mail.clicks import ClickMark
 from clickguard.mail.home_line import describe
 from clickguard.mail.links import verify_click_link
 from clickguard.proxy.continuation import read_continue_token
-from clickguard.proxy.guard import Guard, client_of, respond
+from clickguard.proxy.guard import Guard, client_of, judge_of, respond
+from clickguard.proxy.ops import pac_page
 from clickguard.proxy.records import Event, audit_record
 from clickguard.proxy.runtime import Runtime
 from clickguard.urls import normalize_url
 from clickguard.web import dashboard
-from clickguard.web.pages import Page, block_page, message_page, not_recorded_page
+from clickguard.web.pac import PAC_PATHS
+from clickguard.web.pages import Page, Viewer, block_page, message_page, not_recorded_page, viewer
 
 
 class Endpoint:
@@ -50,14 +52,20 @@ class Endpoint:
             await self._click(flow)
         elif path == "/continue" and flow.request.method in ("GET", "HEAD"):
             await self._continue(flow, urllib.parse.parse_qs(query).get("t", [""])[0])
+        elif path in PAC_PATHS and flow.request.method in ("GET", "HEAD"):
+            respond(flow, pac_page(self.runtime))  # to anyone: a browser reads it before it knows the proxy
         elif path == "/admin" or path.startswith("/admin/"):
             await self._admin(flow, path, query)
         elif path == "/":
-            respond(flow, _info_page())
+            respond(flow, _info_page(self._viewer(flow)))
         else:
             respond(flow, message_page("Not found", "clickguard has no page at this address.",
-                                       audit.new_ref()))
+                                       audit.new_ref(), viewer=self._viewer(flow)))
             flow.response.status_code = 404  # type: ignore[union-attr]
+
+    def _viewer(self, flow: http.HTTPFlow) -> Viewer:
+        """The policy's pages in the language the browser asks for (Accept-Language)."""
+        return viewer(self.runtime.judge.policy.pages, flow.request.headers)
 
     async def _admin(self, flow: http.HTTPFlow, path: str, query: str) -> None:
         """The admin dashboard (clickguard/web/dashboard.py) answers, https only; this translates the flow."""
@@ -80,7 +88,7 @@ class Endpoint:
         one-time links (password resets, sign-in links) are used once, by the user.
         """
         rt = self.runtime
-        judge = rt.judge
+        judge = judge_of(rt, flow)  # the policy of the user's group (policy groups:)
         client, user = client_of(flow)
         ref = audit.new_ref()
         try:
@@ -107,7 +115,7 @@ class Endpoint:
         finding = Finding(reasons.LINK_BAD_SIGNATURE, reason)
         await self.guard.recorded(audit_record(event, client, user, flow.request.url, "block", [finding],
                                                ref=ref))
-        respond(flow, block_page(flow.request.url, [finding], ref))
+        respond(flow, block_page(flow.request.url, [finding], ref, self._viewer(flow)))
 
     async def _continue(self, flow: http.HTTPFlow, token: str) -> None:
         """Verify a warn page's continue token, grant the client the host, redirect to the URL."""
@@ -122,13 +130,14 @@ class Endpoint:
         except (TokenError, URLError) as e:
             await self._refuse(flow, "continue", f"continue link refused: {e}", ref)
             return
-        policy = rt.judge.policy
+        judge = judge_of(rt, flow)
+        policy = judge.policy
         mark = grant.click
         if not await self.guard.recorded(audit_record(
                 "continue", client, user, url.url, "allow",
                 [Finding(c, "the user chose to continue past the warning") for c in grant.codes],
-                host=url.host, mark=mark, ref=ref, warn_ref=grant.ref)):
-            respond(flow, not_recorded_page(url.url, ref))
+                host=url.host, mark=mark, ref=ref, warn_ref=grant.ref, group=judge.group)):
+            respond(flow, not_recorded_page(url.url, ref, self._viewer(flow)))
             return
         rt.grants.grant(client, user, url.host, time.time() + policy.warn.continue_minutes * 60)
         if mark is not None:
@@ -143,10 +152,10 @@ def _redirect(url: str) -> http.Response:
                                          "Referrer-Policy": "no-referrer"})
 
 
-def _info_page() -> Page:
+def _info_page(shown_to: Viewer) -> Page:
     """What the click host's root shows: that the proxy is in the path."""
     page = message_page("clickguard is protecting this browser",
                         "Requests from this browser pass through clickguard.", audit.new_ref(),
-                        action="allow")
+                        action="allow", viewer=shown_to)
     headers = {k: v for k, v in page.headers.items() if k != "X-Clickguard-Action"}
     return Page(200, headers, page.body)

@@ -75,12 +75,13 @@ from clickguard.inspection.response import (
 from clickguard.intel.resolver import ResolveError
 from clickguard.mail.clicks import ClickMark
 from clickguard.mail.home_line import describe
+from clickguard.proxy.authentication import identity_of
 from clickguard.proxy.continuation import Continuation, continue_token
 from clickguard.proxy.facts import server_facts
 from clickguard.proxy.records import Event, audit_record
 from clickguard.proxy.runtime import Runtime
 from clickguard.urls import NormalizedURL, canonical_ip, normalize_url, parent_domains, url_of
-from clickguard.web.pages import Page, block_page, not_recorded_page, warn_page
+from clickguard.web.pages import Page, block_page, not_recorded_page, viewer, warn_page
 
 METADATA_KEY = "clickguard"
 _TAINTED_KEY = "clickguard_tainted"  # a flow answered with the block page because its connection is tainted
@@ -98,6 +99,7 @@ class FlowState:
     payloads_only: bool = False  # no navigation: inspected for payloads if its server is a suspect
     streamed: bool = False  # the body streams: judged by its headers and first bytes, not in response()
     record: asyncio.Task[bool] | None = None  # the allowed request's audit record, being written
+    judge: Judge | None = None  # the judge of the user's or client's group (policy groups:), if any
 
     def summary(self) -> dict[str, object]:
         """The flow's action and reason codes, as plain data."""
@@ -113,6 +115,17 @@ def flow_state(flow: http.HTTPFlow) -> FlowState | None:
     """The state of a judged flow; None before its request is judged, or for a copy of a flow."""
     state = flow.metadata.get(METADATA_KEY)
     return state if isinstance(state, FlowState) else None
+
+
+def judge_of(runtime: Runtime, flow: http.HTTPFlow) -> Judge:
+    """The judge of the flow's group: the one its request was judged by, else by its user and client now."""
+    state = flow_state(flow)
+    if state is not None and state.judge is not None:
+        return state.judge
+    if not runtime.judge.grouped:
+        return runtime.judge  # no groups: nothing to look up or allocate
+    client, user = client_of(flow)
+    return runtime.judge_for(client, user, flow.metadata.get("clickguard_identity"))
 
 
 # Fetch Metadata destinations that show a page or hand over a file: what inspection is for.
@@ -212,8 +225,9 @@ def request_url(flow: http.HTTPFlow) -> str:
 
 def client_of(flow: http.HTTPFlow) -> tuple[str, str | None]:
     """The client's address and, when the proxy authenticated it, the user name."""
+    identity = identity_of(flow)  # identity.proxy_auth; else mitmproxy's own --set proxyauth
     auth = flow.metadata.get("proxyauth")
-    user = auth[0] if isinstance(auth, tuple) and auth else None
+    user = identity.user if identity else auth[0] if isinstance(auth, tuple) and auth else None
     return str(flow.client_conn.peername[0]), user
 
 
@@ -294,6 +308,10 @@ class _StreamSniffer:
         # Warn or block: the headers are gone, so no page can be shown. The body stops here.
         self.phase = "cut"
         self.guard.record_streamed(flow, self.state, inspection, verdict._replace(action="block"), details)
+        if flow.killable:
+            # At the server's end of the body mitmproxy then resets the stream (HTTP/2) or closes
+            # the connection without the last chunk (HTTP/1.1): never a clean end a client could keep.
+            flow.kill()
         if "content-length" in flow.response.headers or "content-encoding" in flow.response.headers:
             return []  # cut short: the browser reports a failed download (or a broken encoding)
         # A body of unknown length cannot be told from a short one: say in it what happened.
@@ -416,7 +434,7 @@ class Guard:
         if flow.response or flow.error or not flow.live:
             return
         rt = self.runtime
-        judge = rt.judge
+        judge = judge_of(rt, flow)
         if flow.request.host == judge.policy.click_host:
             return  # the proxy's own pages, served by the endpoint addon
         client, user = client_of(flow)
@@ -439,7 +457,7 @@ class Guard:
         if mark is not None and mark.origin_ip:
             decision = with_origin(judge, decision, mark.origin_ip,
                                    home_line=describe(mark.home_line) or None)
-        state = flow.metadata[METADATA_KEY] = FlowState(decision, decision.verdict, mark)
+        state = flow.metadata[METADATA_KEY] = FlowState(decision, decision.verdict, mark, judge=judge)
         if not await self.enforce(flow, decision, client, user, "hop" if mark else "decision", mark):
             return
         state.inspect = judge.policy.inspect.enabled and decision.verdict.allowed_by is None
@@ -463,7 +481,7 @@ class Guard:
             return None  # no host the server could find a site by
         if named.host == url.host:
             return None
-        return await check(self.runtime.judge, named, self.runtime.resolver)
+        return await check(judge_of(self.runtime, flow), named, self.runtime.resolver)
 
     async def tls_clienthello(self, data: tls.ClientHelloData) -> None:
         """Pass a tunnel through uninspected only when every name it gives is excluded; refuse a mismatch.
@@ -500,7 +518,7 @@ class Guard:
         _, user = client_of(flow)
         if user is not None:
             self._tunnel_users[flow.client_conn] = user  # for the record of a tunnel refused later
-        judge = self.runtime.judge
+        judge = judge_of(self.runtime, flow)
         excluded = judge.policy.intercept.exclude
         if not excluded:
             return
@@ -522,7 +540,7 @@ class Guard:
         if server.address is None or server.via is not None or server.error:
             return
         host = str(server.address[0])
-        judge = self.runtime.judge
+        judge = self._connection_judge(data.client)
         if host == judge.policy.click_host or judge.client_exempt(str(data.client.peername[0])):
             return
         try:
@@ -536,7 +554,7 @@ class Guard:
                 addresses = await self.runtime.resolver.resolve(url.host)
             except ResolveError:
                 return  # mitmproxy's own connect will fail and say so
-        verdict = self._address_verdict(url, addresses)
+        verdict = self._address_verdict(judge, url, addresses)
         if verdict.action == "block":
             server.error = "clickguard: " + "; ".join(f.detail for f in verdict.findings)
         elif not url.is_ip:
@@ -556,7 +574,7 @@ class Guard:
         peer, target = data.server.peername, data.server.address
         if not peer or not target:
             return
-        judge = self.runtime.judge
+        judge = self._connection_judge(data.client)
         if judge.client_exempt(str(data.client.peername[0])):
             return
         address = canonical_ip(str(peer[0])) or str(peer[0])  # the judge checks embedded IPv4 itself
@@ -568,13 +586,17 @@ class Guard:
         if address in judged:
             return  # judged with its host name before connecting
         # DNS answered the proxy's connect differently from the check: judge what it got.
-        verdict = self._address_verdict(url, (address,))
+        verdict = self._address_verdict(judge, url, (address,))
         if verdict.action == "block":
             self._tainted[data.server] = verdict
 
-    def _address_verdict(self, url: NormalizedURL, addresses: tuple[str, ...]) -> Verdict:
+    def _connection_judge(self, client: connection.Client) -> Judge:
+        """The judge of a connection's group, by its address and the user who opened its tunnel."""
+        top = self.runtime.judge
+        return top.for_client(str(client.peername[0]), self._tunnel_users.get(client)) if top.grouped else top
+
+    def _address_verdict(self, judge: Judge, url: NormalizedURL, addresses: tuple[str, ...]) -> Verdict:
         """The verdict on addresses alone (allow list and destination exemptions apply)."""
-        judge = self.runtime.judge
         if all(judge.destination_exempt(a) for a in addresses):
             return Verdict("allow")
         findings = judge.address_findings(addresses, host=None if url.is_ip else url.host)
@@ -610,7 +632,7 @@ class Guard:
         if state.payloads_only and not self._suspect_server(flow, state.decision):
             state.inspect = False  # an ordinary server's resource: today's scope (see module docstring)
             return None
-        hold = self.runtime.judge.policy.inspect.max_body
+        hold = judge_of(self.runtime, flow).policy.inspect.max_body
         large = bool(response.stream)  # mitmproxy streams what announces more than stream_large_bodies
         unknown = "content-length" not in response.headers and not response.headers.get(
             "content-type", "").lower().startswith(("text/html", "application/xhtml"))
@@ -673,7 +695,7 @@ class Guard:
     async def _inspect_held(self, flow: http.HTTPFlow, state: FlowState) -> None:
         """Read a held body in a worker process, within the deadline; judge what it showed and act on it."""
         rt = self.runtime
-        judge = rt.judge
+        judge = judge_of(rt, flow)
         assert flow.response is not None
         response = flow.response
         url = state.decision.url
@@ -727,6 +749,7 @@ class Guard:
         rt = self.runtime
         readers = rt.readers
         work = readers.submit(job, rt.inspect_deadline)
+        rt.tally.time_reading(work)
         if not readers.up.done():
             # The proxy is starting: the deadline counts once the workers are (pool.py). Shielded:
             # one flow given up on must not cancel what every flow waits for.
@@ -753,7 +776,7 @@ class Guard:
         so what this costs the loop stays small whatever the server sent (module docstring).
         """
         rt = self.runtime
-        judge = rt.judge
+        judge = judge_of(rt, flow)
         decision = state.decision
         assert flow.response is not None
         try:
@@ -771,7 +794,7 @@ class Guard:
     def _decide(self, flow: http.HTTPFlow, decision: Decision, inspection: Inspection) -> Verdict:
         """The verdict on what an inspection found (a continue granted on a warning holds)."""
         rt = self.runtime
-        judge = rt.judge
+        judge = judge_of(rt, flow)
         if not inspection.findings:
             return Verdict("allow")
         verdict = judge.decide([*decision.verdict.findings, *inspection.findings],
@@ -790,9 +813,11 @@ class Guard:
         client, user = client_of(flow)
         if verdict.action == "allow":
             entry = audit_record("response", client, user, decision.url.url, "allow", verdict.findings,
-                                 decision=decision, mark=mark, inspection=details)
+                                 decision=decision, mark=mark, inspection=details,
+                                 group=judge_of(self.runtime, flow).group)
             if not await self.recorded(entry):
-                respond(flow, not_recorded_page(decision.url.url, str(entry["ref"])))
+                seen = viewer(self.runtime.judge.policy.pages, flow.request.headers)
+                respond(flow, not_recorded_page(decision.url.url, str(entry["ref"]), seen))
             return
         self.learn(flow, decision, inspection, verdict)
         flow.response = None
@@ -802,7 +827,7 @@ class Guard:
     def learn(self, flow: http.HTTPFlow, decision: Decision, inspection: Inspection,
               verdict: Verdict) -> None:
         """Remember a suspect host whose redirect or payload was blocked, so its next request is refused."""
-        policy = self.runtime.judge.policy
+        policy = judge_of(self.runtime, flow).policy
         codes = verdict.codes
         if not (policy.inspect.learn and verdict.action == "block" and inspection.suspect
                 and (reasons.RESPONSE_REDIRECT in codes or reasons.RESPONSE_DRIVE_BY in codes)):
@@ -830,7 +855,7 @@ class Guard:
         client, user = client_of(flow)
         entry = audit_record("response", client, user, decision.url.url, verdict.action, verdict.findings,
                              decision=decision, mark=state.mark, inspection=details,
-                             streamed=True)
+                             streamed=True, group=judge_of(self.runtime, flow).group)
         task = asyncio.create_task(self.recorded(entry))  # its body is under way: it cannot be refused
         self._background.add(task)
         task.add_done_callback(self._background.discard)
@@ -877,7 +902,7 @@ class Guard:
         server = flow.server_conn
         if server.address is None or server.error or server.via is not None:
             return
-        judge = self.runtime.judge
+        judge = self._connection_judge(flow.client_conn)
         client = str(flow.client_conn.peername[0])
         if judge.client_exempt(client):
             return
@@ -894,7 +919,8 @@ class Guard:
             return
         server.error = "clickguard: " + "; ".join(f.detail for f in verdict.findings)
         await self.recorded(audit_record("tunnel", client, self._tunnel_users.get(flow.client_conn),
-                                         url.url, "block", verdict.findings, decision=decision))
+                                         url.url, "block", verdict.findings, decision=decision,
+                                         group=judge.group))
 
     async def recorded(self, entry: dict[str, object]) -> bool:
         """Write an audit record; False only when it was not and audit.on_failure is closed (refuse)."""
@@ -917,7 +943,7 @@ class Guard:
             if navigation:
                 entry = audit_record(event, client, user, decision.url.url, "allow", verdict.findings,
                                      decision=decision, mark=mark, continued=continued or None,
-                                     allowed_by=verdict.allowed_by)
+                                     allowed_by=verdict.allowed_by, group=judge_of(rt, flow).group)
                 state = flow_state(flow) if event == "decision" else None
                 if state is not None and rt.judge.policy.audit.on_failure == "open":
                     # Written while the request travels upstream; the response waits for it, so
@@ -925,7 +951,8 @@ class Guard:
                     state.record = asyncio.create_task(self.recorded(entry))
                 elif not await self.recorded(entry):
                     # closed: what cannot be recorded is refused before the server sees the request.
-                    respond(flow, not_recorded_page(decision.url.url, str(entry["ref"])))
+                    respond(flow, not_recorded_page(decision.url.url, str(entry["ref"]),
+                                                    viewer(rt.judge.policy.pages, flow.request.headers)))
                     return False
             return True
         await self.stop(flow, decision.url.url, decision, verdict, client, user, event, mark)
@@ -936,22 +963,24 @@ class Guard:
                    inspection: dict[str, object] | None = None) -> None:
         """Audit, then answer with the block or warn page (the record is on disk first)."""
         entry = audit_record(event, client, user, url, verdict.action, verdict.findings, decision=decision,
-                             mark=mark, navigation=is_navigation(flow.request.headers), inspection=inspection)
+                             mark=mark, navigation=is_navigation(flow.request.headers), inspection=inspection,
+                             group=judge_of(self.runtime, flow).group)
         recorded = await self.recorded(entry)
         ref = str(entry["ref"])
+        seen = viewer(self.runtime.judge.policy.pages, flow.request.headers)  # IT's pages, user's language
         if verdict.action == "block" or decision is None:
-            respond(flow, block_page(url, verdict.findings, ref))
+            respond(flow, block_page(url, verdict.findings, ref, seen))
             return
         if not recorded:  # no continue link: continuing could not be recorded either
-            respond(flow, not_recorded_page(url, ref))
+            respond(flow, not_recorded_page(url, ref, seen))
             return
         respond(flow, warn_page(url, verdict.findings, ref, self._continue_url(
-            flow, url, verdict.findings, ref, client, user, mark)))
+            flow, url, verdict.findings, ref, client, user, mark), seen))
 
     def _continue_url(self, flow: http.HTTPFlow, url: str, findings: tuple[Finding, ...], ref: str,
                       client: str, user: str | None, mark: ClickMark | None) -> str | None:
         """The signed, short-lived continue link for a warn page; None where policy or a reason forbids it."""
-        policy = self.runtime.judge.policy
+        policy = judge_of(self.runtime, flow).policy
         codes = tuple(dict.fromkeys(f.code for f in findings))
         if not policy.warn.allow_continue or not all(reasons.continuable(code) for code in codes):
             return None

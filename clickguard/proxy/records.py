@@ -5,7 +5,8 @@ reasons origin_ip``, see `clickguard.audit.writer.record`), then what is known
 of the target: ``host`` and the ``addresses`` judged; the click a navigation
 continues: ``click_id``, ``hop``, ``recipient``; and an event's own context
 (``navigation``, ``inspection``, ``continued``, ``allowed_by``, ``streamed``,
-``warn_ref``). A field that is not known is left out.
+``warn_ref``); ``group``, the policy group whose rules applied (none: the top-level
+policy's). A field that is not known is left out.
 """
 
 from __future__ import annotations

@@ -17,8 +17,10 @@ from typing import Any, NamedTuple
 
 from cachetools import TLRUCache
 
+from clickguard.audit.tally import Tally
 from clickguard.audit.writer import AuditLog, OnFailure
 from clickguard.decision.build import build_judge
+from clickguard.decision.identity import Identity
 from clickguard.decision.judge import Judge
 from clickguard.errors import InputError, PolicyError
 from clickguard.inspection.fingerprints import SHIPPED_FINGERPRINTS, FingerprintDB
@@ -28,6 +30,7 @@ from clickguard.intel.resolver import Resolver
 from clickguard.intel.sources import FeedSet, write_status
 from clickguard.mail.clicks import ClickTrail
 from clickguard.policy.model import LoadedPolicy, Policy, load_policy
+from clickguard.policy.sections import SyslogConfig
 from clickguard.tokens import load_or_create_key
 
 logger = logging.getLogger(__name__)
@@ -89,6 +92,7 @@ class Runtime:
         self.resolver = Resolver()
         self.grants = Grants()
         self.trail = ClickTrail()
+        self.tally = Tally()  # counts for the ops listener's /metrics (proxy/ops.py)
         self.use_state_dir(state_dir)
         self.audit: AuditLog | None = None  # None when the policy turns both sinks off
         # Held response bodies are decoded and read here, never on the event loop (see Guard): in
@@ -122,6 +126,16 @@ class Runtime:
         assert self.state is not None, "no policy loaded"
         return self.state.judge
 
+    def judge_for(self, client: str, user: str | None, identity: object = None) -> Judge:
+        """The judge of the policy group the user (or their directory groups) or the client is in.
+
+        ``identity``: flow.metadata["clickguard_identity"], an `Identity` when the proxy
+        authenticated the flow; ``user`` counts alone when there is none (mitmproxy's proxyauth).
+        """
+        if isinstance(identity, Identity):
+            return self.judge.for_client(client, identity.user, identity.ldap_groups)
+        return self.judge.for_client(client, user)
+
     @property
     def fingerprints(self) -> FingerprintDB:
         """The appliance fingerprints in force."""
@@ -144,7 +158,8 @@ class Runtime:
     def install(self, state: State) -> None:
         """Swap a newly built state in, and follow the audit log and store it names."""
         watched = {self.policy_path: _mtime(self.policy_path)} if self.policy_path else {}
-        for path in [*state.feeds.watched_files(), *state.loaded.policy.inspect.fingerprints]:
+        policy = state.loaded.policy  # its feeds, fingerprints, page templates and logo
+        for path in [*state.feeds.watched_files(), *policy.inspect.fingerprints, *policy.pages.watched()]:
             watched[path] = _mtime(path)
         self._watched = watched
         self.state = state
@@ -157,23 +172,26 @@ class Runtime:
         gc.freeze()
         audit = state.loaded.policy.audit
         self._follow_audit(self.audit_override or audit.log, self.store_override or audit.store,
-                           audit.retention, audit.on_failure)
+                           audit.retention, audit.on_failure, audit.syslog)
         self.publish_status()
 
     def _follow_audit(self, log: Path | None, store: Path | None, retention: float | None,
-                      on_failure: OnFailure) -> None:
+                      on_failure: OnFailure, syslog: SyslogConfig | None) -> None:
         """Write decisions where the policy says; new paths get a new writer, the old one is flushed."""
         sinks = (log.absolute() if log else None, store.absolute() if store else None)
-        if sinks == self._sinks:
+        wanted = bool(log or store or syslog)  # syslog alone still needs a writer to send from
+        if sinks == self._sinks and (self.audit is not None) == wanted:
             if self.audit is not None:
                 self.audit.retention = retention  # the writer reads it at its next prune
                 self.audit.on_failure = on_failure
+                self.audit.use_syslog(syslog)
             return
-        new = AuditLog(*sinks, retention=retention, on_failure=on_failure) if log or store else None
+        new = AuditLog(*sinks, retention=retention, on_failure=on_failure, syslog=syslog) if wanted else None
         if new is not None:
             new.start()  # OSError for a file that cannot be opened: the old writer keeps writing
-        else:
-            logger.warning("audit: log and store are both off; decisions are not recorded")
+        if not (log or store):
+            logger.warning("audit: log and store are both off; decisions are not recorded%s",
+                           " (only sent to syslog, best effort)" if syslog else "")
         old, self.audit, self._sinks = self.audit, new, sinks
         if old is not None:
             old.close()
@@ -205,9 +223,14 @@ class Runtime:
         AuditError if it was not recorded and the policy refuses what it cannot
         record (audit.on_failure: closed). The writer logs why a sink failed.
         """
+        self.tally.decided(entry)
         if self.audit is None:
             return True
-        return await self.audit.write(entry)
+        started = time.perf_counter()
+        try:
+            return await self.audit.write(entry)
+        finally:
+            self.tally.audit_write.observe(time.perf_counter() - started)
 
     def audit_health(self) -> dict[str, Any] | None:
         """The audit writer's health (each sink failing or not, its last error), None with no writer."""
