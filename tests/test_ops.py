@@ -22,6 +22,8 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from clickguard.proxy.ops import not_ready
+from clickguard.proxy.runtime import Runtime
 from tests.harness import HTML, REPO, Proxy, ProxyPool, free_port, upstream, wait_until
 
 SELFTEST = REPO / "policies" / "feeds" / "selftest.txt"  # lists 127.66.0.0/16
@@ -75,7 +77,7 @@ def proxy(shared_proxy: ProxyPool, ops_port: int) -> Proxy:
 def test_healthz_and_readyz(proxy: Proxy, ops_port: int) -> None:
     status, _, body = ops_get(ops_port, "/healthz")
     assert (status, body) == (200, b"ok\n")
-    assert readyz(ops_port) == (200, {"ready": True, "reasons": []})
+    wait_until(lambda: readyz(ops_port) == (200, {"ready": True, "reasons": []}), 60, "ready")
     assert ops_get(ops_port, "/nothing")[0] == 404
 
 
@@ -162,7 +164,7 @@ def test_not_ready_while_the_audit_log_cannot_be_written(proxy_factory: ProxyPoo
     log.write_text('{"older": "record"}\n' * 50_000)
     proxy = proxy_factory(POLICY + f"ops: {{listen: '127.0.0.1:{port}'}}\n", "--audit-log", str(log))
     assert proxy.get("http://127.66.0.22/", HTML).status == 403
-    assert readyz(port)[0] == 200
+    wait_until(lambda: readyz(port)[0] == 200, 60, "ready")
     # The disk is full, as far as the proxy can tell: no file of it may grow (EFBIG, as ENOSPC would).
     size = log.stat().st_size
     resource.prlimit(proxy.process.pid, resource.RLIMIT_FSIZE, (size, resource.RLIM_INFINITY))
@@ -186,7 +188,7 @@ def test_not_ready_while_the_audit_folder_is_gone(proxy_factory: ProxyPool, tmp_
     folder = tmp_path / "audit"
     log = folder / "audit.jsonl"
     proxy_factory(POLICY, "--ops", f"127.0.0.1:{port}", "--audit-log", str(log))
-    assert readyz(port)[0] == 200
+    wait_until(lambda: readyz(port)[0] == 200, 60, "ready")
     shutil.rmtree(folder)
     folder.write_text("a file where the folder was")
     assert readyz(port) == (503, {"ready": False,
@@ -204,6 +206,7 @@ def test_not_ready_while_a_url_feed_has_never_been_fetched(proxy_factory: ProxyP
     proxy = proxy_factory(POLICY + f"""\
   - {{name: remote, format: ip, url: 'http://127.0.0.1:{nowhere}/feed.txt', refresh: 1}}
 """, "--ops", f"127.0.0.1:{port}")
+    wait_until(lambda: "inspection workers starting" not in readyz(port)[1]["reasons"], 60, "a worker")
     status, answer = readyz(port)
     assert status == 503
     assert len(answer["reasons"]) == 1 and answer["reasons"][0].startswith("feed remote: no copy loaded (")
@@ -215,7 +218,7 @@ def test_not_ready_while_a_url_feed_has_never_been_fetched(proxy_factory: ProxyP
 def test_empty_feed_list_is_ready(proxy_factory: ProxyPool) -> None:
     port = free_port()
     proxy_factory("feeds: []\n", "--ops", f"127.0.0.1:{port}")
-    assert readyz(port) == (200, {"ready": True, "reasons": []})
+    wait_until(lambda: readyz(port) == (200, {"ready": True, "reasons": []}), 60, "ready")
 
 
 def test_ops_port_in_use_stops_the_start(tmp_path: Path, certs: Path) -> None:
@@ -230,3 +233,18 @@ def test_ops_port_in_use_stops_the_start(tmp_path: Path, certs: Path) -> None:
             cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode != 0
     assert f"clickguard_ops: cannot listen on 127.0.0.1:{port}" in done.stdout + done.stderr
+
+
+def test_not_ready_until_an_inspection_worker_is_up(tmp_path: Path) -> None:
+    """Before the first worker process is up a page to inspect waits for it: not ready, and why."""
+    (tmp_path / "policy.yaml").write_text("feeds: []\naudit: {log: audit.jsonl, store: audit.sqlite}\n")
+    runtime = Runtime(state_dir=tmp_path / "var", certs_dir=tmp_path / "certs")
+    runtime.policy_path = tmp_path / "policy.yaml"
+    runtime.install(runtime.build())
+    try:
+        assert not_ready(runtime) == ["inspection workers starting"]
+        runtime.start_inspectors()
+        runtime.readers.up.result(timeout=60)
+        assert not_ready(runtime) == []
+    finally:
+        runtime.close()

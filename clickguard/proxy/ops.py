@@ -102,6 +102,9 @@ def not_ready(runtime: Runtime) -> list[str]:
     for name in state.feeds.unloaded():
         error = state.feeds.status[name].last_error
         reasons.append(f"feed {name}: no copy loaded ({error or 'never fetched'})")
+    if runtime.readers.processes and not runtime.readers.up.done():
+        # Until one is up, a page to inspect waits for it (a second or more after start).
+        reasons.append("inspection workers starting")
     health = runtime.audit_health()
     if health is not None:
         reasons += _sink_problems("log", health["log"])
