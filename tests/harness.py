@@ -499,3 +499,135 @@ def traced_syscalls(argv: list[str], trace: Path, calls: str, cwd: Path) -> list
                            *argv], cwd=cwd, capture_output=True, timeout=300)
     assert done.returncode == 0, done.stderr.decode(errors="replace")
     return parse_strace(trace.read_text(encoding="latin-1"))
+
+
+# --- Debian's Squid, run for a test (the parent proxy, or a site running clickguard's helper) -----
+
+SQUID_BASE_CONF = """\
+http_port {host}:{port}
+pid_filename none
+access_log stdio:{work}/access.log
+cache_log {work}/cache.log
+cache_store_log none
+cache deny all
+cache_mem 8 MB
+pinger_enable off
+shutdown_lifetime 0 seconds
+dns_nameservers 127.0.0.1
+{user}
+{rules}
+"""
+
+
+@dataclass
+class RunningSquid:
+    """A Squid started by `running_squid_with`: its address, a directory its helpers can read, its log."""
+
+    host: str
+    port: int
+    work: Path  # owned by Squid's user: its logs, and files its helpers read
+    process: subprocess.Popen[bytes]
+
+    @property
+    def url(self) -> str:
+        """http://host:port"""
+        return f"http://{self.host}:{self.port}"
+
+    def log(self) -> list[str]:
+        """The access log's lines so far (one per request or tunnel, written when it ends)."""
+        try:
+            return (self.work / "access.log").read_text(errors="replace").splitlines()
+        except FileNotFoundError:
+            return []
+
+    def wait_for(self, *texts: str) -> str:
+        """The first access log line containing every text, waiting for it."""
+        def found() -> str | None:
+            return next((line for line in self.log() if all(t in line for t in texts)), None)
+
+        wait_until(lambda: found() is not None, 30, f"squid to log {texts!r}")
+        return found() or ""
+
+
+def _python_hidden_from(user: str) -> Path | None:
+    """The folder hiding this interpreter from user (pyenv under /root, mode 0700), None if it can read it."""
+    import pwd
+
+    uid = pwd.getpwnam(user).pw_uid
+    for folder in Path(sys.executable).resolve().parents:
+        st = folder.stat()
+        if st.st_uid != uid and not st.st_mode & 0o005:
+            return folder
+    return None
+
+
+def _exposing(hidden: Path, staging: Path, argv: list[str]) -> list[str]:
+    """argv run in a mount namespace of its own where `hidden` is an open tmpfs showing only the interpreter.
+
+    For root on a machine whose Python lives under /root: Squid runs its helpers as its
+    own user, which could not start this checkout's clickguard otherwise. Only the
+    namespace's processes see the change.
+    """
+    executable = Path(sys.executable).resolve()
+    inner = hidden / executable.relative_to(hidden).parts[0]  # e.g. /root/.pyenv
+    script = (f"mount --bind {inner} {staging} && mount -t tmpfs -o mode=755 none {hidden} && "
+              f"mkdir -p {inner} && mount --bind {staging} {inner} && exec \"$@\"")
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", *argv]
+
+
+@contextmanager
+def running_squid_with(conf_dir: Path, rules: str, *, host: str = "127.0.0.61",
+                       before_start: Callable[[Path], object] | None = None) -> Iterator[RunningSquid]:
+    """Squid in the foreground (-N) on host with these access rules, stopped at the end.
+
+    As root, Squid drops to Debian's `proxy` user: its logs and whatever its helpers read
+    go in a directory of its own under /tmp (`work`, filled by before_start), copied
+    beside the config at the end. The rules may name `{work}` for that directory.
+    """
+    import pwd
+    import tempfile
+
+    squid = required_tool("squid", "apt-get install squid")
+    port = free_port(host)
+    as_root = os.geteuid() == 0
+    work = Path(tempfile.mkdtemp(prefix="clickguard-squid-"))
+    work.chmod(0o755)
+    if before_start is not None:
+        before_start(work)
+    argv = [squid, "-N", "-n", f"clickguard{port}", "-f", str(conf_dir / "squid.conf")]
+    if as_root:
+        proxy_user = pwd.getpwnam("proxy")
+        for item in [work, *work.rglob("*")]:
+            os.chown(item, proxy_user.pw_uid, proxy_user.pw_gid)
+        hidden = _python_hidden_from("proxy")
+        if hidden is not None:
+            staging = Path(tempfile.mkdtemp(prefix="clickguard-python-"))
+            argv = _exposing(hidden, staging, argv)
+    (conf_dir / "squid.conf").write_text(SQUID_BASE_CONF.format(
+        host=host, port=port, work=work, rules=rules.format(work=work),
+        user="cache_effective_user proxy" if as_root else ""))
+    output = (conf_dir / "squid.out").open("wb")
+    process = subprocess.Popen(argv, stdout=output, stderr=subprocess.STDOUT)
+    try:
+        def ready() -> bool:
+            if process.poll() is not None:
+                raise AssertionError(f"squid exited with {process.returncode}: "
+                                     f"{(conf_dir / 'squid.out').read_text(errors='replace')}")
+            return port_open(host, port)
+
+        wait_until(ready, 60, "squid to listen")
+        yield RunningSquid(host, port, work, process)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        output.close()
+        for name in ("access.log", "cache.log"):
+            if (work / name).exists():
+                shutil.copy(work / name, conf_dir / name)
+        shutil.rmtree(work, ignore_errors=True)
+        for segment in Path("/dev/shm").glob(f"clickguard{port}-*"):
+            segment.unlink(missing_ok=True)  # left only by a Squid that had to be killed
