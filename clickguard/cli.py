@@ -9,6 +9,7 @@ import email.errors
 import gc
 import io
 import json
+import logging
 import os
 import signal
 import sqlite3
@@ -179,7 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     rep = sub.add_parser("report", help="what was clicked, blocked and why, who is targeted, the Thingbot "
                                         "share; or every decision about one host or click")
-    rep.add_argument("--store", type=Path, help="the audit store (default: the policy's audit.store)")
+    rep.add_argument("--store", type=Path, action="append",
+                     help="an audit store, or a directory of them (*.sqlite); repeat for one report over "
+                          "several nodes' stores (default: the policy's audit.store)")
     rep.add_argument("--policy", type=Path, help="policy (default: the shipped default policy)")
     rep.add_argument("--since", type=_when, metavar="WHEN",
                      help="from when: ISO 8601 (UTC unless it says) or back from now, e.g. 24h, 7d")
@@ -197,6 +200,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     ca = sub.add_parser("ca", help="create the proxy CA if needed and print where its certificate is")
     ca.add_argument("--certs", type=Path, default=Path("certs"))
+
+    sq = sub.add_parser("squid-helper", help="answer Squid's external_acl_type lookups (%%URI): OK when "
+                        "clickguard would block, ERR otherwise")
+    sq.add_argument("--policy", type=Path, default=DEFAULT_POLICY,
+                    help="policy file (YAML; default: the shipped default policy)")
+    sq.add_argument("--feed", action="append", default=[], metavar="FORMAT:PATH")
+    sq.add_argument("--state-dir", type=Path, default=Path("var"),
+                    help="the proxy's state directory: feed caches and learned Thingbots (default var/)")
+    sq.add_argument("--no-resolve", action="store_true",
+                    help="judge offline: do not resolve host names (Squid resolves them anyway)")
+    sq.add_argument("--warn", choices=("block", "pass"), default="block",
+                    help="what a warn verdict answers: block (OK, default: a helper cannot show a warn "
+                         "page with its continue button) or pass (ERR)")
     return parser
 
 
@@ -222,6 +238,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_hash_password()
         if args.command == "report":
             return cmd_report(args)
+        if args.command == "squid-helper":
+            return cmd_squid_helper(args)
         return cmd_ca(args.certs)
     except ClickguardError as e:  # the user's to fix; anything else is a bug and shows its traceback
         print(f"clickguard: {e}", file=sys.stderr)
@@ -263,6 +281,17 @@ def run_config_problems(args: argparse.Namespace) -> list[str]:
               "audit log": args.audit_log or audit.log, "audit store": args.audit_store or audit.store}
     return [f"{what}: {path}: not writable by this user" for what, path in places.items()
             if path is not None and not _writable(Path(path))]
+
+
+def cmd_squid_helper(args: argparse.Namespace) -> int:
+    """Serve Squid's external ACL lookups on stdin/stdout until Squid closes stdin."""
+    from clickguard.decision import squid_helper
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr)  # Squid copies a helper's stderr to cache.log
+    feeds_from_specs(args.feed, Path.cwd())  # UsageError for a bad --feed before anything is read
+    judging = squid_helper.Judging(args.policy, args.feed, args.state_dir)
+    gc.freeze()  # the index lives as long as the helper: keep the cyclic GC off its million entries
+    return squid_helper.run(judging, resolve=not args.no_resolve, warn_as=args.warn)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -841,9 +870,10 @@ def cmd_audit_prune(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """`report`: the text summary, --json or --html; with --host or --click, that drill-down."""
-    path = _audit_store(args)
-    if not path.is_file():  # read-only: never create an empty store by asking for a report
-        print(f"clickguard report: no audit store at {path}", file=sys.stderr)
+    try:  # read-only: never create an empty store by asking for a report
+        paths = report.store_paths(args.store or [_audit_store(args)])
+    except sqlite3.Error as e:
+        print(f"clickguard report: {e}", file=sys.stderr)
         return 2
     drill = args.host is not None or args.click is not None
     limit: int = args.limit if args.limit is not None else 500 if drill else 20
@@ -852,17 +882,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     if drill and args.group is not None:
         raise UsageError("--group narrows the summary; a drill-down (--host, --click) shows every record")
     try:
-        connection = store.connect(path, readonly=True)
-        try:
-            if drill:
-                records = report.drilldown(connection, host=args.host, click_id=args.click, limit=limit)
-            else:
-                built = report.build_report(connection, since=args.since, until=args.until, limit=limit,
-                                            group=args.group)
-        finally:
-            connection.close()
+        if drill:
+            records = report.drilldown_stores(paths, host=args.host, click_id=args.click, limit=limit)
+        else:
+            built = report.report_stores(paths, since=args.since, until=args.until, limit=limit,
+                                         group=args.group)
     except sqlite3.Error as e:
-        print(f"clickguard report: {path}: {e}", file=sys.stderr)
+        print(f"clickguard report: {e}", file=sys.stderr)
         return 2
     if drill:
         title = (f"clickguard: host {args.host}" if args.host is not None

@@ -11,6 +11,7 @@ import re
 import ssl
 import subprocess
 import sys
+import time
 import unicodedata
 import urllib.parse
 from collections.abc import Iterator, Mapping
@@ -22,6 +23,7 @@ import argon2
 import pytest
 
 from clickguard.audit import report, store
+from clickguard.audit import writer as audit
 from clickguard.errors import PolicyError, TokenError
 from clickguard.policy.model import check_policy, parse_policy
 from clickguard.proxy.runtime import Runtime
@@ -1108,3 +1110,53 @@ def test_password_checks_give_their_working_memory_back() -> None:
                           text=True, timeout=60, check=True)
     grown_kib = int(done.stdout)
     assert grown_kib < passwords.DEFAULT_PARAMS.memory_kib // 2, f"RSS grew by {grown_kib} KiB"
+
+
+# --- reports over nodes (audit.report_stores) ---------------------------------------------------------
+
+def node_store(path: Path, refs: list[str], host: str, ts: float) -> None:
+    """A node's store holding one blocked decision about `host` for each ref."""
+    entries = []
+    for ref in refs:
+        entry = audit.record(ref=ref, event="decision", client="127.0.0.1", user=None, url=f"http://{host}/",
+                             action="block", findings=())
+        entry["ts"] = ts
+        entries.append(entry)
+    connection = store.connect(path)
+    store.insert(connection, entries)
+    store.close(connection)
+
+
+async def test_the_overview_and_drilldowns_read_every_nodes_store(tmp_path: Path) -> None:
+    """audit.report_stores: every node's store, a record in two counted once; a missing one named."""
+    nodes = tmp_path / "nodes"
+    nodes.mkdir()
+    now = time.time()
+    node_store(nodes / "a.sqlite", ["r1", "r2"], "shared.example", now - 60)
+    node_store(nodes / "b.sqlite", ["r2", "r3", "r4"], "shared.example", now - 50)  # r2 imported twice
+    node_store(tmp_path / "audit.sqlite", ["own"], "own.example", now - 40)  # this node's: not listed
+    for listed, missing in (("[nodes]", None), ("[nodes, gone.sqlite]", tmp_path / "gone.sqlite")):
+        (tmp_path / "policy.yaml").write_text(
+            f"audit: {{log: audit.jsonl, store: audit.sqlite, report_stores: {listed}}}\n"
+            f"admin:\n  users:\n    alice: {HASH}\n")
+        runtime = Runtime(state_dir=tmp_path / "var", certs_dir=tmp_path / "certs")
+        runtime.policy_path = tmp_path / "policy.yaml"
+        runtime.install(runtime.build())
+        try:
+            board = Dashboard(runtime)
+            cookie = f"clickguard_admin={cookies_of(await log_in(board))['clickguard_admin']}"
+            overview = (await board.handle(request("GET", "/admin", query="since=24h",
+                                                   cookie=cookie))).body.decode()
+            drill = (await board.handle(request("GET", "/admin/host", query="h=shared.example",
+                                                cookie=cookie))).body.decode()
+            policy_page = (await board.handle(request("GET", "/admin/policy", cookie=cookie))).body.decode()
+        finally:
+            runtime.close()
+        assert str(nodes) in policy_page
+        if missing is None:
+            assert "<b>4</b>decisions" in overview, overview
+            assert sorted(re.findall(r"<td>(r\d)</td>", drill)) == ["r1", "r2", "r3", "r4"], drill
+        else:
+            for page in (overview, drill):
+                assert "cannot be read" in page and str(missing) in page and "<b>4</b>" not in page
+            assert not missing.exists()

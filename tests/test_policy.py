@@ -119,7 +119,7 @@ BROKEN = [
     ("never_judge:\n  servers: []\n",
      "2: never_judge.servers: unknown key (allowed here: clients, destinations)"),
     ("audit:\n  path: x.jsonl\n",
-     "2: audit.path: unknown key (allowed here: log, store, retention, on_failure, syslog)"),
+     "2: audit.path: unknown key (allowed here: log, store, retention, on_failure, syslog, report_stores)"),
     ("bogus:\n", "1: bogus: unknown key (allowed here: version, click_host, feeds,"),
     # feeds
     ("feeds:\n  - name: a\n    format: csv\n    path: a.txt\n",

@@ -18,11 +18,14 @@ import math
 import re
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+from clickguard.audit import store
 from clickguard.audit.store import has_groups
 from clickguard.vocab import DeviceClass
 
@@ -441,3 +444,193 @@ def _encodable(value: Any) -> Any:
     if isinstance(value, dict):
         return {_encodable(k): _encodable(v) for k, v in value.items()}
     return value
+
+
+# --- several stores (one per node) -------------------------------------------------------------
+
+STORE_SUFFIX = ".sqlite"
+
+
+def store_paths(names: Sequence[Path]) -> list[Path]:
+    """The stores a report over nodes reads: each file named, and every ``*.sqlite`` in each directory named.
+
+    sqlite3.OperationalError naming the first that is missing (or a directory holding none):
+    read-only, a report never creates a store, and a node silently left out would be a wrong report.
+    Each store once, in the order given (directories' stores sorted by name).
+    """
+    paths: list[Path] = []
+    for name in names:
+        if name.is_dir():
+            found = sorted(p for p in name.glob(f"*{STORE_SUFFIX}") if p.is_file())
+            if not found:
+                raise sqlite3.OperationalError(f"no audit store (*{STORE_SUFFIX}) in {name}")
+            paths.extend(found)
+        elif name.is_file():
+            paths.append(name)
+        else:
+            raise sqlite3.OperationalError(f"no audit store at {name}")
+    unique: dict[Path, None] = {}
+    for path in paths:
+        unique.setdefault(path.resolve(), None)
+    return list(unique)
+
+
+def report_stores(paths: Sequence[Path], *, since: float | None = None, until: float | None = None,
+                  limit: int = 20, group: str | None = None) -> Report:
+    """build_report over one store (read in place) or several (through union_store).
+
+    sqlite3.Error naming the store that could not be read.
+    """
+    if len(paths) == 1:
+        with _named(paths[0]):
+            connection = store.connect(paths[0], readonly=True)
+            try:
+                return build_report(connection, since=since, until=until, limit=limit, group=group)
+            finally:
+                connection.close()
+    connection = union_store(paths, since=since, until=until, group=group)
+    try:
+        return build_report(connection, since=since, until=until, limit=limit, group=group)
+    finally:
+        connection.close()
+
+
+@contextmanager
+def _named(path: Path) -> Iterator[None]:
+    """sqlite3 errors while reading a store, re-raised with the store's path in front."""
+    try:
+        yield
+    except sqlite3.Error as e:
+        raise type(e)(f"{path}: {e}") from e
+
+
+def union_store(paths: Sequence[Path], *, since: float | None = None, until: float | None = None,
+                group: str | None = None) -> sqlite3.Connection:
+    """One private temporary store holding the decisions in range of every store named, each record once.
+
+    build_report and drilldown then read it as they read one node's store, so a report over
+    nodes has the same figures, keys and order as one over a store holding every record.
+    Each source is ATTACHed read-only (``mode=ro``) one at a time, so SQLite's limit on
+    attached databases never applies, and only the rows in [since, until) (and the group)
+    are copied: the cost follows the records reported on. A record in two stores (a node's
+    store and an ``audit import`` copy of its log) counts once, as in the store of every
+    record: its (ref, event) is unique there too, and the first store named keeps it. Only
+    a continue's whole record is copied (its warn_ref is reported); the others' JSON, most
+    of a store's size, stays behind.
+    """
+    connection = sqlite3.connect("", uri=True, check_same_thread=False, isolation_level=None)
+    try:
+        connection.execute("PRAGMA journal_mode=MEMORY")  # not OFF: _dedupe rolls back a failed index
+        connection.execute("PRAGMA synchronous=OFF")
+        connection.execute("PRAGMA cache_size=-65536")  # KiB: index builds sort in memory
+        connection.executescript(store.SCHEMA)
+        # Bulk loads go faster into bare tables: the indexes come after, and only those reports use.
+        indexes = dict(connection.execute("SELECT name, sql FROM sqlite_master "
+                                          "WHERE type = 'index' AND sql IS NOT NULL").fetchall())
+        for name in indexes:
+            connection.execute(f"DROP INDEX {name}")
+        for path in paths:
+            with _named(path):
+                _copy_store(connection, path, since, until, group)
+        _dedupe(connection, indexes["decisions_ref"])
+        for name in _REPORT_INDEXES:
+            connection.execute(indexes[name])
+        connection.execute("PRAGMA analysis_limit=1000")
+        connection.execute("ANALYZE")
+    except BaseException:
+        connection.close()
+        raise
+    return connection
+
+
+# The indexes build_report reads (see its comments); the drill-down's are not built for the union.
+_REPORT_INDEXES = ("decisions_ts", "decisions_event", "decisions_action", "decisions_group",
+                   "decisions_device", "findings_report")
+
+
+def _dedupe(connection: sqlite3.Connection, unique_index: str) -> None:
+    """Keep one copy of each (ref, event), the first store's, and its findings alone; then index it unique.
+
+    Building the unique index finds duplicates in one sort; only when it fails (some record
+    is in two stores) are the later copies looked for and deleted.
+    """
+    try:
+        connection.execute(unique_index)
+        return
+    except sqlite3.IntegrityError:
+        pass
+    connection.execute("BEGIN")
+    connection.execute("DELETE FROM decisions WHERE id NOT IN "
+                       "(SELECT min(id) FROM decisions GROUP BY ref, event)")
+    connection.execute("DELETE FROM findings WHERE decision_id NOT IN (SELECT id FROM decisions)")
+    connection.execute("COMMIT")
+    connection.execute(unique_index)
+
+
+_COLUMNS = ("ts, ref, event, client, user, group_name, recipient, url, host, action, origin_ip, "
+            "click_id, hop, device_class")
+
+
+def _copy_store(connection: sqlite3.Connection, path: Path, since: float | None, until: float | None,
+                group: str | None) -> None:
+    """Copy one store's decisions in scope and their findings into the union (ids shifted past its own)."""
+    connection.execute("ATTACH ? AS src", (f"{path.absolute().as_uri()}?mode=ro",))
+    try:
+        columns = {row[1] for row in connection.execute("PRAGMA src.table_info(decisions)")}
+        if not columns:
+            raise sqlite3.DatabaseError("not an audit store (no decisions table)")
+        grouped = "group_name" in columns  # a version 1 store has none: no decision of it is any group's
+        where, params = _scope(since, until, group, grouped=grouped)
+        connection.execute("BEGIN")  # one transaction a store: SQLite detaches none in the middle of one
+        base = connection.execute("SELECT coalesce(max(id), 0) FROM main.decisions").fetchone()[0]
+        selected = _COLUMNS if grouped else _COLUMNS.replace("group_name", "NULL")
+        connection.execute(
+            f"INSERT INTO main.decisions (id, {_COLUMNS}, record) "
+            f"SELECT id + ?, {selected}, CASE WHEN event = 'continue' THEN record ELSE '{{}}' END "
+            f"FROM src.decisions WHERE {where}", [base, *params])
+        # A decision's findings share its ts; those of a decision out of the group have no row.
+        fwhere, fparams = _range(since, until, "f.ts")
+        connection.execute(
+            "INSERT INTO main.findings (decision_id, ts, code, feed, tag) "
+            "SELECT f.decision_id + ?, f.ts, f.code, f.feed, f.tag FROM src.findings AS f "
+            f"WHERE {fwhere} AND EXISTS "
+            "(SELECT 1 FROM main.decisions AS d WHERE d.id = f.decision_id + ?)",
+            [base, *fparams, base])
+        connection.execute("COMMIT")
+    finally:
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
+        connection.execute("DETACH src")
+
+
+def drilldown_stores(paths: Sequence[Path], *, host: str | None = None, click_id: str | None = None,
+                     limit: int = 500) -> list[dict[str, object]]:
+    """drilldown over several stores: each store's newest ``limit``, merged newest first, each record once."""
+    found: list[tuple[float, int, dict[str, object]]] = []
+    for number, path in enumerate(paths):
+        with _named(path):
+            connection = store.connect(path, readonly=True)
+            try:
+                records = drilldown(connection, host=host, click_id=click_id, limit=limit)
+            finally:
+                connection.close()
+        if len(paths) == 1:
+            return records
+        found.extend((_record_ts(r), -number, r) for r in records)
+    found.sort(key=lambda item: item[:2], reverse=True)
+    seen: set[tuple[object, object]] = set()
+    out: list[dict[str, object]] = []
+    for _ts, _number, record in found:
+        key = (record.get("ref"), record.get("event"))
+        if key not in seen:
+            seen.add(key)
+            out.append(record)
+    return out[:limit]
+
+
+def _record_ts(record: Mapping[str, object]) -> float:
+    """A record's ts as Unix seconds for ordering (one without a usable ts sorts last)."""
+    try:
+        return store.timestamp(record.get("ts"))
+    except ValueError:
+        return -math.inf

@@ -3,7 +3,8 @@
 Three modules, one concern each, and every public name of them importable from here:
 
 - clickguard.audit.queries reads the store into one ``Report`` (``build_report``)
-  and lists the records about a host or a click link (``drilldown``);
+  and lists the records about a host or a click link (``drilldown``); over several
+  nodes' stores, ``report_stores`` and ``drilldown_stores`` give the same, each record once;
 - this module renders them as JSON (``report_json``, keys below) and as text for
   the terminal (``report_text``, ``drilldown_text``);
 - clickguard.audit.report_html renders them as self-contained HTML with inline SVG
@@ -69,7 +70,11 @@ from clickguard.audit.queries import (
     Totals,
     build_report,
     drilldown,
+    drilldown_stores,
     parse_when,
+    report_stores,
+    store_paths,
+    union_store,
 )
 from clickguard.audit.report_html import (
     REPORT_CSS,
@@ -88,9 +93,9 @@ __all__ = [
     "DAY", "FORMAT_VERSION", "HOUR", "HOURLY_UP_TO", "REPORT_CSS", "SECTIONS",
     "ApplianceClass", "ApplianceHost", "Bucket", "Continue", "ContinueUser", "Count", "Link", "Report",
     "TargetedUser", "ThingbotOrigin", "ThingbotShare", "ThingbotTarget", "Totals",
-    "bar_chart", "build_report", "drilldown", "drilldown_html", "drilldown_page",
-    "drilldown_text", "iso", "parse_when", "report_dict", "report_html", "report_json", "report_text",
-    "section_html", "share_chart", "timeline_chart",
+    "bar_chart", "build_report", "drilldown", "drilldown_html", "drilldown_page", "drilldown_stores",
+    "drilldown_text", "iso", "parse_when", "report_dict", "report_html", "report_json", "report_stores",
+    "report_text", "section_html", "share_chart", "store_paths", "timeline_chart", "union_store",
 ]
 
 FORMAT_VERSION = 1

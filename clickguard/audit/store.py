@@ -81,6 +81,8 @@ CREATE INDEX IF NOT EXISTS findings_decision ON findings(decision_id);
 -- (findings_code above is its prefix, kept for stores created before it).
 CREATE INDEX IF NOT EXISTS findings_report ON findings(code, ts, decision_id, feed, tag);
 """
+# The schema a store is made with; reports over nodes make their private union store with it too.
+SCHEMA = _SCHEMA
 
 
 class Row(NamedTuple):

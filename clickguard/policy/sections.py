@@ -466,12 +466,24 @@ class AuditConfig(_Model):
     on_failure: Literal["open", "closed"] = "open"
     # Every record also sent to a SIEM: {target: …} or just the target; None (`off`): not sent.
     syslog: Annotated[SyslogConfig | None, BeforeValidator(SyslogConfig.shorthand)] = None
+    # The stores the dashboard reports over: files or directories of *.sqlite (every node's);
+    # empty: only `store`, this node's own. Read only, never created.
+    report_stores: tuple[Path, ...] = ()
 
     @field_validator("log", "store", mode="before")
     @classmethod
     def _absolute(cls, value: object, info: ValidationInfo) -> Path | None:
         """Relative paths resolve against the policy file's directory; `off` turns the sink off."""
         return None if _is_off(value) else _resolve_path(value, info)
+
+    @field_validator("report_stores", mode="before")
+    @classmethod
+    def _absolute_all(cls, value: object, info: ValidationInfo) -> tuple[Path, ...]:
+        """A path or a list of them, each resolved as `store` is; `off` or nothing: this node's store only."""
+        if value is None or _is_off(value):
+            return ()
+        paths = value if isinstance(value, list | tuple) else [value]
+        return tuple(path for path in (_resolve_path(v, info) for v in paths) if path is not None)
 
     @field_validator("retention", mode="before")
     @classmethod

@@ -670,7 +670,7 @@ class Dashboard:
         try:
             sections = await asyncio.to_thread(self._report_sections, now - RANGES[since], now, group)
         except sqlite3.Error as e:
-            sections = _store_unavailable(self.runtime.store_path, e)
+            sections = _store_unavailable(self._shown_store(), e)
         inner = (f'<h1>Overview</h1><p class="ranges">{ranges}</p>{self._group_form(since, group)}'
                  f'<p class="muted">As of {escape(_when(now, now))}.</p>{sections}')
         return self._frame(200, session, "/admin", "Overview", inner)
@@ -692,9 +692,14 @@ class Dashboard:
 
     def _report_sections(self, since: float, until: float, group: str | None = None) -> str:
         """Every section of the report over a time range, one policy group's if given (in a worker thread)."""
-        with _readonly(self.runtime.store_path) as connection:
-            built = queries.build_report(connection, since=since, until=until, limit=REPORT_LIMIT,
-                                         group=group)
+        nodes = self.runtime.judge.policy.audit.report_stores
+        if nodes:  # every node's store (audit.report_stores), each record once
+            built = queries.report_stores(queries.store_paths(nodes), since=since, until=until,
+                                          limit=REPORT_LIMIT, group=group)
+        else:
+            with _readonly(self.runtime.store_path) as connection:
+                built = queries.build_report(connection, since=since, until=until, limit=REPORT_LIMIT,
+                                             group=group)
         return "".join(report_html.section_html(built, name, link=drilldown_link)
                        for name in report_html.SECTIONS)
 
@@ -744,6 +749,8 @@ class Dashboard:
         facts = [("file", _code(loaded.path)), ("sha256", _code(loaded.sha256)),
                  ("loaded", escape(_when(loaded.loaded_at, now))), ("click host", _code(policy.click_host)),
                  ("audit store", _code(self.runtime.store_path or "off (audit.store)")),
+                 ("reports over", _code(", ".join(map(str, policy.audit.report_stores))
+                                        or "this node's store (audit.report_stores)")),
                  ("dashboard users", escape(", ".join(sorted(admin.users)))),
                  ("outdated password hashes", _outdated_text(outdated_hashes(admin.users))),
                  ("lock-out", escape(_lockout_text(admin))),
@@ -776,15 +783,24 @@ class Dashboard:
     async def _drilldown(self, session: Session, title: str, *, host: str | None = None,
                          click_id: str | None = None) -> Answer:
         """A drill-down from the store, read now in a worker thread."""
+        nodes = self.runtime.judge.policy.audit.report_stores
+
         def read() -> str:
-            with _readonly(self.runtime.store_path) as connection:
-                records = queries.drilldown(connection, host=host, click_id=click_id)
+            if nodes:
+                records = queries.drilldown_stores(queries.store_paths(nodes), host=host, click_id=click_id)
+            else:
+                with _readonly(self.runtime.store_path) as connection:
+                    records = queries.drilldown(connection, host=host, click_id=click_id)
             return report_html.drilldown_html(records, link=drilldown_link)
         try:
             body = await asyncio.to_thread(read)
         except sqlite3.Error as e:
-            body = _store_unavailable(self.runtime.store_path, e)
+            body = _store_unavailable(self._shown_store(), e)
         return self._frame(200, session, "/admin", title, f"<h1>{escape(title)}</h1>{body}")
+
+    def _shown_store(self) -> Path | None:
+        """The store an error notice names: this node's; None over several (the error names the one)."""
+        return None if self.runtime.judge.policy.audit.report_stores else self.runtime.store_path
 
 
 @contextlib.contextmanager
