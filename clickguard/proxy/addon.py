@@ -71,6 +71,8 @@ class Clickguard:
         """The click host's pages, or judging every other request."""
         self.runtime.tally.requests += 1
         pending = self.endpoint.request(flow) or self.guard.request(flow)
+        if self.runtime.judge.policy.upstream.proxy is None:
+            return pending  # no parent proxy: no second step (nor its coroutine) per request
         return self._then_upstream(pending, flow)
 
     async def _then_upstream(self, pending: Coroutine[None, None, None], flow: http.HTTPFlow) -> None:
