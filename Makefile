@@ -64,6 +64,9 @@ bench: $(VENV)/.installed
 	$(PY) -m bench.device_recognition
 	-$(PY) -m bench.differential_js --count 100000
 	-$(PY) -m bench.differential_html
+	@# Squid alone against Squid asking clickguard squid-helper (1,000,000 entries loaded).
+	@test -x /usr/sbin/squid || { apt-get update -qq && apt-get install -y -qq --no-install-recommends squid; }
+	$(PY) bench/squid_helper.py
 
 # Not CI: ten minutes at full load through the proxy with a realistic mix; errors, memory growth, audit counts.
 soak: $(VENV)/.installed
