@@ -24,14 +24,9 @@ import datetime
 import http.client
 import http.server
 import ipaddress
-import os
-import pwd
-import shutil
-import signal
 import socket
 import ssl
 import subprocess
-import tempfile
 import threading
 from base64 import b64encode
 from collections.abc import Iterator
@@ -53,51 +48,23 @@ from tests.harness import (
     Proxy,
     ProxyPool,
     free_port,
-    port_open,
     required_tool,
+    running_squid_with,
     upstream,
     wait_until,
+)
+from tests.harness import (
+    RunningSquid as Squid,
 )
 
 SQUID_HOST = "127.0.0.61"
 USER, PASSWORD = "clickguard", "s3cret:pass"  # a colon in the password, as Basic allows
 
 
-@dataclass
-class Squid:
-    """A running Squid: where it listens and what its access log says."""
-
-    port: int
-    log_path: Path
-    process: subprocess.Popen[bytes]
-
-    @property
-    def url(self) -> str:
-        """http://host:port, as the policy names it."""
-        return f"http://{SQUID_HOST}:{self.port}"
-
-    def log(self) -> list[str]:
-        """The access log's lines so far (one per request or tunnel, written when it ends)."""
-        try:
-            return self.log_path.read_text(errors="replace").splitlines()
-        except FileNotFoundError:
-            return []
-
-    def wait_for(self, *texts: str) -> str:
-        """The first access log line containing every text, waiting for it (tunnels log when they close)."""
-        def found() -> str | None:
-            return next((line for line in self.log() if all(t in line for t in texts)), None)
-
-        wait_until(lambda: found() is not None, 30, f"squid to log {texts!r}")
-        line = found()
-        assert line is not None
-        return line
-
-
 # Debian's stock access rules (CONNECT to port 443 only), with the one line README tells IT to
 # add before them: clickguard tunnels every request it sends through the parent, to any port.
-SQUID_CONF = """\
-http_port {host}:{port}
+# (tests.harness.running_squid_with writes the rest of squid.conf: port, logs, no cache.)
+SQUID_RULES = """\
 {auth}
 acl SSL_ports port 443
 acl Safe_ports port 80 21 443 70 210 1025-65535 280 488 591 777
@@ -109,16 +76,6 @@ http_access deny !Safe_ports
 http_access deny CONNECT !SSL_ports
 http_access allow clients
 http_access deny all
-pid_filename none
-access_log stdio:{logs}/access.log
-cache_log {logs}/cache.log
-cache_store_log none
-cache deny all
-cache_mem 8 MB
-pinger_enable off
-shutdown_lifetime 0 seconds
-dns_nameservers 127.0.0.1
-{user}
 """
 
 
@@ -132,61 +89,22 @@ def _password_line(user: str, password: str) -> str:
 
 @contextmanager
 def running_squid(conf_dir: Path, *, with_auth: bool = False) -> Iterator[Squid]:
-    """Squid in the foreground (-N) on SQUID_HOST, its config in conf_dir; stopped at the end.
-
-    Squid refuses to run as root, so as root it drops to Debian's `proxy` user; that user
-    cannot reach pytest's private tmp directories, so its logs go to a directory of its
-    own under /tmp, copied beside the config and removed at the end.
-    """
-    squid = required_tool("squid", "apt-get install squid (Debian's Squid is the parent proxy)")
-    port = free_port(SQUID_HOST)
-    as_root = os.geteuid() == 0
-    logs = Path(tempfile.mkdtemp(prefix="clickguard-squid-"))
+    """Squid on SQUID_HOST with Debian's stock rules (and, with_auth, Basic credentials required)."""
     auth = require = ""
     if with_auth:
         helper = "/usr/lib/squid/basic_ncsa_auth"
         assert Path(helper).exists(), "Squid's basic_ncsa_auth helper is missing"
-        (logs / "passwords").write_text(_password_line(USER, PASSWORD))
-        auth = (f"auth_param basic program {helper} {logs}/passwords\n"
+        auth = (f"auth_param basic program {helper} {{work}}/passwords\n"
                 "auth_param basic realm parent\nacl signed_in proxy_auth REQUIRED")
         require = "http_access deny !signed_in"
-    if as_root:
-        proxy_user = pwd.getpwnam("proxy")
-        os.chown(logs, proxy_user.pw_uid, proxy_user.pw_gid)
-        for item in logs.iterdir():
-            os.chown(item, proxy_user.pw_uid, proxy_user.pw_gid)
-    conf = conf_dir / "squid.conf"
-    conf.write_text(SQUID_CONF.format(host=SQUID_HOST, port=port, logs=logs, auth=auth, require=require,
-                                      user="cache_effective_user proxy" if as_root else ""))
-    output = (conf_dir / "squid.out").open("wb")
-    # A service name of its own: Squid names its shared memory segments by it, so two Squids
-    # (this module's and the one asking for credentials) do not collide.
-    service = f"clickguard{port}"
-    process = subprocess.Popen([squid, "-N", "-n", service, "-f", str(conf)], stdout=output,
-                               stderr=subprocess.STDOUT)
-    try:
-        def ready() -> bool:
-            if process.poll() is not None:
-                raise AssertionError(f"squid exited with {process.returncode}: "
-                                     f"{(conf_dir / 'squid.out').read_text(errors='replace')}")
-            return port_open(SQUID_HOST, port)
 
-        wait_until(ready, 60, "squid to listen")
-        yield Squid(port, logs / "access.log", process)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        output.close()
-        for name in ("access.log", "cache.log"):
-            if (logs / name).exists():
-                shutil.copy(logs / name, conf_dir / name)
-        shutil.rmtree(logs, ignore_errors=True)
-        for segment in Path("/dev/shm").glob(f"{service}-*"):
-            segment.unlink(missing_ok=True)  # left only by a Squid that had to be killed
+    def passwords(work: Path) -> None:
+        if with_auth:
+            (work / "passwords").write_text(_password_line(USER, PASSWORD))
+
+    rules = SQUID_RULES.replace("{auth}", auth).replace("{require}", require)
+    with running_squid_with(conf_dir, rules, host=SQUID_HOST, before_start=passwords) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
