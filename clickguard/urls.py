@@ -467,6 +467,10 @@ def _parse_ipv6(text: str) -> str:
     return f"{head}::{tail}"
 
 
+# The idna package refuses longer input (its defence against costly names), also on re-reading.
+_IDNA_MAX_INPUT = 1024
+
+
 def _domain_to_ascii(domain: str) -> str:
     """UTS #46 ToASCII with the WHATWG settings (non-transitional, no STD3 or hyphen rules)."""
     if domain.isascii() and "xn--" not in domain.lower():
@@ -484,6 +488,11 @@ def _domain_to_ascii(domain: str) -> str:
     )
     if not result:
         raise URLError(f"empty host after IDNA mapping: {domain!r}")
+    if len(result) > _IDNA_MAX_INPUT:
+        # Encoding lengthens a name ("ѧoph" is "xn--oph-gjd"); a longer result would be refused
+        # when read again, so a normalised URL would not normalise to itself. No such name resolves.
+        raise URLError(f"international domain name too long once encoded ({len(result):,} characters, "
+                       f"at most {_IDNA_MAX_INPUT:,}): {domain[:64]!r}…")
     return result
 
 

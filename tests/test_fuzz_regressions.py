@@ -180,3 +180,12 @@ def test_a_click_link_to_a_target_holding_http_colon_slash_verifies() -> None:
 def test_a_click_link_to_a_dot_host_verifies(target: str) -> None:
     link = make_click_link(target, CONTEXT, KEY, click_host=CLICK_HOST)
     assert verify_click_link(link, KEY, click_host=CLICK_HOST) == (target, CONTEXT)
+
+
+def test_a_unicode_host_too_long_once_encoded_is_refused_not_normalised_to_an_unreadable_url() -> None:
+    """Found by `make fuzz` (url): 600 characters of Unicode labels encode to 1,440, past idna's 1,024."""
+    host = ".".join(["\u0467oph"] * 120)  # each label "ѧoph" encodes to "xn--oph-gjd"
+    with pytest.raises(URLError, match="too long once encoded"):
+        normalize_url(f"https://{host}/")
+    shorter = normalize_url("https://" + ".".join(["\u0467oph"] * 80) + "/")  # 960 once encoded
+    assert normalize_url(shorter.url) == shorter
