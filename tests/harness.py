@@ -631,3 +631,45 @@ def running_squid_with(conf_dir: Path, rules: str, *, host: str = "127.0.0.61",
         shutil.rmtree(work, ignore_errors=True)
         for segment in Path("/dev/shm").glob(f"clickguard{port}-*"):
             segment.unlink(missing_ok=True)  # left only by a Squid that had to be killed
+
+
+# --- a TCP server that speaks no protocol -------------------------------------------------------
+
+
+@dataclass
+class RawServer:
+    """A TCP server that answers whatever it is sent with fixed bytes, and keeps what each connection sent."""
+
+    port: int = 0
+    connections: list[bytes] = field(default_factory=list)  # the first bytes of each
+
+
+@contextmanager
+def raw_server(host: str = "127.0.0.1", port: int = 0, reply: bytes = b"raw reply") -> Iterator[RawServer]:
+    """Run a RawServer (it speaks no TLS: a ClientHello that reaches it gets the reply back), then close."""
+    server = RawServer()
+    listener = socket.create_server((host, port))
+    server.port = listener.getsockname()[1]
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(10)
+                try:
+                    server.connections.append(conn.recv(65536))
+                    conn.sendall(reply)
+                except OSError:
+                    pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        listener.shutdown(socket.SHUT_RDWR)  # wakes the accept (Linux)
+        listener.close()
+        thread.join(10)

@@ -18,57 +18,15 @@ import base64
 import socket
 import ssl
 import textwrap
-import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from clickguard.proxy.guard import tunnel_passage
-from tests.harness import HTML, Proxy, ProxyPool, start_proxy, upstream, write_policy
+from tests.harness import HTML, Proxy, ProxyPool, raw_server, start_proxy, upstream, write_policy
 
 MARKER = b"content of the host behind the tunnel"
-
-
-@dataclass
-class RawServer:
-    """A TCP server that answers whatever it is sent with fixed bytes, and keeps what each connection sent."""
-
-    port: int = 0
-    connections: list[bytes] = field(default_factory=list)  # the first bytes of each
-
-
-@contextmanager
-def raw_server(host: str = "127.0.0.1", port: int = 0, reply: bytes = MARKER) -> Iterator[RawServer]:
-    """Run a RawServer (it speaks no TLS: a ClientHello that reaches it gets the reply back), then close."""
-    server = RawServer()
-    listener = socket.create_server((host, port))
-    server.port = listener.getsockname()[1]
-
-    def serve() -> None:
-        while True:
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            with conn:
-                conn.settimeout(10)
-                try:
-                    server.connections.append(conn.recv(65536))
-                    conn.sendall(reply)
-                except OSError:
-                    pass
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        listener.shutdown(socket.SHUT_RDWR)  # wakes the accept (Linux)
-        listener.close()
-        thread.join(10)
 
 
 def client_hello(sni: str | None) -> bytes:
@@ -148,7 +106,7 @@ EXCLUDE_CONNECTED = "intercept: {exclude: [localhost]}\ndeny: {domains: [evil.ex
 ], ids=["denied-host-excluded-sni", "excluded-host-denied-sni", "excluded-host-other-sni"])
 def test_tls_tunnel_whose_names_disagree_is_refused(shared_proxy: ProxyPool, policy: str, sni: str) -> None:
     proxy = shared_proxy(policy)
-    with raw_server() as server:
+    with raw_server(reply=MARKER) as server:
         received = through_tunnel(proxy, "localhost", server.port, client_hello(sni))
         assert MARKER not in received
         assert server.connections == []  # the proxy never connected to it
@@ -162,7 +120,7 @@ def test_tls_tunnel_whose_names_disagree_is_refused(shared_proxy: ProxyPool, pol
                          ids=["same-name", "subdomain", "no-sni"])
 def test_tls_tunnel_whose_names_are_all_excluded_passes(shared_proxy: ProxyPool, sni: str | None) -> None:
     proxy = shared_proxy(EXCLUDE_CONNECTED)
-    with raw_server() as server:
+    with raw_server(reply=MARKER) as server:
         received = through_tunnel(proxy, "localhost", server.port, client_hello(sni))
         assert MARKER in received  # passed through uninspected, byte for byte
         assert len(server.connections) == 1
@@ -195,7 +153,7 @@ def test_plain_tunnel_to_excluded_host_with_its_own_host_header_passes(shared_pr
 
 def test_tunnel_of_neither_tls_nor_http_is_judged_by_its_host(shared_proxy: ProxyPool) -> None:
     proxy = shared_proxy(DENY_CONNECTED)
-    with raw_server() as server:
+    with raw_server(reply=MARKER) as server:
         received = through_tunnel(proxy, "localhost", server.port, b"SSH-2.0-OpenSSH_9.6\r\n")
         assert MARKER not in received
         assert server.connections == []
@@ -308,7 +266,7 @@ def test_tunnel_refused_is_recorded_with_the_proxy_user(shared_proxy: ProxyPool,
                                                         first_bytes: bytes, event: str) -> None:
     """With proxy authentication (on the CONNECT only), the record of a refused tunnel names its user."""
     proxy = shared_proxy(policy, *PROXY_USER)
-    with raw_server() as server:
+    with raw_server(reply=MARKER) as server:
         received = through_tunnel(proxy, "localhost", server.port, first_bytes, "alice:tunnel-secret")
         assert MARKER not in received
         assert server.connections == []

@@ -48,6 +48,7 @@ from tests.harness import (
     Proxy,
     ProxyPool,
     free_port,
+    raw_server,
     required_tool,
     running_squid_with,
     upstream,
@@ -259,34 +260,6 @@ def test_a_tunnel_passed_through_goes_through_the_parent(shared_proxy: ProxyPool
     squid.wait_for(f"CONNECT 127.0.0.1:{site.port} ", "TCP_TUNNEL/200")
 
 
-@contextmanager
-def raw_listener(host: str) -> Iterator[tuple[int, list[bytes]]]:
-    """A TCP server on host that answers each connection's first bytes with b"raw reply"; (port, received)."""
-    received: list[bytes] = []
-    listener = socket.create_server((host, 0))
-
-    def serve() -> None:
-        while True:
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            with conn:
-                conn.settimeout(10)
-                with contextlib.suppress(OSError):
-                    received.append(conn.recv(65536))
-                    conn.sendall(b"raw reply")
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield listener.getsockname()[1], received
-    finally:
-        listener.shutdown(socket.SHUT_RDWR)
-        listener.close()
-        thread.join(10)
-
-
 def raw_tunnel(proxy: Proxy, host: str, port: int) -> bytes:
     """CONNECT host:port, send bytes of neither TLS nor HTTP, return what comes back until close."""
     with socket.create_connection(("127.0.0.1", proxy.port), timeout=15) as s:
@@ -304,12 +277,12 @@ def raw_tunnel(proxy: Proxy, host: str, port: int) -> bytes:
 
 
 def test_a_raw_tunnel_goes_through_the_parent_and_a_denied_one_nowhere(proxy: Proxy, squid: Squid) -> None:
-    with raw_listener("127.0.0.62") as (port, received), raw_listener("127.0.0.64") as (denied, refused):
-        assert raw_tunnel(proxy, "127.0.0.64", denied) == b""  # refused: the tunnel closes
-        assert raw_tunnel(proxy, "127.0.0.62", port) == b"raw reply"
-    assert received == [b"\x00\x01binary protocol"] and refused == []
-    squid.wait_for(f"CONNECT 127.0.0.62:{port} ", "TCP_TUNNEL/200")
-    assert not any(f"127.0.0.64:{denied}" in line for line in squid.log())
+    with raw_server("127.0.0.62") as allowed, raw_server("127.0.0.64") as denied:
+        assert raw_tunnel(proxy, "127.0.0.64", denied.port) == b""  # refused: the tunnel closes
+        assert raw_tunnel(proxy, "127.0.0.62", allowed.port) == b"raw reply"
+    assert allowed.connections == [b"\x00\x01binary protocol"] and denied.connections == []
+    squid.wait_for(f"CONNECT 127.0.0.62:{allowed.port} ", "TCP_TUNNEL/200")
+    assert not any(f"127.0.0.64:{denied.port}" in line for line in squid.log())
 
 
 def test_a_no_proxy_destination_goes_direct(proxy: Proxy, squid: Squid) -> None:
