@@ -24,7 +24,9 @@ anyway (a crash mid-write) gets a newline first. The file is reopened when its
 path names another file (logrotate's ``create`` moved it) or none, and on
 `AuditLog.reopen()` (SIGHUP); ``copytruncate`` needs nothing: it is opened
 O_APPEND, so writes go on at the new end. Files are created private
-(`clickguard.files`).
+(`clickguard.files`). Several processes (`clickguard run --workers N`) may write the
+same file and store: each batch is appended under an flock (`_LogFile.append`), and the
+store is SQLite in WAL mode, each transaction waiting `STORE_BUSY_TIMEOUT` for another's.
 
 An exception the writer does not expect (a bug) is logged with its traceback
 and fails the records it met (`AuditError`), or delays the prune it met; the
@@ -45,6 +47,8 @@ records a transaction, between batches of new records. The file is never pruned.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -54,7 +58,7 @@ import sqlite3
 import stat
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -137,6 +141,28 @@ class SinkHealth:
                 "last_error_at": self.last_error_at, "failures": self.failures}
 
 
+def _ends_torn(fd: int) -> bool:
+    """Whether a regular file's last byte is not a newline (a crash or a failed write mid-line)."""
+    info = os.fstat(fd)
+    return stat.S_ISREG(info.st_mode) and info.st_size > 0 and os.pread(fd, 1, info.st_size - 1) != b"\n"
+
+
+@contextlib.contextmanager
+def _appending(fd: int) -> Iterator[None]:
+    """An exclusive flock on the log while one process appends; none where the file system has no locks."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        locked = True
+    except OSError as e:  # ENOLCK (some network file systems): one process writing is still safe
+        logger.debug("audit log: no lock (%s), appending without", e)
+        locked = False
+    try:
+        yield
+    finally:
+        if locked:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+
+
 class _LogFile:
     """The JSON Lines file: whole batches appended and synced, never a torn line before a record, rotated.
 
@@ -176,19 +202,31 @@ class _LogFile:
         self._reopen.set()
 
     def append(self, data: bytes) -> None:
-        """Append whole lines and fdatasync; OSError with the file cut back to where it was."""
+        """Append whole lines and fdatasync; OSError with the file cut back to where it was.
+
+        Several processes (`clickguard run --workers N`) may append to one file: the write and
+        any cut back happen under an exclusive flock, so a batch never joins a line another
+        process left torn, and a cut back never takes another's lines. The fdatasync runs
+        outside it, so the workers' syncs overlap.
+        """
         fd = self._current()
-        if self._torn:
-            data = b"\n" + data
-        start = os.fstat(fd).st_size
-        done = 0
+        with _appending(fd):
+            if self._torn or _ends_torn(fd):
+                data = b"\n" + data
+            start = os.fstat(fd).st_size
+            done = 0
+            try:
+                view = memoryview(data)
+                while done < len(data):
+                    done += os.write(fd, view[done:])
+            except OSError:
+                self._cut_back(fd, start, data, done)
+                raise
         try:
-            view = memoryview(data)
-            while done < len(data):
-                done += os.write(fd, view[done:])
             os.fdatasync(fd)  # data and the size it needs, not the timestamps
         except OSError:
-            self._cut_back(fd, start, data, done)
+            with _appending(fd):
+                self._cut_back(fd, start, data, done)
             raise
         self._torn = False
 
