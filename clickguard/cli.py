@@ -41,6 +41,7 @@ from clickguard.mail.home_line import OriginAddress, judge_sender
 from clickguard.mail.links import decode, is_click_link
 from clickguard.mail.origin import TrustedBoundary, origin_of_message, read_sender
 from clickguard.mail.rewrite import RewriteResult, RewriteSettings, rewrite_message
+from clickguard.policy.cluster import MAX_WORKERS, parse_redis_url
 from clickguard.policy.model import AuditConfig, Policy, check_policy, load_policy
 from clickguard.shipped import DEFAULT_POLICY
 from clickguard.tokens import load_or_create_key
@@ -53,6 +54,21 @@ def _listen(value: str) -> tuple[str, int]:
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
         raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
     return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _count(value: str) -> int:
+    """N for --workers: 1 to MAX_WORKERS."""
+    if not value.isascii() or not value.isdigit() or not 1 <= int(value) <= MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f"expected a count of processes, 1 to {MAX_WORKERS}, got {value!r}")
+    return int(value)
+
+
+def _redis_url(value: str) -> str:
+    """URL for --redis."""
+    try:
+        return parse_redis_url(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _when(value: str) -> float:
@@ -110,6 +126,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--ops", metavar="HOST:PORT",
                      help="ops listener: /healthz, /readyz, /metrics, /proxy.pac (over the policy's "
                           "ops.listen)")
+    run.add_argument("--workers", type=_count, metavar="N",
+                     help="proxy processes sharing the listen address (over the policy's cluster.workers; "
+                          "default 1)")
+    run.add_argument("--redis", type=_redis_url, metavar="URL",
+                     help="redis://HOST:PORT/DB that workers and nodes share state in (over the policy's "
+                          "cluster.redis)")
     run.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE",
                      help="any other mitmproxy option, passed through")
     run.add_argument("--check-config", action="store_true",
@@ -330,6 +352,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         argv += ["--set", f"clickguard_audit_store={args.audit_store}"]
     if args.ops:
         argv += ["--set", f"clickguard_ops={args.ops}"]
+    if args.redis:
+        argv += ["--set", f"clickguard_redis={args.redis}"]
     for option in args.set:
         argv += ["--set", option]
     # mitmproxy writes the CA's certificates into certs/ under the process's umask (its keys 0600):

@@ -673,3 +673,69 @@ def raw_server(host: str = "127.0.0.1", port: int = 0, reply: bytes = b"raw repl
         listener.shutdown(socket.SHUT_RDWR)  # wakes the accept (Linux)
         listener.close()
         thread.join(10)
+
+
+# --- Redis, the state workers and nodes share ---------------------------------------------------
+
+
+@dataclass
+class RunningRedis:
+    """Debian's redis-server on a loopback port, with nothing saved to disk; stop() and start() again."""
+
+    host: str
+    port: int
+    workdir: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """The URL clickguard is given (cluster.redis, --redis)."""
+        return f"redis://{self.host}:{self.port}/0"
+
+    def start(self) -> None:
+        """Start it (again, on the same port: the data it held is gone); wait until it answers."""
+        server = required_tool("redis-server", "apt-get install redis-server")
+        log = (self.workdir / "redis.log").open("ab")
+        self.process = subprocess.Popen(
+            [server, "--bind", self.host, "--port", str(self.port), "--save", "", "--appendonly", "no",
+             "--dir", str(self.workdir), "--daemonize", "no", "--protected-mode", "no"],
+            stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        process = self.process
+
+        def answers() -> bool:
+            if process.poll() is not None:
+                raise AssertionError(f"redis-server exited with {process.returncode}: "
+                                     f"{(self.workdir / 'redis.log').read_text(errors='replace')}")
+            return self.command("PING") == "PONG"
+
+        wait_until(answers, 30, "redis-server to answer")
+
+    def stop(self) -> None:
+        """Stop it (SIGTERM) and wait."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def command(self, *args: str) -> str | None:
+        """One command over a fresh connection (redis-cli's plain output), None if it is not answering."""
+        result = subprocess.run(["redis-cli", "-h", self.host, "-p", str(self.port), *args],
+                                capture_output=True, text=True, timeout=10, check=False)
+        return result.stdout.strip() if result.returncode == 0 and result.stdout.strip() else None
+
+
+@contextmanager
+def running_redis(workdir: Path, host: str = "127.0.0.1") -> Iterator[RunningRedis]:
+    """A RunningRedis for the duration of the block."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    redis = RunningRedis(host, free_port(host), workdir)
+    redis.start()
+    try:
+        yield redis
+    finally:
+        redis.stop()

@@ -38,6 +38,7 @@ TOP_LEVEL = {
     "passhash": "foundation",
     "shipped": "foundation",
     "files": "foundation",
+    "cluster": "foundation",
     "cli": "cli",
     "addon": "cli",  # the shim for `mitmdump -s clickguard/addon.py`
 }
@@ -251,7 +252,8 @@ def test_every_top_level_module_has_a_stage() -> None:
     top = {Path(m.path).stem for m in MODULES if m.name.count(".") <= 1 and not m.is_package}
     assert top - TOP_LEVEL.keys() == set(), "declare the stage of new top-level modules in TOP_LEVEL"
     foundation = {name for name, stage in TOP_LEVEL.items() if stage == "foundation"} - {"__init__"}
-    assert foundation == {"errors", "urls", "tokens", "reasons", "vocab", "passhash", "shipped", "files"}
+    assert foundation == {"errors", "urls", "tokens", "reasons", "vocab", "passhash", "shipped", "files",
+                          "cluster"}
 
 
 # The checker itself, on modules made to fail.

@@ -77,7 +77,7 @@ def proxy(shared_proxy: ProxyPool, ops_port: int) -> Proxy:
 def test_healthz_and_readyz(proxy: Proxy, ops_port: int) -> None:
     status, _, body = ops_get(ops_port, "/healthz")
     assert (status, body) == (200, b"ok\n")
-    wait_until(lambda: readyz(ops_port) == (200, {"ready": True, "reasons": []}), 60, "ready")
+    wait_until(lambda: readyz(ops_port) == (200, {"ready": True, "reasons": [], "degraded": []}), 60, "ready")
     assert ops_get(ops_port, "/nothing")[0] == 404
 
 
@@ -192,10 +192,12 @@ def test_not_ready_while_the_audit_folder_is_gone(proxy_factory: ProxyPool, tmp_
     shutil.rmtree(folder)
     folder.write_text("a file where the folder was")
     assert readyz(port) == (503, {"ready": False,
-                                  "reasons": [f"audit log {log}: {folder} is not a directory"]})
+                                  "reasons": [f"audit log {log}: {folder} is not a directory"],
+                                  "degraded": []})
     folder.unlink()
     assert readyz(port) == (503, {"ready": False,
-                                  "reasons": [f"audit log {log}: its directory {folder} is missing"]})
+                                  "reasons": [f"audit log {log}: its directory {folder} is missing"],
+                                  "degraded": []})
     folder.mkdir()
     assert readyz(port)[0] == 200
 
@@ -218,7 +220,7 @@ def test_not_ready_while_a_url_feed_has_never_been_fetched(proxy_factory: ProxyP
 def test_empty_feed_list_is_ready(proxy_factory: ProxyPool) -> None:
     port = free_port()
     proxy_factory("feeds: []\n", "--ops", f"127.0.0.1:{port}")
-    wait_until(lambda: readyz(port) == (200, {"ready": True, "reasons": []}), 60, "ready")
+    wait_until(lambda: readyz(port) == (200, {"ready": True, "reasons": [], "degraded": []}), 60, "ready")
 
 
 def test_ops_port_in_use_stops_the_start(tmp_path: Path, certs: Path) -> None:

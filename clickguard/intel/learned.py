@@ -16,9 +16,9 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from clickguard import files
 
@@ -44,6 +44,15 @@ class LearnedHost(NamedTuple):
         return {"host": self.host, "evidence": self.evidence, "url": self.url, "codes": list(self.codes),
                 "learned_at": self.learned_at, "expires": self.expires}
 
+    @classmethod
+    def from_dict(cls, item: Mapping[str, Any]) -> LearnedHost:
+        """The entry `as_dict` made; ValueError, KeyError or TypeError for one that is not."""
+        codes = item["codes"]
+        if not isinstance(codes, list):
+            raise TypeError("codes is not a list")
+        return cls(str(item["host"]), str(item["evidence"]), str(item["url"]), tuple(str(c) for c in codes),
+                   float(item["learned_at"]), float(item["expires"]))
+
 
 class LearnedHosts:
     """The learned Thingbots: looked up per request, added to when a response is blocked."""
@@ -54,6 +63,8 @@ class LearnedHosts:
         self.error: str | None = None  # why the file could not be read, if it could not
         self._generation = self._written = 0
         self._write_lock = threading.Lock()
+        # Told of every host learned here, so that other workers and nodes refuse it too (`merge`).
+        self.shared: Callable[[LearnedHost], None] | None = None
 
     def __len__(self) -> int:
         return len(self._hosts)
@@ -76,11 +87,25 @@ class LearnedHosts:
         """Remember a host (again: the newest evidence and expiry win); call save() to keep it."""
         now = time.time()
         entry = LearnedHost(host, evidence, url, codes, now, now + ttl)
-        self._hosts.pop(host, None)
-        self._hosts[host] = entry
+        self._put(entry)
+        if self.shared is not None:
+            self.shared(entry)
+        return entry
+
+    def merge(self, entry: LearnedHost) -> bool:
+        """Take an entry another node learned, unless this one knows newer evidence or it expired."""
+        known = self._hosts.get(entry.host)
+        if entry.expires <= time.time() or (known is not None and known.learned_at >= entry.learned_at):
+            return False
+        self._put(entry)
+        return True
+
+    def _put(self, entry: LearnedHost) -> None:
+        """Keep an entry as the newest (the oldest go first beyond _MAX_ENTRIES)."""
+        self._hosts.pop(entry.host, None)
+        self._hosts[entry.host] = entry
         while len(self._hosts) > _MAX_ENTRIES:
             del self._hosts[next(iter(self._hosts))]
-        return entry
 
     def load(self) -> None:
         """Read the state file (a missing one is an empty list); expired entries are dropped."""
@@ -96,9 +121,7 @@ class LearnedHosts:
             return
         try:
             items = json.loads(raw)["hosts"]
-            entries = [LearnedHost(str(i["host"]), str(i["evidence"]), str(i["url"]),
-                                   tuple(str(c) for c in i["codes"]), float(i["learned_at"]),
-                                   float(i["expires"])) for i in items]
+            entries = [LearnedHost.from_dict(i) for i in items]
         except (ValueError, KeyError, TypeError) as e:
             aside = self.path.with_name(self.path.name + f".bad-{int(time.time())}")
             self.error = f"{self.path}: not a learned-hosts file ({e}); set aside as {aside.name}"

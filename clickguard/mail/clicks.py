@@ -10,7 +10,7 @@ never inherits a click's e-mail origin.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import NamedTuple
 
 from cachetools import TTLCache
@@ -60,20 +60,43 @@ class ClickMark(NamedTuple):
         return cls(click_id, origin_ip, recipient, hop, Sign(home))
 
 
+type TrailChange = Callable[[str, str | None, str, ClickMark | None], None]
+
+
 class ClickTrail:
-    """Expected next hops of recent clicks: (client, user, URL) -> the click they continue."""
+    """Expected next hops of recent clicks: (client, user, URL) -> the click they continue.
+
+    `shared`, when set, is told of every expectation set (with its mark) and used (None), so
+    that other workers and nodes can follow the click too (`apply` takes theirs).
+    """
 
     def __init__(self, *, ttl: float = FOLLOW_SECONDS, maxsize: int = 100_000) -> None:
         self._expected: TTLCache[tuple[str, str | None, str], ClickMark] = TTLCache(
             maxsize, ttl, timer=time.monotonic)
+        self.shared: TrailChange | None = None
+
+    def __len__(self) -> int:
+        return len(self._expected)
 
     def expect(self, client: str, user: str | None, url: str, mark: ClickMark) -> None:
         """The browser of this client is expected to request url next, as hop mark.hop."""
         if mark.hop <= MAX_HOPS:
             self._expected[(client, user, url)] = mark
+            if self.shared is not None:
+                self.shared(client, user, url, mark)
 
     def follow(self, client: str, user: str | None, url: str) -> ClickMark | None:
         """The click this request continues, if it was expected (each expectation is used once)."""
         if not self._expected:
             return None
-        return self._expected.pop((client, user, url), None)
+        mark = self._expected.pop((client, user, url), None)
+        if mark is not None and self.shared is not None:
+            self.shared(client, user, url, None)
+        return mark
+
+    def apply(self, client: str, user: str | None, url: str, mark: ClickMark | None) -> None:
+        """Another node's change: an expectation set (mark) or used (None)."""
+        if mark is None:
+            self._expected.pop((client, user, url), None)
+        elif mark.hop <= MAX_HOPS:
+            self._expected[(client, user, url)] = mark

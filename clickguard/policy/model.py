@@ -25,6 +25,7 @@ from pydantic import AfterValidator, Field, PrivateAttr, field_validator, model_
 
 from clickguard import reasons
 from clickguard.errors import PolicyError, Problem
+from clickguard.policy.cluster import ClusterConfig
 from clickguard.policy.groups import GroupConfig, unique_names
 from clickguard.policy.identity import IdentityConfig, identity_file_problems
 from clickguard.policy.ops import OpsConfig, PacConfig
@@ -82,6 +83,7 @@ class Policy(_Model):
     ops: OpsConfig = OpsConfig()
     upstream: UpstreamConfig = UpstreamConfig()
     pages: PagesConfig = PagesConfig()
+    cluster: ClusterConfig = ClusterConfig()
 
     # action_for's table, including landing.<category> of every feed; built once, not per request.
     # (model_copy(update=...) skips it: derive a changed policy with model_validate instead.)

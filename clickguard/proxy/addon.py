@@ -70,6 +70,7 @@ class Clickguard:
     def request(self, flow: http.HTTPFlow) -> Pending:
         """The click host's pages, or judging every other request."""
         self.runtime.tally.requests += 1
+        self.runtime.sharing.sync()  # what other nodes learned or granted, before this is judged
         pending = self.endpoint.request(flow) or self.guard.request(flow)
         if self.runtime.judge.policy.upstream.proxy is None:
             return pending  # no parent proxy: no second step (nor its coroutine) per request

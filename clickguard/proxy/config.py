@@ -16,6 +16,7 @@ from mitmproxy import ctx, exceptions
 from clickguard.decision.build import feeds_from_specs
 from clickguard.errors import PolicyError, UsageError
 from clickguard.intel.sources import FeedStatus, feed_session
+from clickguard.policy.cluster import parse_redis_url
 from clickguard.policy.model import FeedConfig
 from clickguard.proxy.runtime import Runtime
 from clickguard.shipped import DEFAULT_POLICY
@@ -83,6 +84,10 @@ class Config:
             "Directory for feed caches and the feeds status file.")
         add("clickguard_reload_ms", int, 1000,
             "Milliseconds between checks of the policy and feed files for changes.")
+        add("clickguard_redis", str, "",
+            "redis://HOST:PORT/DB that workers and nodes share state in (learned Thingbots, continue "
+            "grants, click trails, dashboard sessions and lock-outs, feed status); overrides the "
+            "policy's cluster.redis; read at start.")
         add("clickguard_feed_retry_ms", int, 60_000,
             "Milliseconds before a failed URL feed fetch is tried again, doubling with each failure up to "
             "the feed's refresh interval.")
@@ -176,10 +181,24 @@ class Config:
         """Start the inspection workers and the background maintenance task."""
         self._apply_proxy_options()
         self.runtime.start_inspectors()
+        self._share()
         self._session = feed_session()  # proxies from the environment, default timeouts, no cookies
         self._task = asyncio.create_task(self._maintain(), name="clickguard-maintain")
         # logrotate's postrotate sends SIGHUP (which would otherwise end the process): reopen the log.
         asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._reopen_audit_log)
+
+    def _share(self) -> None:
+        """Share state through Redis when --redis or the policy's cluster.redis names one (read at start)."""
+        rt = self.runtime
+        assert rt.state is not None
+        url = ctx.options.clickguard_redis or rt.state.loaded.policy.cluster.redis
+        if url:
+            try:
+                parse_redis_url(url)
+            except ValueError as e:
+                raise exceptions.OptionsError(f"clickguard_redis: {e}") from e
+            rt.sharing.start(url, rt.key, asyncio.get_running_loop())
+            rt.publish_status()  # this node's feed status, for the others
 
     def _reopen_audit_log(self) -> None:
         """SIGHUP: the audit log is opened again at its next write (rotation is also noticed unsignalled)."""
@@ -214,6 +233,9 @@ class Config:
             await asyncio.sleep(ctx.options.clickguard_reload_ms / 1000)
             rt = self.runtime
             rebuild = rt.changed()
+            if rt.sharing.learned_changed:  # hosts other nodes learned: kept here across restarts too
+                rt.sharing.learned_changed = False
+                await asyncio.to_thread(rt.learned.save, rt.learned.encoded())
             if rt.state is not None and self._session is not None:
                 feeds = rt.state.feeds
                 due = self._fetches.due(feeds.url_feeds(), time.monotonic())

@@ -107,6 +107,7 @@ class Endpoint:
         if not await self.guard.enforce(flow, decision, client, user, "click", mark):
             return  # the warn or block page is the answer
         rt.trail.expect(client, user, url.url, mark._replace(hop=1))
+        await rt.sharing.settled()  # the next hop may reach another node: it must know the click by then
         flow.response = _redirect(url.url)
 
     async def _refuse(self, flow: http.HTTPFlow, event: Event, reason: str, ref: str) -> None:
@@ -142,6 +143,7 @@ class Endpoint:
         rt.grants.grant(client, user, url.host, time.time() + policy.warn.continue_minutes * 60)
         if mark is not None:
             rt.trail.expect(client, user, url.url, mark._replace(hop=mark.hop + 1))
+        await rt.sharing.settled()  # the grant holds on every node before the browser goes on
         flow.response = _redirect(url.url)
 
 

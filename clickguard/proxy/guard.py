@@ -668,6 +668,7 @@ class Guard:
         """The block or warn page instead of a streamed body; the server's body is drained unseen."""
         decision = state.decision
         self.learn(flow, decision, inspection, verdict)
+        await self.runtime.sharing.settled()  # a host learned: the other nodes refuse it from now on
         client, user = client_of(flow)
         await self.stop(flow, decision.url.url, decision._replace(verdict=verdict), verdict, client, user,
                         "response", state.mark, inspection=inspection.details())
@@ -688,6 +689,8 @@ class Guard:
                 return self._inspect_held(flow, state)
             if state.mark is not None:
                 self._expect_next_hop(flow, state.mark)
+                if self.runtime.sharing.active:  # the next hop may reach another node: it must know
+                    return self.runtime.sharing.settled(then=pending)
         if pending is not None and not pending.done():
             return _wait(pending)
         return None
@@ -741,6 +744,8 @@ class Guard:
             await self._after_inspection(flow, state, inspection, verdict, details)
         elif state.mark is not None:
             self._expect_next_hop(flow, state.mark)
+        if state.mark is not None:
+            await rt.sharing.settled()  # the next hop may reach another node (cluster.redis)
         if state.record is not None and not state.record.done():
             await state.record
 
@@ -820,6 +825,7 @@ class Guard:
                 respond(flow, not_recorded_page(decision.url.url, str(entry["ref"]), seen))
             return
         self.learn(flow, decision, inspection, verdict)
+        await self.runtime.sharing.settled()  # a host learned: the other nodes refuse it from now on
         flow.response = None
         await self.stop(flow, decision.url.url, decision._replace(verdict=verdict), verdict, client, user,
                         "response", mark, inspection=details)

@@ -65,6 +65,7 @@ class ClickguardCollector(Collector):
         yield from self._feeds()
         yield from self._audit()
         yield from self._caches()
+        yield from self._shared()
 
     def _decisions(self) -> Iterator[Metric]:
         """Requests, decisions by event and action, reason codes by action, inspection time."""
@@ -142,9 +143,28 @@ class ClickguardCollector(Collector):
         for name, size in (("resolver", len(rt.resolver._answers)),
                            ("resolver_failures", len(rt.resolver._failures)),
                            ("learned_hosts", len(rt.learned)),
-                           ("continue_grants", len(rt.grants._until)),
-                           ("click_trail", len(rt.trail._expected))):
+                           ("continue_grants", len(rt.grants)),
+                           ("click_trail", len(rt.trail))):
             sizes.add_metric([name], size)
         yield sizes
         yield GaugeMetricFamily("clickguard_inspection_workers", "Inspection worker slots running.",
                                 value=rt.readers.workers)
+
+    def _shared(self) -> Iterator[Metric]:
+        """The state shared with other workers and nodes (cluster.redis): connected, events, round trips."""
+        shared = self.runtime.sharing.shared
+        if shared is None:
+            return
+        yield GaugeMetricFamily("clickguard_shared_connected", "1 while Redis (cluster.redis) is reachable.",
+                                value=1 if shared.connected else 0)
+        events = CounterMetricFamily("clickguard_shared_events", "Shared-state events: published by this "
+                                     "process, applied from others, refused (bad signature or shape), "
+                                     "dropped (kept too long while Redis was down).", labels=["outcome"])
+        for outcome, count in (("published", shared.published), ("applied", shared.applied),
+                               ("refused", shared.refused), ("dropped", shared.dropped)):
+            events.add_metric([outcome], count)
+        yield events
+        yield GaugeMetricFamily("clickguard_shared_unsent", "Changes kept for Redis, not yet written.",
+                                value=shared.unsent)
+        yield CounterMetricFamily("clickguard_shared_round_trips", "Commands (or pipelines) sent to Redis.",
+                                  value=shared.round_trips)

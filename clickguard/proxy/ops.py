@@ -14,6 +14,8 @@ and /metrics rendered at most once per `METRICS_FRESH` seconds however often it 
 - ``/readyz``: 200, or 503 with ``{"ready": false, "reasons": [...]}`` while no policy is
   loaded, a feed has no copy (a URL feed never fetched, a missing file), or an audit sink fails
   or its directory cannot be written (`not_ready`). A policy or feed list left empty is ready.
+  ``"degraded": [...]`` lists what it serves without (Redis unreachable: each node on its own
+  state), a 200 unless the policy's ``cluster.redis_down`` is ``not_ready``.
 - ``/metrics``: the Prometheus text format (`clickguard.proxy.metrics`); the request path only
   counts into `clickguard.audit.tally.Tally`.
 - ``/proxy.pac``, ``/wpad.dat``: the PAC file, as on the click host (`pac_page`).
@@ -109,7 +111,19 @@ def not_ready(runtime: Runtime) -> list[str]:
     if health is not None:
         reasons += _sink_problems("log", health["log"])
         reasons += _sink_problems("store", health["store"])
+    shared = runtime.sharing.problem()
+    if shared is not None and state.loaded.policy.cluster.redis_down == "not_ready":
+        reasons.append(f"shared state: {shared}")
     return reasons
+
+
+def degraded(runtime: Runtime) -> list[str]:
+    """What the proxy serves without, yet serves (cluster.redis_down: degraded): [] when nothing."""
+    shared = runtime.sharing.problem()
+    state = runtime.state
+    if shared is None or (state is not None and state.loaded.policy.cluster.redis_down == "not_ready"):
+        return []
+    return [f"shared state: {shared}; serving on this node's own state"]
 
 
 class OpsServer:
@@ -171,7 +185,8 @@ class OpsServer:
             return _plain(200, b"ok\n")
         if path == "/readyz":
             reasons = not_ready(self.runtime)
-            body = json.dumps({"ready": not reasons, "reasons": reasons}).encode()
+            body = json.dumps({"ready": not reasons, "reasons": reasons,
+                               "degraded": degraded(self.runtime)}).encode()
             return _plain(503 if reasons else 200, body + b"\n", "application/json")
         if path == "/metrics":
             return _plain(200, self._rendered(), "text/plain; version=0.0.4; charset=utf-8")

@@ -12,6 +12,7 @@ import gc
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -31,6 +32,7 @@ from clickguard.intel.sources import FeedSet, write_status
 from clickguard.mail.clicks import ClickTrail
 from clickguard.policy.model import LoadedPolicy, Policy, load_policy
 from clickguard.policy.sections import SyslogConfig
+from clickguard.proxy.sharing import Sharing
 from clickguard.tokens import load_or_create_key
 
 logger = logging.getLogger(__name__)
@@ -55,15 +57,30 @@ def load_fingerprints(policy: Policy) -> FingerprintDB:
 
 
 class Grants:
-    """Continues granted on warn pages: (client, user, host) may pass until a deadline."""
+    """Continues granted on warn pages: (client, user, host) may pass until a deadline.
+
+    `shared`, when set, is told of every grant, so that other workers and nodes honour it
+    (`apply` takes theirs).
+    """
 
     def __init__(self, maxsize: int = 100_000) -> None:
         self._until: TLRUCache[tuple[str, str | None, str], float] = TLRUCache(
             maxsize, ttu=lambda _key, until, _now: until, timer=time.time)
+        self.shared: Callable[[str, str | None, str, float], None] | None = None
+
+    def __len__(self) -> int:
+        return len(self._until)
 
     def grant(self, client: str, user: str | None, host: str, until: float) -> None:
         """Let this client reach this host without warning until `until` (Unix time)."""
-        self._until[(client, user, host)] = until
+        self.apply(client, user, host, until)
+        if self.shared is not None:
+            self.shared(client, user, host, until)
+
+    def apply(self, client: str, user: str | None, host: str, until: float) -> None:
+        """A grant (another node's, or this one's): the later deadline holds."""
+        if until > max(self._until.get((client, user, host), 0.0), time.time()):
+            self._until[(client, user, host)] = until
 
     def active(self, client: str, user: str | None, host: str) -> bool:
         """True while a continue for this client and host holds."""
@@ -93,6 +110,7 @@ class Runtime:
         self.grants = Grants()
         self.trail = ClickTrail()
         self.tally = Tally()  # counts for the ops listener's /metrics (proxy/ops.py)
+        self.sharing = Sharing(self)  # with other workers and nodes, through Redis (cluster.redis)
         self.use_state_dir(state_dir)
         self.audit: AuditLog | None = None  # None when the policy turns both sinks off
         # Held response bodies are decoded and read here, never on the event loop (see Guard): in
@@ -243,6 +261,9 @@ class Runtime:
             with contextlib.suppress(OSError):
                 write_status(self.state_dir / "feeds-status.json", self.state.feeds,
                              audit=self.audit_health())
+            # And for the other nodes (cluster.redis): `clickguard feeds status --redis` shows every node's.
+            self.sharing.put_status({"written_at": time.time(), "feeds": self.state.feeds.snapshot(),
+                                     "audit": self.audit_health()})
 
     def use_inspectors(self, workers: int, *, processes: bool = True) -> None:
         """Read held bodies in this many worker processes (or threads) from now on.
@@ -263,8 +284,9 @@ class Runtime:
         self.readers.start()
 
     def close(self) -> None:
-        """Stop the audit writer (flushing what is queued) and the inspection workers."""
+        """Stop the audit writer (flushing what is queued), the inspection workers and the sharing."""
         self.readers.close()
+        self.sharing.close()
         if self.audit is not None:
             self.audit.close()
             self.audit = None
