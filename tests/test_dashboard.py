@@ -29,16 +29,7 @@ from clickguard.policy.model import check_policy, parse_policy
 from clickguard.proxy.runtime import Runtime
 from clickguard.tokens import sign
 from clickguard.web import dashboard, passwords
-from clickguard.web.dashboard import (
-    Dashboard,
-    Request,
-    Sessions,
-    csrf_ok,
-    csrf_token,
-    https_location,
-    safe_next,
-    same_origin,
-)
+from clickguard.web.dashboard import Dashboard, Request, https_location, safe_next, same_origin
 from clickguard.web.lockout import CHECK_BURST, Attempt, LockOut, Refusal
 from clickguard.web.passwords import (
     DEFAULT_SCRYPT_PARAMS,
@@ -50,6 +41,7 @@ from clickguard.web.passwords import (
     parse_hash,
     verify_password,
 )
+from clickguard.web.sessions import Sessions, csrf_ok, csrf_token
 from tests.harness import (
     HTML,
     REPO,
@@ -234,7 +226,7 @@ def admitted(lockout: LockOut, user: str, client: str, now: float, limit: int = 
     """Whether an attempt would be let through to the password check now (it is, and succeeds)."""
     attempt = lockout.attempt(user, client, limit=limit, window=WINDOW, now=now)
     if isinstance(attempt, Attempt):
-        lockout.succeeded(attempt)
+        lockout.succeeded(attempt, now=now)
         return True
     return False
 
@@ -378,6 +370,90 @@ def test_a_full_table_never_evicts_locked_entries_and_fails_closed() -> None:
     assert admitted(lockout, "bob", "10.6.0.1", 1004.0)
     assert not admitted(lockout, "alice", "10.3.0.0", 1004.0)
     assert admitted(lockout, "alice", "10.3.0.0", 1000.0 + WINDOW + 1)
+
+
+def elsewhere(lockout: LockOut, user: str, client: str, at: float, *, failed: bool = True,
+              now: float | None = None, limit: int = 5) -> None:
+    """Another node's attempt, as its event reaches this node's table."""
+    lockout.apply(LockOut.keys(user, client), failed=failed, at=at, limit=limit, window=WINDOW,
+                  now=at if now is None else now)
+
+
+def test_another_nodes_failures_count_here_without_a_check_or_a_token() -> None:
+    lockout = LockOut(rate=5.0, burst=CHECK_BURST)
+    for n in range(4):
+        elsewhere(lockout, "alice", "10.0.0.66", 1000.0 + n)
+    assert isinstance(fail(lockout, "alice", "10.0.0.66", 1004.0), Attempt)  # the fifth, here: locked
+    assert lockout.attempt("alice", "10.0.0.66", limit=5, window=WINDOW, now=1005.0) == Refusal(
+        1004.0 + WINDOW, "locked_out")
+    # The other way round: a lock made by failures elsewhere alone, for the window from the last.
+    for n in range(5):
+        elsewhere(lockout, "bob", "10.0.0.67", 1000.0 + n)
+    assert lockout.attempt("bob", "10.0.0.67", limit=5, window=WINDOW, now=1005.0) == Refusal(
+        1004.0 + WINDOW, "locked_out")
+    # Nine failures elsewhere took none of this node's check tokens (one was taken above).
+    assert sum(admitted(lockout, f"user{n}", "10.0.0.1", 1004.0) for n in range(20)) == CHECK_BURST - 1
+    assert not admitted(lockout, "alice", "10.0.0.66", 1004.0 + WINDOW - 1)
+    assert admitted(lockout, "alice", "10.0.0.66", 1004.0 + WINDOW + 1)
+
+
+def test_another_nodes_late_replayed_or_forged_events() -> None:
+    lockout = unlimited()
+    # Out of the window already (replayed late), or made ahead of this node's clock: bounded.
+    for _ in range(5):
+        elsewhere(lockout, "alice", "10.0.0.1", 1000.0, now=1000.0 + WINDOW + 1)
+    assert len(lockout) == 0
+    for _ in range(5):
+        elsewhere(lockout, "alice", "10.0.0.2", 9e9, now=1000.0)
+    assert lockout.attempt("alice", "10.0.0.2", limit=5, window=WINDOW, now=1001.0) == Refusal(
+        1000.0 + WINDOW, "locked_out")
+    for keys in [("user:alice", "client:10.0.0.1", "pair:client:10.0.0.1 alice"), ("a", "b"),
+                 ("pair:client:10.0.0.1 " + "x" * 400, "client:10.0.0.1", "user:x")]:
+        with pytest.raises(ValueError):
+            lockout.apply(keys, failed=True, at=1000.0, limit=5, window=WINDOW, now=1000.0)
+
+
+def test_a_success_elsewhere_clears_the_failures_made_before_it() -> None:
+    lockout = unlimited()
+    for n in range(4):
+        fail(lockout, "alice", "10.0.0.1", 1000.0 + n)
+    elsewhere(lockout, "alice", "10.0.0.1", 1010.0, failed=False)
+    # A failure elsewhere from before that success reaches this node after it: it does not count.
+    elsewhere(lockout, "alice", "10.0.0.1", 1005.0, now=1011.0)
+    for n in range(4):
+        assert isinstance(fail(lockout, "alice", "10.0.0.1", 1012.0 + n), Attempt)
+    assert admitted(lockout, "alice", "10.0.0.1", 1020.0)  # four since the success, not five
+    # The client keeps its failures (it may be trying other users): 4 + 1 + 4 + 1 lock it out for all.
+    assert isinstance(fail(lockout, "bob", "10.0.0.1", 1021.0), Attempt)
+    assert not admitted(lockout, "carol", "10.0.0.1", 1022.0)
+    # A success here makes other nodes' failures from before it void too.
+    fail(lockout, "dave", "10.0.0.2", 1000.0)
+    assert admitted(lockout, "dave", "10.0.0.2", 1001.0)
+    for _ in range(5):
+        elsewhere(lockout, "dave", "10.0.0.2", 1000.5, now=1002.0)
+    assert admitted(lockout, "dave", "10.0.0.2", 1003.0)
+
+
+def test_another_nodes_failures_never_grow_a_full_table_nor_evict_its_locks() -> None:
+    lockout = unlimited(max_keys=6)
+    for n in range(2):  # two outsiders lock themselves out for alice
+        for _ in range(5):
+            fail(lockout, "alice", f"10.3.0.{n}", 1000.0)
+    running = lockout.attempt("bob", "10.3.0.0", limit=5, window=WINDOW, now=1001.0)  # a check under way
+    assert isinstance(running, Attempt)
+    for n in range(50):  # new keys from elsewhere: only entries not held make room for them
+        elsewhere(lockout, f"name{n}", f"10.4.0.{n}", 1001.0)
+        assert len(lockout) <= 6
+    for n in range(2):
+        assert lockout.attempt("alice", f"10.3.0.{n}", limit=5, window=WINDOW, now=1002.0) == Refusal(
+            1000.0 + WINDOW, "locked_out")
+    # Held entries fill the table: another node's failures count under the keys it has (the client's).
+    for _ in range(5):
+        elsewhere(lockout, "erin", "10.3.0.0", 1002.0)
+    assert len(lockout) <= 6
+    lockout.failed(running, limit=5, window=WINDOW, now=1003.0)
+    assert lockout.attempt("frank", "10.3.0.0", limit=5, window=WINDOW, now=1003.0) == Refusal(
+        1002.0 + WINDOW, "locked_out")
 
 
 # -- sessions, CSRF, return targets --------------------------------------------------------------

@@ -34,6 +34,7 @@ class Endpoint:
         self.runtime = runtime
         self.guard = guard  # judges clicks the way it judges requests
         self.dashboard = dashboard.Dashboard(runtime)  # /admin; its login state lives as long as the proxy
+        runtime.sharing.also(self.dashboard.share)  # sessions and lock-outs across nodes (cluster.redis)
 
     def request(self, flow: http.HTTPFlow) -> Coroutine[None, None, None] | None:
         """Answer requests addressed to the click host (a coroutine for mitmproxy to await)."""

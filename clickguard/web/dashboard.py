@@ -35,18 +35,27 @@ dashboard shows it until IT replaces the hash (the proxy never rewrites the poli
 
 A session is a cookie holding a token signed with the proxy's key (`tokens`); it
 ends at ``admin.session_minutes``, at logout, when the user's password hash
-changes in the policy, and when the proxy restarts (ended sessions are
-remembered in memory only). Every POST carries a CSRF token bound to the session
-(for the login: to a pre-session cookie), and a POST whose ``Origin`` or
-``Sec-Fetch-Site`` says another site sent it is refused.
+changes in the policy, and, unless shared (below), when the proxy restarts
+(ended sessions are then remembered in memory only). Every POST carries a CSRF
+token bound to the session (for the login: to a pre-session cookie), and a POST
+whose ``Origin`` or ``Sec-Fetch-Site`` says another site sent it is refused.
+
+Nodes and workers sharing state through Redis (`Dashboard.share`, `clickguard.cluster`)
+share sessions and lock-outs (they share the signing key: the certs directory). A login
+made while Redis is reachable makes a session of the cluster: valid on every node, ended
+on all by a logout on any (kept in Redis, so a restart forgets no logout), ended
+everywhere when Redis loses its data. A node that cannot reach Redis refuses these
+sessions until it is back (it would not hear a logout made elsewhere: fail closed) and
+its logins make sessions of its own meanwhile; `clickguard.web.sessions` has the rules.
+A failed login on one node counts on all, and a success's clearing too, within the
+pub/sub delay (``login`` events, kept for the lock-out window; `LockOut.apply`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
-import hashlib
-import hmac
 import logging
 import math
 import secrets
@@ -62,16 +71,17 @@ from typing import Any, NamedTuple, Protocol
 
 from clickguard.audit import queries, report_html, store
 from clickguard.audit import writer as audit
+from clickguard.cluster import SharedState
 from clickguard.errors import AuditError, TokenError
 from clickguard.intel.learned import LearnedHost
 from clickguard.policy.groups import GROUP_NAME
 from clickguard.policy.model import AdminConfig, LoadedPolicy, Policy
-from clickguard.tokens import b64url_encode, sign, verify
 from clickguard.web.lockout import (
     CHECK_RATE,
     CLIENT_FACTOR,
     USER_SLOW_FACTOR,
     USER_SLOW_SECONDS,
+    Attempt,
     LockOut,
     Refusal,
 )
@@ -84,6 +94,7 @@ from clickguard.web.passwords import (
     parse_hash,
     verify_password,
 )
+from clickguard.web.sessions import Session, Sessions, csrf_ok, csrf_token, settled
 
 logger = logging.getLogger(__name__)
 
@@ -95,9 +106,9 @@ REPORT_LIMIT = 10  # rows in each "top" table of the overview
 LEARNED_SHOWN = 500
 CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'self'; "
        "frame-ancestors 'none'")
-_PURPOSE = "admin-session"  # tells a session token from the proxy's other tokens signed with the same key
 _LOGIN_NONCE_MAX_AGE = 3600
 _PASSWORD_CHECKS = 2  # password checks at once: each takes ~19 MiB and a CPU for ~0.1 s
+LOGIN = "login"  # the shared-state event kind (clickguard.cluster) of a failed or successful login
 
 
 class Request(NamedTuple):
@@ -120,69 +131,7 @@ class Answer(NamedTuple):
     body: bytes
 
 
-# -- sessions and CSRF ---------------------------------------------------------------------------
-
-
-class Session(NamedTuple):
-    """A logged-in user."""
-
-    user: str
-    sid: str
-    expires: float
-
-
-def _hash_fingerprint(password_hash: str) -> str:
-    """A short digest of the user's password hash: a changed password ends the sessions made with the old."""
-    return hashlib.sha256(password_hash.encode()).hexdigest()[:16]
-
-
-class Sessions:
-    """Issues and checks session tokens; remembers ended ones until they would have expired."""
-
-    def __init__(self) -> None:
-        # Bound into every token: sessions end when the proxy restarts, since the list of
-        # ended sessions lives in memory and would otherwise be forgotten.
-        self.boot = secrets.token_hex(8)
-        self._ended: dict[str, float] = {}
-
-    def issue(self, user: str, password_hash: str, key: bytes, *, minutes: int,
-              now: float) -> tuple[str, Session]:
-        """A new session token for a user who just logged in."""
-        session = Session(user, secrets.token_urlsafe(16), now + minutes * 60)
-        payload = {"p": _PURPOSE, "usr": user, "sid": session.sid, "b": self.boot,
-                   "h": _hash_fingerprint(password_hash)}
-        return sign(payload, key, expires=session.expires), session
-
-    def check(self, token: str, users: Mapping[str, str], key: bytes, *, now: float) -> Session:
-        """The session a token stands for; TokenError saying why it does not."""
-        payload = verify(token, key, now=now)
-        user, sid = payload.get("usr"), payload.get("sid")
-        if payload.get("p") != _PURPOSE or not isinstance(user, str) or not isinstance(sid, str):
-            raise TokenError("not a dashboard session")
-        if payload.get("b") != self.boot:
-            raise TokenError("session from before the proxy restarted")
-        if sid in self._ended:
-            raise TokenError("session has been logged out")
-        if user not in users or payload.get("h") != _hash_fingerprint(users[user]):
-            raise TokenError("user removed or password changed since the login")
-        return Session(user, sid, float(payload["exp"]))
-
-    def end(self, session: Session, *, now: float) -> None:
-        """Log a session out (it stays refused until it would have expired)."""
-        self._ended = {sid: exp for sid, exp in self._ended.items() if exp > now}
-        self._ended[session.sid] = session.expires
-
-
-def csrf_token(key: bytes, binding: str) -> str:
-    """The CSRF token for a session id or a login nonce: an HMAC only the proxy can make."""
-    # The prefix keeps these MACs apart from the signed tokens made with the same key.
-    return b64url_encode(hmac.new(key, b"clickguard admin csrf\0" + binding.encode(),
-                                  hashlib.sha256).digest()[:16])
-
-
-def csrf_ok(key: bytes, binding: str, given: str) -> bool:
-    """Whether a form's CSRF token is the one bound to this session or nonce (constant time)."""
-    return hmac.compare_digest(csrf_token(key, binding).encode(), given.encode("ascii", "replace"))
+# -- where a request comes from and goes back to; cookies -----------------------------------------
 
 
 def same_origin(headers: Mapping[str, str], scheme: str, click_host: str) -> bool:
@@ -430,11 +379,40 @@ class Dashboard:
         self.clock = clock
         self.lockout = LockOut()
         self.sessions = Sessions()
+        self.shared: SharedState | None = None  # set by `share`: other nodes' lock-outs and sessions
         self._checks: asyncio.Semaphore | None = None  # made on the event loop, at first use
         # Password checks on threads of their own: argon2's ~19 MiB stays resident in the memory arena
         # of each thread that ever ran one, so on the loop's shared pool every login could add 19 MiB
         # (up to 32 threads); here at most _PASSWORD_CHECKS of them ever hold it.
         self._checkers = ThreadPoolExecutor(_PASSWORD_CHECKS, thread_name_prefix="clickguard-password")
+
+    def share(self, shared: SharedState | None) -> None:
+        """Share sessions and lock-outs through this shared state from now on; None: this process's only.
+
+        Called before the shared state connects (its kinds are then replayed at the connection).
+        """
+        self.shared = shared
+        self.sessions.share(shared)
+        if shared is not None:
+            shared.on(LOGIN, self._apply_login)
+
+    def _apply_login(self, _ident: str, data: dict[str, Any] | None) -> None:
+        """Another node's failed or successful login (from the shared state, on the event loop)."""
+        if data is None:
+            return
+        admin = self.runtime.judge.policy.admin
+        self.lockout.apply(tuple(str(key) for key in data["keys"]), failed=bool(data["failed"]),
+                           at=float(data["at"]), limit=admin.lockout_after,
+                           window=admin.lockout_minutes * 60.0, now=self.clock())
+
+    def _share_login(self, attempt: Attempt, *, failed: bool, at: float,
+                     window: float) -> concurrent.futures.Future[bool] | None:
+        """Tell the other nodes of a login attempt's end here (None: nothing is shared)."""
+        if self.shared is None:
+            return None
+        return self.shared.publish(LOGIN, secrets.token_hex(8),
+                                   {"keys": list(attempt.keys), "failed": failed, "at": at},
+                                   expires=at + window)
 
     async def handle(self, request: Request) -> Answer:
         """Answer one request for /admin or below."""
@@ -449,6 +427,8 @@ class Dashboard:
         admin = policy.admin
         if request.scheme != "https":
             return await self._over_http(request, policy.click_host)
+        if self.shared is not None:
+            self.shared.sync()  # other nodes' logouts and failed logins first
         if not admin.users:
             return _off_page()
         if len(request.body) > MAX_BODY:
@@ -462,7 +442,7 @@ class Dashboard:
             return _not_allowed("GET, HEAD, POST")
         if request.path == "/admin/logout":
             if method == "POST":
-                return self._logout(request, admin, policy.click_host)
+                return await self._logout(request, admin, policy.click_host)
             return _not_allowed("POST")
         session = self._session(request, admin)
         if session is None:
@@ -502,11 +482,12 @@ class Dashboard:
 
     # -- login and logout
 
-    def _session(self, request: Request, admin: AdminConfig) -> Session | None:
-        """The session the request's cookie holds, if it is valid now."""
+    def _session(self, request: Request, admin: AdminConfig, *, ending: bool = False) -> Session | None:
+        """The session the request's cookie holds, if it is valid now (or may be ended: `Sessions.check`)."""
         for token in cookie_values(request.headers.get("cookie", ""), SESSION_COOKIE):
             try:
-                return self.sessions.check(token, admin.users, self.runtime.key, now=self.clock())
+                return self.sessions.check(token, admin.users, self.runtime.key, now=self.clock(),
+                                           ending=ending)
             except TokenError:
                 continue
         return None
@@ -566,20 +547,25 @@ class Dashboard:
         try:
             ok = await self._check_password(password, stored, admin)
         except BaseException:
-            self.lockout.failed(attempt, limit=admin.lockout_after, window=window, now=self.clock())
+            now = self.clock()
+            self.lockout.failed(attempt, limit=admin.lockout_after, window=window, now=now)
+            self._share_login(attempt, failed=True, at=now, window=window)
             raise
         now = self.clock()
         if not ok:
             locked = self.lockout.failed(attempt, limit=admin.lockout_after, window=window, now=now)
+            await settled(self._share_login(attempt, failed=True, at=now, window=window))
             result = "bad_password" if stored is not None else "unknown_user"
             await self._audit_login(request, click_host, user, "block",
                                     result + ("; now locked out" if locked else ""))
             return self._login_form(request, admin, status=403, user=user, next_path=_first(form, "next"),
                                     error="Wrong user name or password.")
         assert stored is not None
-        self.lockout.succeeded(attempt)
+        self.lockout.succeeded(attempt, now=now)
+        cleared = self._share_login(attempt, failed=False, at=now, window=window)
         token, _session = self.sessions.issue(user, stored, self.runtime.key,
                                               minutes=admin.session_minutes, now=now)
+        await settled(cleared)  # the other nodes clear this client's failures for this user before it goes on
         if not await self._audit_login(request, click_host, user, "allow", "ok"):
             return _message(503, "Not recorded", "This login could not be recorded; try again later.")
         stored_hash = parse_hash(stored)
@@ -620,18 +606,19 @@ class Dashboard:
             return False
         return True
 
-    def _logout(self, request: Request, admin: AdminConfig, click_host: str) -> Answer:
+    async def _logout(self, request: Request, admin: AdminConfig, click_host: str) -> Answer:
         """End the session (POST with its CSRF token), then back to the login form."""
         clear = ("Set-Cookie", set_cookie(SESSION_COOKIE, "", max_age=0))
         if not same_origin(request.headers, request.scheme, click_host):
             return _message(403, "Refused", "This form was sent from another site.")
-        session = self._session(request, admin)
+        session = self._session(request, admin, ending=True)
         if session is None:
             return _redirect("/admin/login", extra=[clear])
         if not csrf_ok(self.runtime.key, "session:" + session.sid, _first(_form(request.body), "csrf")):
             logger.warning("dashboard logout from %s refused: missing or wrong CSRF token", request.client)
             return _message(403, "Refused", "The logout form is not valid; load the page again.")
-        self.sessions.end(session, now=self.clock())
+        # Answered once Redis has the logout: the browser's next request may reach another node.
+        await settled(self.sessions.end(session, now=self.clock()))
         logger.info("dashboard logout: user %r from %s", session.user, request.client)
         return _redirect("/admin/login", extra=[clear])
 
@@ -730,8 +717,31 @@ class Dashboard:
             '<p class="muted">Hosts that served an appliance redirect or payload, refused until they '
             "expire.</p>" + error +
             _table(["host", "evidence", "url", "codes", "learned", "expires"], learned_rows,
-                   empty="No host learned.") + more)
+                   empty="No host learned.") + more + await self._nodes(now))
         return self._frame(200, session, "/admin/feeds", "Feeds", inner)
+
+    async def _nodes(self, now: float) -> str:
+        """Every node's feed status as it put it in Redis (cluster.redis); nothing when none is shared."""
+        shared = self.shared
+        if shared is None:
+            return ""
+        statuses = await asyncio.to_thread(shared.statuses)  # a few Redis round trips: off the loop
+        rows = []
+        for node, status in sorted(statuses.items()):
+            feeds = [f for f in status.get("feeds", []) if isinstance(f, dict)]
+            errors = "; ".join(f"{f.get('name')}: {f.get('last_error')}" for f in feeds
+                               if f.get("last_error"))
+            written = status.get("written_at")
+            rows.append([escape(node) + (" (this one)" if node == shared.node else ""),
+                         escape(_when(written, now)) if isinstance(written, int | float) else "–",
+                         f"{sum(int(f.get('entries') or 0) for f in feeds):,}",
+                         f"{sum(1 for f in feeds if f.get('data_time'))} of {len(feeds)}", escape(errors)])
+        state = "" if shared.connected else f'<pre class="error">{escape(shared.problem or "")}</pre>'
+        return ("<h2>Nodes</h2>"
+                f'<p class="muted">The nodes sharing state through {escape(shared.where)}, as each last '
+                "said.</p>"
+                + state + _table(["node", "status from", "entries", "feeds with data", "errors"], rows,
+                                 empty="No node has put its status in Redis."))
 
     async def _policy(self, session: Session) -> Answer:
         """The policy in force and the last reload's error."""

@@ -23,10 +23,24 @@ entry at most once. In a 15-minute window the rate allows 4,500 checks, which ca
 at most about 7,200 entries even at ``lockout_after: 1``; far longer windows can fill the
 table, and logins from new keys then wait. Times come from the caller (`now`), so tests
 drive a clock.
+
+Several nodes (or workers) sharing state through Redis count failures together: the
+dashboard publishes each failure and success and hands other nodes' to `LockOut.apply`,
+which counts them as if made here and touches neither the running checks nor the check
+rate. Each node keeps its own bucket and its own turn for a slowed-down user, and a
+node counts another's attempt only once it has failed, not while its check runs: the
+counts agree between nodes within the pub/sub delay, so guesses spread in parallel over
+N nodes get at most about N x the limit (and N x the check rate) in that moment, and a
+full table is searched for room at most at N x the check rate. Another node's failures
+need entries like this node's own: when the table has no room, they count only under
+the keys it already holds. A success clears the user-and-client failures made before it;
+replayed out of order at a node's start, a failure may count although a success cleared
+it, which errs toward locking out.
 """
 
 from __future__ import annotations
 
+import bisect
 import ipaddress
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -44,6 +58,7 @@ CHECK_RATE = 5.0
 CHECK_BURST = 10
 MAX_KEYS = 10_000  # lock-out entries kept (user and client, client, user); see `LockOut`
 TABLE_FULL_RETRY = 60.0  # seconds a login waits when every entry is one that must be kept
+_KEY_MAX = 300  # characters of one key another node's event may name (ours are under 200)
 
 
 @dataclass
@@ -55,6 +70,7 @@ class _Failures:
     locked_until: float = 0.0  # user-and-client and client keys: refused until then
     slowed_until: float = 0.0  # user keys: one check per USER_SLOW_SECONDS until then
     next_check: float = 0.0  # user keys while slowed: the earliest next check
+    cleared_at: float = 0.0  # user-and-client keys: the last success; others' failures before it are void
 
     def held(self, now: float) -> bool:
         """Whether the entry must be kept: a check running, locked, or slowed down."""
@@ -216,23 +232,9 @@ class LockOut:
     def failed(self, attempt: Attempt, *, limit: int, window: float, now: float) -> bool:
         """Count a failed attempt; True if it locked the client out (for this user or for all)."""
         self._settle(attempt)
-        pair, by_client, by_user = (self._current(key, now, window) for key in attempt.keys)
-        locked = False
-        for entry, n in ((pair, limit), (by_client, limit * CLIENT_FACTOR)):
-            if entry is not None:
-                entry.times.append(now)
-                if len(entry.times) >= n:
-                    entry.locked_until, entry.times = now + window, []
-                    locked = True
-        slow_after = limit * USER_SLOW_FACTOR
-        if by_user is not None:
-            by_user.times = [*by_user.times[-(slow_after - 1):], now]
-            if len(by_user.times) >= slow_after:
-                # Slowed until the oldest of the last `slow_after` failures leaves the window.
-                by_user.slowed_until = by_user.times[0] + window
-        return locked
+        return self._count(attempt.keys, at=now, limit=limit, window=window, now=now)
 
-    def succeeded(self, attempt: Attempt) -> None:
+    def succeeded(self, attempt: Attempt, *, now: float) -> None:
         """A right password clears this client's failures for this user, and nothing else.
 
         The client's other failures stay (it may be trying other users), and so do the
@@ -242,3 +244,53 @@ class LockOut:
         pair = self._entries.get(attempt.keys[0])
         if pair is not None:
             pair.times.clear()
+            pair.cleared_at = max(pair.cleared_at, now)
+
+    def apply(self, keys: tuple[str, ...], *, failed: bool, at: float, limit: int, window: float,
+              now: float) -> None:
+        """Another node's attempt under these keys (`Attempt.keys`), failed or succeeded at `at`.
+
+        Counted as this node counts its own, but no check ran here: neither the running
+        checks nor the check rate change. ValueError for keys that are not an attempt's.
+        """
+        pair_key, client_key, user_key = keys
+        if not (pair_key.startswith("pair:client:") and client_key.startswith("client:")
+                and user_key.startswith("user:") and max(map(len, keys)) <= _KEY_MAX):
+            raise ValueError("not the keys of a login attempt")
+        at = min(at, now)  # another node's clock ahead of ours must not stretch a lock
+        if not failed:
+            pair = self._entries.get(pair_key)
+            if pair is not None:
+                pair.times = [t for t in pair.times if t >= at]
+                pair.cleared_at = max(pair.cleared_at, at)
+            return
+        if at <= now - window:
+            return  # already out of the window (a late or replayed event)
+        if self._make_room(keys, now, window):
+            for key in keys:
+                self._entries.setdefault(key, _Failures())
+                self._entries.move_to_end(key)
+        # No room: counted only under the keys already here (their locks are never evicted).
+        self._count(keys, at=at, limit=limit, window=window, now=now, elsewhere=True)
+
+    def _count(self, keys: tuple[str, ...], *, at: float, limit: int, window: float, now: float,
+               elsewhere: bool = False) -> bool:
+        """Count a failure made at `at` under an attempt's keys; True if it locked the client out."""
+        pair, by_client, by_user = (self._current(key, now, window) for key in keys)
+        if elsewhere and pair is not None and at < pair.cleared_at:
+            pair = None  # made before a success here cleared the pair's failures
+        locked = False
+        for entry, n in ((pair, limit), (by_client, limit * CLIENT_FACTOR)):
+            if entry is not None:
+                bisect.insort(entry.times, at)  # another node's failure may arrive after a later one
+                if len(entry.times) >= n:
+                    entry.locked_until, entry.times = max(entry.locked_until, at + window), []
+                    locked = True
+        slow_after = limit * USER_SLOW_FACTOR
+        if by_user is not None:
+            bisect.insort(by_user.times, at)
+            by_user.times = by_user.times[-slow_after:]
+            if len(by_user.times) >= slow_after:
+                # Slowed until the oldest of the last `slow_after` failures leaves the window.
+                by_user.slowed_until = max(by_user.slowed_until, by_user.times[0] + window)
+        return locked
