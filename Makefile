@@ -45,6 +45,10 @@ test: $(VENV)/.installed
 	@test -x /usr/sbin/squid && command -v openssl >/dev/null || \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 		squid openssl; }
+	@# Workers and nodes sharing state (tests/test_cluster.py, tests/test_workers.py): Debian's redis-server.
+	@command -v redis-server >/dev/null || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+		redis-server; }
 	@# The systemd unit in deploy/ verified and rated by systemd-analyze (tests/test_deploy.py).
 	@command -v systemd-analyze >/dev/null || \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
@@ -67,6 +71,9 @@ bench: $(VENV)/.installed
 	@# Squid alone against Squid asking clickguard squid-helper (1,000,000 entries loaded).
 	@test -x /usr/sbin/squid || { apt-get update -qq && apt-get install -y -qq --no-install-recommends squid; }
 	$(PY) bench/squid_helper.py
+	@# --workers 1 against --workers 2; the workers share state through a private redis-server.
+	@command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq --no-install-recommends redis-server; }
+	$(PY) bench/workers.py
 
 # Not CI: ten minutes at full load through the proxy with a realistic mix; errors, memory growth, audit counts.
 soak: $(VENV)/.installed

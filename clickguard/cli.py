@@ -322,6 +322,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         problems = run_config_problems(args)
         print("\n".join(problems) if problems else f"{args.policy}: ok, clickguard run would start")
         return 1 if problems else 0
+    from clickguard.proxy import workers  # (no mitmproxy import): N > 1 workers run under a supervisor
+
+    if (count := workers.worker_count(args)) > 1:
+        return workers.supervise(args, count)
+    workers.become_worker(args.listen)  # only in a process the supervisor started: SO_REUSEPORT
     # Imported here: the other commands don't need mitmproxy.
     from mitmproxy.tools import cmdline, dump
     from mitmproxy.tools import main as mitmproxy_main

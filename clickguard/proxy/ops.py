@@ -24,6 +24,7 @@ and /metrics rendered at most once per `METRICS_FRESH` seconds however often it 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -224,10 +225,30 @@ def _response(page: Page, *, with_body: bool) -> bytes:
     return "\r\n".join(lines).encode("latin-1") + (page.body if with_body else b"")
 
 
-def _bind(address: HostPort) -> socket.socket:
-    """A listening socket on address (OSError if it cannot be had)."""
+def _bind(address: HostPort | Path) -> socket.socket:
+    """A listening socket on address, a TCP one or a unix one (OSError if it cannot be had)."""
+    if isinstance(address, Path):
+        with contextlib.suppress(FileNotFoundError):
+            address.unlink()  # left by this worker's predecessor, killed before it could remove it
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.bind(str(address))
+            sock.listen(MAX_CLIENTS * 2)
+        except OSError:
+            sock.close()
+            raise
+        return sock
     family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
     return socket.create_server((address.host, address.port), family=family, backlog=MAX_CLIENTS * 2)
+
+
+def _ops_option(value: str) -> HostPort | Path:
+    """The option's address: HOST:PORT, or unix:PATH (where a worker's supervisor asks, see `workers`)."""
+    if value.startswith("unix:"):
+        if not value[5:].startswith("/"):
+            raise ValueError(f"unix:PATH needs an absolute path (got {value!r})")
+        return Path(value[5:])
+    return parse_host_port(value)
 
 
 class Ops:
@@ -235,7 +256,7 @@ class Ops:
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
-        self.address: HostPort | None = None
+        self.address: HostPort | Path | None = None
         self.server: OpsServer | None = None
         self._starting: asyncio.Task[None] | None = None
 
@@ -244,14 +265,15 @@ class Ops:
         loader.add_option(  # type: ignore[attr-defined]
             "clickguard_ops", str, "",
             "HOST:PORT of the ops listener (/healthz, /readyz, /metrics, /proxy.pac); overrides the "
-            "policy's ops.listen. Empty: the policy decides (off by default).")
+            "policy's ops.listen. Empty: the policy decides (off by default). unix:PATH: a unix "
+            "socket (each worker's own under `clickguard run --workers N`).")
 
     def configure(self, updated: set[str]) -> None:
         """Bind the listener's address once it is known (after the policy is loaded)."""
         if not updated & {"clickguard_ops", "clickguard_policy"} or self.runtime.state is None:
             return
         try:
-            wanted = parse_host_port(ctx.options.clickguard_ops) if ctx.options.clickguard_ops \
+            wanted = _ops_option(ctx.options.clickguard_ops) if ctx.options.clickguard_ops \
                 else self.runtime.judge.policy.ops.listen
         except ValueError as e:
             raise exceptions.OptionsError(f"clickguard_ops: {e}") from e
@@ -272,7 +294,8 @@ class Ops:
         """Start serving (the socket listens already: a client that comes early waits in its backlog)."""
         if self.server is not None:
             self._starting = asyncio.create_task(self.server.start(), name="clickguard-ops")
-            logger.info("ops listener at http://%s/ (healthz, readyz, metrics, proxy.pac)", self.address)
+            shown = f"unix:{self.address}" if isinstance(self.address, Path) else f"http://{self.address}/"
+            logger.info("ops listener at %s (healthz, readyz, metrics, proxy.pac)", shown)
 
     async def done(self) -> None:
         """Stop serving."""
