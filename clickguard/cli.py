@@ -230,6 +230,10 @@ def build_parser() -> argparse.ArgumentParser:
     sq.add_argument("--feed", action="append", default=[], metavar="FORMAT:PATH")
     sq.add_argument("--state-dir", type=Path, default=Path("var"),
                     help="the proxy's state directory: feed caches and learned Thingbots (default var/)")
+    sq.add_argument("--redis", type=_redis_url, metavar="URL",
+                    help="the proxies' Redis (over the policy's cluster.redis): hosts they learn, at once")
+    sq.add_argument("--certs", type=Path, default=Path("certs"),
+                    help="the proxies' certs directory: its clickguard.key verifies what comes through Redis")
     sq.add_argument("--no-resolve", action="store_true",
                     help="judge offline: do not resolve host names (Squid resolves them anyway)")
     sq.add_argument("--warn", choices=("block", "pass"), default="block",
@@ -312,6 +316,12 @@ def cmd_squid_helper(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)  # Squid copies a helper's stderr to cache.log
     feeds_from_specs(args.feed, Path.cwd())  # UsageError for a bad --feed before anything is read
     judging = squid_helper.Judging(args.policy, args.feed, args.state_dir)
+    redis_url = args.redis or load_policy(args.policy).policy.cluster.redis
+    if redis_url:
+        if not (args.certs / "clickguard.key").is_file():
+            raise UsageError(f"{args.certs / 'clickguard.key'}: no signing key; --certs names the proxies' "
+                             "certs directory (what comes through Redis is signed with its key)")
+        judging.share(redis_url, load_or_create_key(args.certs / "clickguard.key"))
     gc.freeze()  # the index lives as long as the helper: keep the cyclic GC off its million entries
     return squid_helper.run(judging, resolve=not args.no_resolve, warn_as=args.warn)
 

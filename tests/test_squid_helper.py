@@ -19,7 +19,17 @@ import pytest
 
 from clickguard.decision.squid_helper import MAX_LINE, parse_line, quoted, target_url, verdict_answer
 from clickguard.decision.verdict import Finding, Verdict
-from tests.harness import REPO, running_squid_with, upstream, wait_until
+from tests.appliances import Route, elf, serve
+from tests.harness import (
+    HTML,
+    REPO,
+    running_redis,
+    running_squid_with,
+    start_proxy,
+    upstream,
+    wait_until,
+    write_policy,
+)
 
 CLICKGUARD = REPO / ".venv" / "bin" / "clickguard"
 POLICY = """\
@@ -43,11 +53,11 @@ def write_setup(directory: Path) -> Path:
 class HelperProcess:
     """A running `clickguard squid-helper`, spoken to line by line."""
 
-    def __init__(self, directory: Path, prefix: Sequence[str] = ()) -> None:
+    def __init__(self, directory: Path, prefix: Sequence[str] = (), extra: Sequence[str] = ()) -> None:
         policy = write_setup(directory)
         self.process = subprocess.Popen(
             [*prefix, str(CLICKGUARD), "squid-helper", "--policy", str(policy),
-             "--state-dir", str(directory / "var")],
+             "--state-dir", str(directory / "var"), *extra],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
     def send(self, data: bytes) -> None:
@@ -250,6 +260,47 @@ def test_a_host_the_proxy_learned_is_blocked_once_its_file_changes(helper: Helpe
         return answers[-1] == f"2 {BLOCKED}"
 
     wait_until(blocked, 30, "the helper to read the learned hosts")
+
+
+def test_a_host_a_proxy_node_learns_is_blocked_at_once_through_redis(tmp_path: Path, certs: Path) -> None:
+    """cluster.redis: the helper takes what the proxy nodes learn as they learn it, no file in between."""
+    (tmp_path / "node").mkdir()
+    (tmp_path / "helper").mkdir()
+    with running_redis(tmp_path / "redis") as redis:
+        proxy = start_proxy(tmp_path / "node", write_policy(tmp_path / "node", "feeds: []\n"), certs,
+                            "--redis", redis.url)
+        helper = HelperProcess(tmp_path / "helper", extra=["--redis", redis.url, "--certs", str(certs)])
+        camera = [("Server", "Hikvision-Webs"), ("Content-Type", "text/html")]
+        camera_routes = {"/Mozi.m": Route(headers=camera, body=elf("mips", size=20_000))}
+        try:
+            helper.send(b"1 http://127.0.0.59/ -\n")
+            assert helper.answer() == "1 ERR"
+            with serve("127.0.0.59", camera_routes) as server:
+                assert proxy.get(f"{server.base}/Mozi.m", HTML).headers["x-clickguard-action"] == "block"
+            answers: list[str] = []
+
+            def blocked() -> bool:
+                helper.send(b"2 http://127.0.0.59/ -\n")
+                answers.append(helper.answer())
+                return answers[-1].startswith("2 OK ") and "landing.thingbot" in answers[-1]
+
+            wait_until(blocked, 30, "the helper to take the host the proxy learned")
+            assert not (tmp_path / "helper" / "var" / "learned.json").exists()  # through Redis, not a file
+            assert helper.finish() == []
+        finally:
+            proxy.stop()
+            if helper.process.poll() is None:
+                helper.process.kill()
+                helper.process.wait()
+
+
+def test_a_helper_told_of_a_redis_needs_the_proxies_key(tmp_path: Path) -> None:
+    policy = write_setup(tmp_path)
+    result = subprocess.run([str(CLICKGUARD), "squid-helper", "--policy", str(policy), "--redis",
+                             "redis://127.0.0.1:9/0", "--certs", str(tmp_path / "nowhere")],
+                            input=b"", capture_output=True, timeout=60, check=False)
+    assert result.returncode == 2
+    assert b"clickguard.key: no signing key" in result.stderr
 
 
 SQUID_RULES = """\

@@ -11,7 +11,9 @@ is ready, so a slow name lookup delays only its own; without them (Squid's
 
 The judge is the proxy's (`build_judge`): the same index, feeds and learned
 Thingbots, rebuilt off the answering path when the policy, a feed file or the
-learned-hosts file changes; the last good judge serves meanwhile.
+learned-hosts file changes; the last good judge serves meanwhile. With a Redis
+(`--redis`, the policy's cluster.redis) the hosts the proxy nodes learn arrive
+as they learn them (`clickguard.cluster`; events signed with the key in `--certs`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import concurrent.futures
 import gc
 import logging
 import os
+import socket
 import sys
 import threading
 import traceback
@@ -29,12 +32,13 @@ from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, Literal, NamedTuple, cast
 
+from clickguard.cluster import SharedState
 from clickguard.decision.build import build_judge
 from clickguard.decision.check import Decision, check, check_offline
 from clickguard.decision.judge import Judge
 from clickguard.decision.verdict import Verdict
 from clickguard.errors import ClickguardError, URLError
-from clickguard.intel.learned import STATE_FILE
+from clickguard.intel.learned import STATE_FILE, LearnedHost, LearnedHosts
 from clickguard.intel.resolver import Resolver
 from clickguard.intel.sources import FeedSet
 from clickguard.policy.model import Policy, load_policy
@@ -143,8 +147,34 @@ class Judging:
         self._feeds: FeedSet | None = None
         self._watched: dict[Path, float | None] = {}
         self._learned_seen: float | None = None
+        # Hosts the proxy nodes learned, from Redis (`share`): applied again over each reread of the file.
+        self._shared: dict[str, LearnedHost] = {}
+        self.shared: SharedState | None = None
         # ClickguardError here: the helper does not start (Squid logs why).
         self.judge = self._build(load_policy(policy_path).policy)
+
+    def share(self, url: str, key: bytes) -> None:
+        """Take the hosts the proxy nodes learn through their Redis (cluster.redis), as they learn them."""
+        shared = SharedState(url, key, node=f"squid-helper/{socket.gethostname()}/{os.getpid()}")
+        shared.on("learned", self._apply_learned)
+        # Applied in the reader thread as they arrive: one dict assignment each, which lookups
+        # in other threads see whole.
+        def apply_now() -> None:
+            shared.sync()
+
+        shared.on_arrival = apply_now
+        self.shared = shared
+        shared.start()
+
+    def _apply_learned(self, host: str, data: dict[str, Any] | None) -> None:
+        """A host a proxy node learned (or, with data None, one it no longer holds as learned)."""
+        if data is None:
+            return
+        entry = LearnedHost.from_dict(data)
+        if entry.host != host:
+            raise ValueError(f"learned entry for {entry.host!r} under the id {host!r}")
+        self._shared[host] = entry
+        self.judge.learned.merge(entry)
 
     def _build(self, policy: Policy) -> Judge:
         """A judge of this policy, the feeds (the last good copy of each carried over) and learned hosts."""
@@ -152,6 +182,7 @@ class Judging:
             self.state_dir / "feeds")}
         self._learned_seen = _mtime(self.learned_path)
         judge, feeds = build_judge(policy, self.state_dir, feed_specs=self.feed_specs, previous=self._feeds)
+        self._merge_shared(judge.learned)
         for path in feeds.watched_files():
             watched[path] = _mtime(path)
         self._feeds, self._watched = feeds, watched
@@ -175,6 +206,13 @@ class Judging:
         if seen != self._learned_seen:
             self._learned_seen = seen
             self.judge.learned.load()  # swaps its table in one assignment; a bad file keeps the old
+            self._merge_shared(self.judge.learned)
+
+    def _merge_shared(self, learned: LearnedHosts | None) -> None:
+        """What came through Redis, over what the file says (the newer evidence of each host wins)."""
+        if learned is not None:
+            for entry in list(self._shared.values()):
+                learned.merge(entry)
 
 
 class Lines:
