@@ -234,13 +234,29 @@ class Proxy:
 
     def stop(self) -> None:
         """Terminate the proxy and wait for it."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process)
+
+
+def terminate(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM a process and wait for it; SIGKILL after 20 s."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def ops_get(port: int, path: str) -> tuple[int, dict[str, str], bytes]:
+    """GET path from an ops listener on 127.0.0.1: status, headers (lower-case names), body."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("GET", path)
+        r = conn.getresponse()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+    finally:
+        conn.close()
 
 
 @dataclass
@@ -713,13 +729,8 @@ class RunningRedis:
 
     def stop(self) -> None:
         """Stop it (SIGTERM) and wait."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            terminate(self.process)
         self.process = None
 
     def command(self, *args: str) -> str | None:
@@ -727,6 +738,29 @@ class RunningRedis:
         result = subprocess.run(["redis-cli", "-h", self.host, "-p", str(self.port), *args],
                                 capture_output=True, text=True, timeout=10, check=False)
         return result.stdout.strip() if result.returncode == 0 and result.stdout.strip() else None
+
+
+class Node:
+    """A proxy (a node of a cluster) and its ops listener."""
+
+    def __init__(self, proxy: Proxy, ops: int) -> None:
+        self.proxy, self.ops = proxy, ops
+
+    def readyz(self) -> tuple[int, dict[str, Any]]:
+        """/readyz: status and JSON."""
+        status, _, body = ops_get(self.ops, "/readyz")
+        return status, json.loads(body)
+
+    def metric(self, line_start: str) -> float | None:
+        """The value of the first /metrics sample line that starts so, None if there is none."""
+        for line in ops_get(self.ops, "/metrics")[2].decode().splitlines():
+            if line.startswith(line_start):
+                return float(line.rsplit(" ", 1)[1])
+        return None
+
+    def connected(self) -> bool:
+        """Whether this node reaches Redis now."""
+        return self.metric("clickguard_shared_connected ") == 1.0
 
 
 @contextmanager

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import http.client
-import json
 import threading
 import time
 from collections.abc import Iterator
@@ -27,7 +25,7 @@ from tests.appliances import Route, elf, serve
 from tests.harness import (
     HTML,
     THINGBOT_ORIGIN,
-    Proxy,
+    Node,
     RunningRedis,
     click_link,
     continue_link,
@@ -44,39 +42,6 @@ feeds:
   - {name: thingbots, format: ip, path: thingbots.txt}
 """
 CAMERA = [("Server", "Hikvision-Webs"), ("Content-Type", "text/html; charset=utf-8")]
-
-
-class Node:
-    """One node: its proxy and its ops listener."""
-
-    def __init__(self, proxy: Proxy, ops: int) -> None:
-        self.proxy, self.ops = proxy, ops
-
-    def ops_get(self, path: str) -> tuple[int, bytes]:
-        """GET a path of the ops listener."""
-        conn = http.client.HTTPConnection("127.0.0.1", self.ops, timeout=10)
-        try:
-            conn.request("GET", path)
-            r = conn.getresponse()
-            return r.status, r.read()
-        finally:
-            conn.close()
-
-    def readyz(self) -> tuple[int, dict[str, Any]]:
-        """/readyz: status and JSON."""
-        status, body = self.ops_get("/readyz")
-        return status, json.loads(body)
-
-    def metric(self, line_start: str) -> float | None:
-        """The value of the first /metrics sample line that starts so, None if there is none."""
-        for line in self.ops_get("/metrics")[1].decode().splitlines():
-            if line.startswith(line_start):
-                return float(line.rsplit(" ", 1)[1])
-        return None
-
-    def connected(self) -> bool:
-        """Whether this node reaches Redis now."""
-        return self.metric("clickguard_shared_connected ") == 1.0
 
 
 def start_node(workdir: Path, certs: Path, redis: RunningRedis, *extra: str) -> Node:

@@ -23,8 +23,16 @@ from clickguard.cluster import SharedState
 from clickguard.errors import TokenError
 from clickguard.tokens import b64url_decode
 from clickguard.web.sessions import Session, Sessions
-from tests.harness import RunningRedis, free_port, running_redis, start_proxy, wait_until, write_policy
-from tests.test_cluster import Node
+from tests.harness import (
+    Node,
+    RunningRedis,
+    free_port,
+    ops_get,
+    running_redis,
+    start_proxy,
+    wait_until,
+    write_policy,
+)
 from tests.test_dashboard import HASH, PASSWORD, Client
 
 KEY = b"k" * 32
@@ -288,7 +296,7 @@ def test_workers_of_one_node_share_sessions_and_lock_outs(tmp_path: Path, certs:
                         "--ops", f"127.0.0.1:{ops}")
     node = Node(proxy, ops)
     try:
-        wait_until(lambda: node.ops_get("/readyz")[0] == 200, 60, "every worker to be ready")
+        wait_until(lambda: ops_get(node.ops, "/readyz")[0] == 200, 60, "every worker to be ready")
         user = Client(proxy, source="127.0.0.41")
         assert user.log_in("admin", PASSWORD)[0] == 303
         # Each request on a connection of its own: the kernel spreads them over both workers.

@@ -24,7 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from clickguard.proxy.ops import not_ready
 from clickguard.proxy.runtime import Runtime
-from tests.harness import HTML, REPO, Proxy, ProxyPool, free_port, upstream, wait_until
+from tests.harness import HTML, REPO, Proxy, ProxyPool, free_port, ops_get, upstream, wait_until
 
 SELFTEST = REPO / "policies" / "feeds" / "selftest.txt"  # lists 127.66.0.0/16
 POLICY = f"""\
@@ -33,15 +33,6 @@ feeds:
 """
 
 
-def ops_get(port: int, path: str) -> tuple[int, dict[str, str], bytes]:
-    """GET path from the ops listener: status, headers (lower-case names), body."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    try:
-        conn.request("GET", path)
-        r = conn.getresponse()
-        return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
-    finally:
-        conn.close()
 
 
 def readyz(port: int) -> tuple[int, dict[str, Any]]:

@@ -37,6 +37,7 @@ from tests.harness import (
     click_link,
     continue_link,
     free_port,
+    ops_get,
     start_proxy,
     upstream,
     wait_until,
@@ -52,15 +53,6 @@ feeds:
 CLIENT = "127.0.0.5"  # the address the test's requests come from, as the audit must show it
 
 
-def ops_get(port: int, path: str) -> tuple[int, dict[str, str], bytes]:
-    """GET path from the supervisor's ops listener: status, headers (lower-case names), body."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    try:
-        conn.request("GET", path)
-        r = conn.getresponse()
-        return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
-    finally:
-        conn.close()
 
 
 def readyz(port: int) -> tuple[int, dict[str, Any]]:

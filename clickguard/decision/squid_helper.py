@@ -168,13 +168,10 @@ class Judging:
 
     def _apply_learned(self, host: str, data: dict[str, Any] | None) -> None:
         """A host a proxy node learned (or, with data None, one it no longer holds as learned)."""
-        if data is None:
-            return
-        entry = LearnedHost.from_dict(data)
-        if entry.host != host:
-            raise ValueError(f"learned entry for {entry.host!r} under the id {host!r}")
-        self._shared[host] = entry
-        self.judge.learned.merge(entry)
+        entry = LearnedHost.from_shared(host, data)
+        if entry is not None:
+            self._shared[host] = entry
+            self.judge.learned.merge(entry)
 
     def _build(self, policy: Policy) -> Judge:
         """A judge of this policy, the feeds (the last good copy of each carried over) and learned hosts."""

@@ -53,6 +53,16 @@ class LearnedHost(NamedTuple):
         return cls(str(item["host"]), str(item["evidence"]), str(item["url"]), tuple(str(c) for c in codes),
                    float(item["learned_at"]), float(item["expires"]))
 
+    @classmethod
+    def from_shared(cls, host: str, data: Mapping[str, Any] | None) -> LearnedHost | None:
+        """The entry another node shared under its host (`clickguard.cluster`); None for a forgotten one."""
+        if data is None:
+            return None
+        entry = cls.from_dict(data)
+        if entry.host != host:
+            raise ValueError(f"learned entry for {entry.host!r} under the id {host!r}")
+        return entry
+
 
 class LearnedHosts:
     """The learned Thingbots: looked up per request, added to when a response is blocked."""

@@ -127,20 +127,17 @@ def degraded(runtime: Runtime) -> list[str]:
     return [f"shared state: {shared}; serving on this node's own state"]
 
 
-class OpsServer:
-    """The listener: a few short HTTP/1.1 exchanges on the proxy's loop, each bounded in size and time."""
+class BoundedListener:
+    """A few short HTTP/1.1 exchanges on the loop, each bounded in size and time; `respond` answers."""
 
-    def __init__(self, runtime: Runtime, sock: socket.socket) -> None:
-        self.runtime = runtime
+    def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
-        # Imported here: prometheus_client reads /proc when imported, and a proxy without the
-        # listener (or `mitmdump -s` importing the addon) must touch no file it does not need.
-        from clickguard.proxy import metrics
-
-        self.metrics = metrics.Metrics(runtime)
         self._server: asyncio.Server | None = None
         self._clients = 0
-        self._metrics: tuple[float, bytes] = (float("-inf"), b"")
+
+    async def respond(self, method: str, path: str) -> Page:
+        """The page for one GET or HEAD request."""
+        raise NotImplementedError
 
     async def start(self) -> None:
         """Serve on the bound socket."""
@@ -162,7 +159,7 @@ class OpsServer:
             async with asyncio.timeout(READ_TIMEOUT):
                 head = await reader.readuntil(b"\r\n\r\n")
             method, path = _request_line(head)
-            page = self.answer(method, path)
+            page = await self.respond(method, path) if method in ("GET", "HEAD") else _not_allowed()
             writer.write(_response(page, with_body=method != "HEAD"))
             async with asyncio.timeout(WRITE_TIMEOUT):
                 await writer.drain()
@@ -176,12 +173,29 @@ class OpsServer:
         finally:
             self._clients -= 1
 
-    def answer(self, method: str, path: str) -> Page:
-        """The page for one request."""
-        if method not in ("GET", "HEAD"):
-            page = _plain(405, b"method not allowed\n")
-            page.headers["Allow"] = "GET, HEAD"
-            return page
+
+def _not_allowed() -> Page:
+    """405 for a method other than GET and HEAD."""
+    page = _plain(405, b"method not allowed\n")
+    page.headers["Allow"] = "GET, HEAD"
+    return page
+
+
+class OpsServer(BoundedListener):
+    """The proxy's listener, on its loop."""
+
+    def __init__(self, runtime: Runtime, sock: socket.socket) -> None:
+        super().__init__(sock)
+        self.runtime = runtime
+        # Imported here: prometheus_client reads /proc when imported, and a proxy without the
+        # listener (or `mitmdump -s` importing the addon) must touch no file it does not need.
+        from clickguard.proxy import metrics
+
+        self.metrics = metrics.Metrics(runtime)
+        self._metrics: tuple[float, bytes] = (float("-inf"), b"")
+
+    async def respond(self, method: str, path: str) -> Page:
+        """The page for one GET or HEAD request."""
         if path == "/healthz":
             return _plain(200, b"ok\n")
         if path == "/readyz":

@@ -155,12 +155,8 @@ class Sharing:
 
     def _apply_learned(self, host: str, data: dict[str, Any] | None) -> None:
         """Another node learned a host."""
-        if data is None:
-            return
-        entry = LearnedHost.from_dict(data)
-        if entry.host != host:
-            raise ValueError(f"learned entry for {entry.host!r} under the id {host!r}")
-        if self.runtime.learned.merge(entry):
+        entry = LearnedHost.from_shared(host, data)
+        if entry is not None and self.runtime.learned.merge(entry):
             self.learned_changed = True
             logger.info("learned %s as a Thingbot on another node: %s", host, entry.evidence[:200])
 

@@ -29,17 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from clickguard.policy.ops import HostPort
-from clickguard.proxy.ops import (
-    MAX_CLIENTS,
-    MAX_HEAD,
-    METRICS_FRESH,
-    READ_TIMEOUT,
-    WRITE_TIMEOUT,
-    _bind,
-    _plain,
-    _request_line,
-    _response,
-)
+from clickguard.proxy.ops import METRICS_FRESH, BoundedListener, _bind, _plain
 from clickguard.web.pac import PAC_PATHS
 from clickguard.web.pages import Page
 
@@ -157,56 +147,16 @@ def _own_metrics(workers: list[Worker]) -> str:
     return "\n".join(lines) + "\n"
 
 
-class SupervisorOps:
-    """The supervisor's ops listener: a few short HTTP/1.1 exchanges, each bounded in size and time."""
+class SupervisorOps(BoundedListener):
+    """The supervisor's ops listener, with the bounds of the proxy's own (`BoundedListener`)."""
 
     def __init__(self, supervisor: Supervisor, sock: socket.socket) -> None:
+        super().__init__(sock)
         self.supervisor = supervisor
-        self.sock = sock
-        self._server: asyncio.Server | None = None
-        self._clients = 0
         self._metrics: tuple[float, bytes] = (float("-inf"), b"")
 
-    async def start(self) -> None:
-        """Serve on the bound socket."""
-        self._server = await asyncio.start_server(self._client, sock=self.sock, limit=MAX_HEAD)
-
-    async def close(self) -> None:
-        """Stop accepting."""
-        if self._server is not None:
-            self._server.close()
-        self.sock.close()
-
-    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """One connection: one request, one answer, closed (as `clickguard.proxy.ops.OpsServer` does)."""
-        if self._clients >= MAX_CLIENTS:
-            writer.transport.abort()
-            return
-        self._clients += 1
-        try:
-            async with asyncio.timeout(READ_TIMEOUT):
-                head = await reader.readuntil(b"\r\n\r\n")
-            method, path = _request_line(head)
-            page = await self.answer(method, path)
-            writer.write(_response(page, with_body=method != "HEAD"))
-            async with asyncio.timeout(WRITE_TIMEOUT):
-                await writer.drain()
-            writer.close()
-        except (TimeoutError, ValueError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
-                ConnectionError):
-            writer.transport.abort()
-        except Exception:  # a bug answering: logged to be fixed; the connection must not linger
-            logger.exception("ops listener: answering failed")
-            writer.transport.abort()
-        finally:
-            self._clients -= 1
-
-    async def answer(self, method: str, path: str) -> Page:
-        """The page for one request."""
-        if method not in ("GET", "HEAD"):
-            page = _plain(405, b"method not allowed\n")
-            page.headers["Allow"] = "GET, HEAD"
-            return page
+    async def respond(self, method: str, path: str) -> Page:
+        """The page for one GET or HEAD request."""
         workers = self.supervisor.workers
         if path == "/healthz":
             if any(w.listening for w in workers):
