@@ -139,3 +139,11 @@ def restrict_umask() -> int:
     old = os.umask(0o027)
     os.umask(old | NOT_PRIVATE)
     return old
+
+
+def mtime(path: os.PathLike[str] | str) -> float | None:
+    """A file's (or folder's) modification time, None when it cannot be read: what reloads watch."""
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return None

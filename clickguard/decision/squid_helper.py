@@ -38,6 +38,7 @@ from clickguard.decision.check import Decision, check, check_offline
 from clickguard.decision.judge import Judge
 from clickguard.decision.verdict import Verdict
 from clickguard.errors import ClickguardError, URLError
+from clickguard.files import mtime
 from clickguard.intel.learned import STATE_FILE, LearnedHost, LearnedHosts
 from clickguard.intel.resolver import Resolver
 from clickguard.intel.sources import FeedSet
@@ -128,14 +129,6 @@ def verdict_answer(channel: str | None, verdict: Verdict, warn_as: WarnAs) -> by
     return answer_line(channel, "OK" if matches else "ERR", pairs)
 
 
-def _mtime(path: Path) -> float | None:
-    """A file's (or folder's) modification time, None when it cannot be read."""
-    try:
-        return os.stat(path).st_mtime
-    except OSError:
-        return None
-
-
 class Judging:
     """The judge in force, rebuilt when the files it was built from change (`poll`, off the answer path)."""
 
@@ -175,13 +168,13 @@ class Judging:
 
     def _build(self, policy: Policy) -> Judge:
         """A judge of this policy, the feeds (the last good copy of each carried over) and learned hosts."""
-        watched = {self.policy_path: _mtime(self.policy_path), self.state_dir / "feeds": _mtime(
+        watched = {self.policy_path: mtime(self.policy_path), self.state_dir / "feeds": mtime(
             self.state_dir / "feeds")}
-        self._learned_seen = _mtime(self.learned_path)
+        self._learned_seen = mtime(self.learned_path)
         judge, feeds = build_judge(policy, self.state_dir, feed_specs=self.feed_specs, previous=self._feeds)
         self._merge_shared(judge.learned)
         for path in feeds.watched_files():
-            watched[path] = _mtime(path)
+            watched[path] = mtime(path)
         self._feeds, self._watched = feeds, watched
         return judge
 
@@ -190,16 +183,16 @@ class Judging:
 
         A policy or feed that does not load leaves the last good judge serving (logged once per change).
         """
-        if any(_mtime(path) != seen for path, seen in self._watched.items()):
+        if any(mtime(path) != seen for path, seen in self._watched.items()):
             try:
                 self.judge = self._build(load_policy(self.policy_path).policy)
                 gc.collect()  # the old index goes, the new one is kept off the cyclic GC's walks
                 gc.freeze()
             except ClickguardError as e:
-                self._watched = {p: _mtime(p) for p in self._watched}
+                self._watched = {p: mtime(p) for p in self._watched}
                 logger.error("squid-helper: kept the last good policy and feeds: %s", e)
             return
-        seen = _mtime(self.learned_path)
+        seen = mtime(self.learned_path)
         if seen != self._learned_seen:
             self._learned_seen = seen
             self.judge.learned.load()  # swaps its table in one assignment; a bad file keeps the old

@@ -29,7 +29,6 @@ import asyncio
 import binascii
 import contextlib
 import logging
-import os
 import time
 import weakref
 from collections.abc import Coroutine
@@ -45,6 +44,7 @@ from clickguard.decision.authentication import (
 )
 from clickguard.decision.identity import Identity
 from clickguard.errors import PolicyError
+from clickguard.files import mtime
 from clickguard.policy.identity import IdentityConfig
 from clickguard.proxy.runtime import Runtime
 from clickguard.web.pac import PAC_PATHS  # served on the click host without authentication
@@ -134,7 +134,7 @@ class Authentication:
         auth = config.proxy_auth
         if auth is None:
             return None, None
-        seen = _mtime(auth.htpasswd) if auth.htpasswd is not None else None
+        seen = mtime(auth.htpasswd) if auth.htpasswd is not None else None
         return build_authenticator(auth), seen
 
     def _install(self, config: IdentityConfig, authenticator: Authenticator | None,
@@ -167,7 +167,7 @@ class Authentication:
             now = time.monotonic()
             if now >= self._next_stat:
                 self._next_stat = now + STAT_EVERY
-                stale = _mtime(auth.htpasswd) != self._file_seen
+                stale = mtime(auth.htpasswd) != self._file_seen
         if stale and (self._rebuild is None or self._rebuild.done()):
             self._rebuild = asyncio.create_task(self._rebuilt(config), name="clickguard-auth-reload")
         return self._authenticator
@@ -181,7 +181,7 @@ class Authentication:
             # Not tried again until the file or the policy changes once more.
             self._built_for = config
             auth = config.proxy_auth
-            self._file_seen = _mtime(auth.htpasswd) if auth and auth.htpasswd else None
+            self._file_seen = mtime(auth.htpasswd) if auth and auth.htpasswd else None
             return
         self._install(config, authenticator, seen)
         logger.info("proxy authentication: %s", _describe(config))
@@ -263,14 +263,6 @@ class Authentication:
                     await task
         if self._authenticator is not None:
             self._authenticator.close()
-
-
-def _mtime(path: os.PathLike[str]) -> float | None:
-    """A file's modification time, None when it cannot be read."""
-    try:
-        return os.stat(path).st_mtime
-    except OSError:
-        return None
 
 
 def _describe(config: IdentityConfig) -> str:

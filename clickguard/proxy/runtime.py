@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +23,7 @@ from clickguard.decision.build import build_judge
 from clickguard.decision.identity import Identity
 from clickguard.decision.judge import Judge
 from clickguard.errors import InputError, PolicyError
+from clickguard.files import mtime
 from clickguard.inspection.fingerprints import SHIPPED_FINGERPRINTS, FingerprintDB
 from clickguard.inspection.pool import ReadingPool
 from clickguard.intel.learned import STATE_FILE, LearnedHosts
@@ -85,14 +85,6 @@ class Grants:
     def active(self, client: str, user: str | None, host: str) -> bool:
         """True while a continue for this client and host holds."""
         return (client, user, host) in self._until
-
-
-def _mtime(path: Path) -> float | None:
-    """A file's modification time, None when it cannot be read."""
-    try:
-        return os.stat(path).st_mtime
-    except OSError:
-        return None
 
 
 class Runtime:
@@ -175,10 +167,10 @@ class Runtime:
 
     def install(self, state: State) -> None:
         """Swap a newly built state in, and follow the audit log and store it names."""
-        watched = {self.policy_path: _mtime(self.policy_path)} if self.policy_path else {}
+        watched = {self.policy_path: mtime(self.policy_path)} if self.policy_path else {}
         policy = state.loaded.policy  # its feeds, fingerprints, page templates and logo
         for path in [*state.feeds.watched_files(), *policy.inspect.fingerprints, *policy.pages.watched()]:
-            watched[path] = _mtime(path)
+            watched[path] = mtime(path)
         self._watched = watched
         self.state = state
         self.readers.use_fingerprints(state.fingerprints)  # workers restart with it only if it changed
@@ -221,7 +213,7 @@ class Runtime:
 
     def changed(self) -> bool:
         """True when the policy file or a feed file changed since the state was built."""
-        return any(_mtime(path) != seen for path, seen in self._watched.items())
+        return any(mtime(path) != seen for path, seen in self._watched.items())
 
     def reload(self) -> str | None:
         """Rebuild if anything changed; returns the error that kept the last good state, if any."""
@@ -230,7 +222,7 @@ class Runtime:
         except PolicyError as e:
             self.policy_error = str(e)
             # Remember what we saw, so a broken file is reported once, not every poll.
-            self._watched = {p: _mtime(p) for p in self._watched}
+            self._watched = {p: mtime(p) for p in self._watched}
             return self.policy_error
         self.install(state)
         return None
