@@ -43,6 +43,9 @@ _STEP = 64 * 1024
 # The ratio cap applies once this much was decoded: tiny bodies compress far better than any ratio.
 _RATIO_FLOOR = 256 * 1024
 DEFAULT_MAX_RATIO = 200  # HTML and scripts compress 5–20x; bombs go to 1000x and beyond
+# gzip members or zstd frames one body may hold: servers send one or a few; each costs a decoder and
+# a copy of what follows it, so thousands of empty ones would cost the reader, not the server.
+MAX_MEMBERS = 256
 
 KNOWN_CODINGS = frozenset({"gzip", "x-gzip", "deflate", "br", "zstd", "identity"})
 
@@ -62,6 +65,13 @@ class _Stage(Protocol):
     def pull(self, n: int) -> bytes: ...
 
 
+def _next_member(count: int) -> int:
+    """The count of members (or frames) once one more starts; ValueError past MAX_MEMBERS (undecodable)."""
+    if count >= MAX_MEMBERS:
+        raise ValueError(f"more than {MAX_MEMBERS} members")
+    return count + 1
+
+
 class _Zlib:
     """gzip (multi-member) or deflate (zlib-wrapped or raw, told by the first two bytes)."""
 
@@ -69,6 +79,7 @@ class _Zlib:
         self.gzip = coding in ("gzip", "x-gzip")
         self.pending = b""
         self.decoder: zlib._Decompress | None = zlib.decompressobj(31) if self.gzip else None
+        self.members = 1
 
     def push(self, data: bytes) -> None:
         self.pending += data
@@ -85,15 +96,19 @@ class _Zlib:
         if self.decoder is None and not self._start_deflate():
             return b""
         assert self.decoder is not None
-        if self.decoder.eof:
-            rest = self.decoder.unused_data + self.pending
-            if not (self.gzip and rest.lstrip(b"\0")):
-                self.pending = b""
-                return b""  # trailing garbage or padding after the stream, as browsers ignore it
-            self.decoder, self.pending = zlib.decompressobj(31), rest.lstrip(b"\0")  # the next member
-        out = self.decoder.decompress(self.pending, n)
-        self.pending = self.decoder.unconsumed_tail
-        return out
+        while True:
+            if self.decoder.eof:
+                rest = self.decoder.unused_data + self.pending
+                if not (self.gzip and rest.lstrip(b"\0")):
+                    self.pending = b""
+                    return b""  # trailing garbage or padding after the stream, as browsers ignore it
+                self.members = _next_member(self.members)
+                self.decoder, self.pending = zlib.decompressobj(31), rest.lstrip(b"\0")  # the next member
+            out = self.decoder.decompress(self.pending, n)
+            self.pending = self.decoder.unconsumed_tail
+            # An empty member read on into the next: b"" would say "no more", and hide what follows.
+            if out or not self.decoder.eof:
+                return out
 
 
 class _Brotli:
@@ -124,23 +139,29 @@ class _Zstd:
     def __init__(self) -> None:
         self.decoder = zstd.ZstdDecompressor()
         self.pending = b""
+        self.members = 1
 
     def push(self, data: bytes) -> None:
         self.pending += data
 
     def pull(self, n: int) -> bytes:
-        if self.decoder.eof:
-            rest = self.decoder.unused_data + self.pending
-            if not rest:
-                return b""
-            self.decoder, self.pending = zstd.ZstdDecompressor(), rest
-        if self.decoder.needs_input:
-            data, self.pending = self.pending, b""
-            if not data:
-                return b""
-        else:
-            data = b""
-        return bytes(self.decoder.decompress(data, n))
+        while True:
+            if self.decoder.eof:
+                rest = self.decoder.unused_data + self.pending
+                if not rest:
+                    return b""
+                self.members = _next_member(self.members)
+                self.decoder, self.pending = zstd.ZstdDecompressor(), rest
+            if self.decoder.needs_input:
+                data, self.pending = self.pending, b""
+                if not data:
+                    return b""
+            else:
+                data = b""
+            out = bytes(self.decoder.decompress(data, n))
+            # An empty (or skippable) frame read on into the next, as for gzip members.
+            if out or not self.decoder.eof:
+                return out
 
 
 def _stage(coding: str) -> _Stage | None:

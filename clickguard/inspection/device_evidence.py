@@ -441,6 +441,7 @@ def _model_weight(title: str, model: re.Match[str]) -> float:
 
 _FIRMWARE_PATH = re.compile(r"/cgi-bin/|\.(?:cgi|asp|htm|fcgi)(?![\w.])|/(?:userRpm|goform|boaform)/",
                             re.IGNORECASE)
+_FIRMWARE_HINT = re.compile(r"/cgi-bin/|\.(?:cgi|asp|htm|fcgi)|/(?:userRpm|goform|boaform)/", re.IGNORECASE)
 _LINKED_PATH = re.compile(r"""(?:href|src|action|url)\s*=\s*["']?([^"'\s>]{1,200})""", re.IGNORECASE)
 _TOKEN_CHARS = re.compile(r"[A-Za-z0-9-]+")
 
@@ -484,8 +485,11 @@ def _shape(status: int, headers: Sequence[tuple[str, str]], body: bytes, url: No
             and b"<script" not in body[:TINY_PAGE].lower():
         out.append(Evidence("tiny static page", 0.5, "page"))
     location = next((value for name, value in headers if name.lower() == "location"), "")
-    paths = [url.path, location, *(m[1] for m in _LINKED_PATH.finditer(body[:4096].decode("latin-1")))]
-    firmware = next((path for path in paths if _FIRMWARE_PATH.search(path)), None)
+    head = body[:4096].decode("latin-1")
+    # Most pages name no such path anywhere: one search of the whole head settles it. The looser
+    # pattern finds every match of the exact one in a linked path (a path cut at 200 characters too).
+    linked = (m[1] for m in _LINKED_PATH.finditer(head)) if _FIRMWARE_HINT.search(head) else ()
+    firmware = next((path for path in (url.path, location, *linked) if _FIRMWARE_PATH.search(path)), None)
     if firmware is not None:
         out.append(Evidence(f"firmware-style path {_quoted(firmware)}", 1.0, "page"))
     return out

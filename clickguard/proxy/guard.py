@@ -61,6 +61,7 @@ from clickguard.decision.verdict import Finding, Verdict
 from clickguard.errors import AuditError, URLError
 from clickguard.inspection.bodies import BodyDecoder
 from clickguard.inspection.fingerprints import traits_from
+from clickguard.inspection.inline import read_here
 from clickguard.inspection.payloads import SNIFF_BYTES
 from clickguard.inspection.pool import BodyJob, PoolBusy, ReadingError, ReadingFailed, ReadingTimeout
 from clickguard.inspection.response import (
@@ -750,8 +751,10 @@ class Guard:
             await state.record
 
     async def _read(self, job: BodyJob) -> Reading:
-        """A held body's reading from the worker pool; ReadingError (ReadingTimeout at the deadline)."""
+        """A held body's reading: here if small and quick (inline.py), else the pool's; ReadingError."""
         rt = self.runtime
+        if (reading := read_here(rt.fingerprints, job, rt.tally.inspection.observe)) is not None:
+            return reading
         readers = rt.readers
         work = readers.submit(job, rt.inspect_deadline)
         rt.tally.time_reading(work)

@@ -25,6 +25,7 @@ from clickguard.inspection.navigation.markup_scan import (
     HTML,
     INNER,
     JS_TYPES,
+    MAX_VIEW_DEPTH,
     SCRIPT,
     WRITTEN,
     MarkupScanner,
@@ -184,6 +185,7 @@ class Page:
         steps.charge(len(text) >> 3)
         written = mode != DOCUMENT
         scanner = MarkupScanner(text, _READ_TAGS, auto_events=True, xml=xml)
+        scanner.poll, scanner.max_depth = steps.poll, MAX_VIEW_DEPTH
         charged = 0
         for tag in scanner:
             steps.charge(scanner.steps - charged)

@@ -86,6 +86,9 @@ class Steps:
         if self.spent > self.limit:
             raise StepsSpent(f"the step budget ({self.limit}) ran out")
 
+    def poll(self) -> None:
+        """Called as long work goes on between charges; a plain budget counts steps only (see inline.py)."""
+
     @property
     def exhausted(self) -> bool:
         """Whether the budget has run out."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from clickguard.inspection.navigation.results import ACTIVE_STEPS
 from clickguard.inspection.navigation.script_values import PH
 
 NAME, STR, NUM, PUNCT, TPL, TPL_HEAD, TPL_MID, TPL_TAIL, REGEX, OTHER = range(10)
@@ -130,6 +131,13 @@ def _line_end(code: str, pos: int) -> int:
     return match.start() if match is not None else len(code)
 
 
+POLL_EVERY = 64  # tokens between two looks at the reading's clock
+
+
+def _no_poll() -> None:
+    """A script lexed outside any reading: no clock to look at."""
+
+
 def lex(code: str) -> Tokens:
     """Tokens of a script, tolerant of anything (cut-off input, stray characters, unbalanced brackets)."""
     return _Lexer(code).run()
@@ -145,6 +153,11 @@ class _Lexer:
 
     def __init__(self, code: str) -> None:
         self.code = code
+        # The reading's budget is charged for the script before it is lexed; one with a time
+        # bound also looks at its clock every POLL_EVERY tokens (inline.py).
+        steps = ACTIVE_STEPS.get()
+        self.poll = steps.poll if steps is not None else _no_poll
+        self.countdown = POLL_EVERY
         self.kinds: list[int] = []
         self.texts: list[str] = []
         self.starts: list[int] = []
@@ -189,6 +202,10 @@ class _Lexer:
         add_kind, add_text, add_start = kinds.append, texts.append, self.starts.append
         sites = self.sites
         for m in JS_TOKEN.finditer(code, pos):
+            self.countdown -= 1
+            if not self.countdown:
+                self.countdown = POLL_EVERY
+                self.poll()
             group = m.lastindex
             arrow_body_closed, self.arrow_body_closed = self.arrow_body_closed, False
             if group == 1:

@@ -22,6 +22,7 @@ from clickguard.inspection.navigation.markup_scan import (
     AUTO_EVENTS,
     HTML,
     MATH,
+    POLL_EVERY,
     SCRIPT,
     START,
     SVG,
@@ -136,9 +137,14 @@ class XmlReader:
         text, n = self.text, len(self.text)
         pending = self.scanner.pending
         pos = 0
+        poll, countdown = self.scanner.poll, POLL_EVERY
         while pos < n:
             pos = self._token(text, pos, n)
             self.scanner.steps += 1
+            countdown -= 1
+            if not countdown:
+                countdown = POLL_EVERY
+                poll()
             if pending:
                 yield from pending
                 pending.clear()
@@ -311,7 +317,10 @@ class XmlReader:
     def _raw_attributes(self, text: str, element: str) -> dict[str, str]:
         """Attribute values as written, by name (the first of duplicates), and the DTD's defaults."""
         raw: dict[str, str] = {}
-        for part in _X_ATTRIBUTE_PARTS.finditer(text):
+        poll = self.scanner.poll
+        for count, part in enumerate(_X_ATTRIBUTE_PARTS.finditer(text), 1):
+            if not count % POLL_EVERY:
+                poll()  # one tag may hold the whole document's attributes
             name = part.group("name")
             if name is not None and name not in raw:
                 raw[name] = next((v for v in part.group("dq", "sq", "uq") if v is not None), "")
