@@ -132,6 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--redis", type=_redis_url, metavar="URL",
                      help="redis://HOST:PORT/DB that workers and nodes share state in (over the policy's "
                           "cluster.redis)")
+    run.add_argument("--event-loop", choices=("asyncio", "uvloop"), default="asyncio",
+                     help="the proxy's event loop (default asyncio; see clickguard/proxy/event_loop.py)")
     run.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE",
                      help="any other mitmproxy option, passed through")
     run.add_argument("--check-config", action="store_true",
@@ -342,6 +344,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from mitmproxy.tools import main as mitmproxy_main
 
     from clickguard.proxy.addon import make_addons
+    from clickguard.proxy.event_loop import use_event_loop
 
     class ClickguardMaster(dump.DumpMaster):
         """mitmdump with clickguard's addons registered directly (no script wrapper to traverse)."""
@@ -378,6 +381,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     with user_files():
         files.private_dir(args.certs)
+    use_event_loop(args.event_loop)  # mitmproxy's asyncio.run starts it
     mitmproxy_main.run(ClickguardMaster, cmdline.mitmdump, argv)
     return 0
 

@@ -36,6 +36,7 @@ __all__ = [
     "NormalizedURL",
     "canonical_ip",
     "embedded_ipv4",
+    "is_ip_host",
     "normalize_host",
     "normalize_url",
     "parent_domains",
@@ -145,7 +146,7 @@ def _extractor() -> tldextract.TLDExtract:
 @functools.lru_cache(maxsize=65536)
 def registered_domain(host: str) -> str:
     """eTLD+1 of a normalised host (private suffixes count); "" for IPs and public suffixes."""
-    if not host or _is_ip_host(host):
+    if not host or is_ip_host(host):
         return ""
     parts = _extractor()(host)
     if parts.suffix:
@@ -157,13 +158,13 @@ def registered_domain(host: str) -> str:
 
 def parent_domains(host: str) -> list[str]:
     """The host and each parent domain up to the TLD, longest first; [] for IPs."""
-    if not host or _is_ip_host(host):
+    if not host or is_ip_host(host):
         return []
     labels = host.split(".")
     return [".".join(labels[i:]) for i in range(len(labels))]
 
 
-def _is_ip_host(host: str) -> bool:
+def is_ip_host(host: str) -> bool:
     """Whether a normalised host is an IP literal (a domain never ends in a number)."""
     return ":" in host or host[host.rfind(".") + 1:].isdigit()
 

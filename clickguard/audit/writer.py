@@ -2,10 +2,17 @@
 
 Two threads write, off the event loop. The log thread takes every record
 queued so far, appends them to the file and calls fdatasync once (group
-commit); the store thread inserts what the log thread hands it into the store
-in one transaction; only then is each caller's future resolved. A page that
+commit); the store thread inserts records into the store in one transaction;
+only once both have a record is its caller's future resolved. A page that
 shows a reference id, or a response let through, is never ahead of its record,
-so a crash loses nothing that was acknowledged.
+so a crash loses nothing that was acknowledged. Normally the log thread hands
+each batch it committed to the store thread. A record that finds the log thread
+idle (one click at a time) is given to both threads at once instead (`_Join`),
+under ``on_failure: open``: its acknowledgement waits for the slower of the two
+commits, not for their sum (measured here: fdatasync 0.23 ms, an SQLite commit
+0.35 ms at the median, each with a long tail on a busy disk). Under load the
+hand-over stays, as it groups what the store commits. Under ``closed`` the store
+takes only what the file took, always through the log thread.
 
 The file is the primary record. A record is *recorded* once the file has it
 (with the log off: once the store has it); `write` says whether it was, and
@@ -80,8 +87,20 @@ STORE_BACKLOG = 20_000  # rows (~1.5 KB each) kept for a failing store; older on
 CATCH_UP_BATCH = 5000  # backlog rows a transaction takes besides the new ones
 
 type OnFailure = Literal["open", "closed"]
-type _Entry = tuple[str, dict[str, Any], asyncio.Future[None], asyncio.AbstractEventLoop]
 type _Outcome = OSError | None  # None: recorded; else why not
+
+
+class _Join:
+    """A record the file and the store take at once: acknowledged when both did (or the store fails)."""
+
+    __slots__ = ("error", "parts")
+
+    def __init__(self) -> None:
+        self.parts = 2  # sinks still writing it; 0 once acknowledged
+        self.error: _Outcome = None  # the file's outcome: the file is the record
+
+
+type _Entry = tuple[str, dict[str, Any], asyncio.Future[None], asyncio.AbstractEventLoop, _Join | None]
 
 
 class _Handed(NamedTuple):
@@ -371,6 +390,7 @@ class AuditLog:
         self._store = _StoreSink(store_path) if store_path is not None else None
         self._syslog = SyslogSender(syslog) if syslog is not None else None  # records also sent there
         self._count_lock = threading.Lock()
+        self._logging = False  # the log thread is committing a batch (read without a lock: a hint)
         self.written = 0  # records recorded: in the file (in the store, with the file off)
         self.not_recorded = 0
         self.pruned = 0  # records the retention deleted from the store
@@ -423,7 +443,14 @@ class AuditLog:
         # ASCII-only JSON: a lone surrogate (mitmproxy keeps undecodable bytes that way)
         # cannot make the line unwritable. The store keeps the same text as the file.
         line = json.dumps(entry, separators=(",", ":")) + "\n"
-        self._queue.put((line, dict(entry), future, loop))
+        # Both sinks at once (_Join) when the log thread is idle, under open; under closed the store
+        # only takes what the file took.
+        both = (not self._logging and self._store is not None and self._log is not None
+                and self.on_failure == "open")
+        item: _Entry = (line, dict(entry), future, loop, _Join() if both else None)
+        self._queue.put(item)
+        if both:
+            self._handed.put(_Handed([item], None, False))
         try:
             await future
         except OSError as e:
@@ -490,11 +517,14 @@ class AuditLog:
             stop = item is None
             if not batch:
                 continue
+            self._logging = True
             try:
                 self._log_batch(batch)
             except Exception as e:  # a bug must not end the writer: every later flow would hang
                 logger.exception("audit writer: a batch of %d records failed", len(batch))
-                self._finish(batch, [AuditError(f"audit writer failed: {e!r}")] * len(batch))
+                self._finish(batch, [AuditError(f"audit writer failed: {e!r}")] * len(batch), by_log=True)
+            finally:
+                self._logging = False
         self._handed.put(None)
 
     def _log_batch(self, batch: list[_Entry]) -> None:
@@ -513,6 +543,12 @@ class AuditLog:
         if self._store is None:
             self._finish(batch, [error] * len(batch))
             return
+        joined = [entry for entry in batch if entry[4] is not None]  # the store has them already
+        if joined:
+            self._finish(joined, [error] * len(joined), by_log=True)
+            batch = [entry for entry in batch if entry[4] is None]
+            if not batch:
+                return
         # Under closed nothing serves a record the file refused: no sink keeps it, none says "allowed".
         refused = error is not None and self.on_failure == "closed"
         # The file is the record: while the store fails, nobody waits for it.
@@ -562,7 +598,7 @@ class AuditLog:
         owners: list[tuple[int, int]] = []
         for h, (batch, log_error, _settled) in enumerate(handed):
             outcome: list[_Outcome] = [log_error] * len(batch)
-            for i, (line, entry, _future, _loop) in enumerate(batch):
+            for i, (line, entry, _future, _loop, _join) in enumerate(batch):
                 try:
                     rows.append(store.row_of(entry, line[:-1]))
                 except (ValueError, TypeError, AttributeError) as e:
@@ -599,8 +635,15 @@ class AuditLog:
             self._pruning = 0
         return next_prune
 
-    def _finish(self, batch: list[_Entry], outcomes: list[_Outcome]) -> None:
-        """Count a batch's outcomes and resolve its futures."""
+    def _finish(self, batch: list[_Entry], outcomes: list[_Outcome], *, by_log: bool = False) -> None:
+        """Count a batch's outcomes and resolve its futures; a joined record's once both sinks are done.
+
+        ``by_log``: the log thread's part of joined records (their outcome, the file's); else the store's.
+        """
+        if any(entry[4] is not None for entry in batch):
+            batch, outcomes = self._joined(batch, outcomes, by_log)
+            if not batch:
+                return
         failed = sum(1 for outcome in outcomes if outcome is not None)
         with self._count_lock:
             self.written += len(outcomes) - failed
@@ -609,14 +652,38 @@ class AuditLog:
         sender = self._syslog
         if sender is not None:  # after the acknowledgements: syslog never delays one
             served = self.on_failure == "open"
-            sender.offer([(line, entry) for (line, entry, _future, _loop), outcome
+            sender.offer([(line, entry) for (line, entry, _future, _loop, _join), outcome
                           in zip(batch, outcomes, strict=True) if outcome is None or served])
+
+    def _joined(self, batch: list[_Entry], outcomes: list[_Outcome],
+                by_log: bool) -> tuple[list[_Entry], list[_Outcome]]:
+        """Of a sink's part of a batch, the records now done: both sinks had them, or the store fails."""
+        # The file is the record: while the store fails, nobody waits for it (as in _log_batch).
+        store_failing = by_log and self._store is not None and self._store.health.failing
+        ready: list[_Entry] = []
+        ready_outcomes: list[_Outcome] = []
+        with self._count_lock:
+            for entry, outcome in zip(batch, outcomes, strict=True):
+                join = entry[4]
+                if join is None:
+                    ready.append(entry)
+                    ready_outcomes.append(outcome)
+                    continue
+                if join.parts == 0:
+                    continue  # acknowledged already (the file's part, while the store failed)
+                if by_log:
+                    join.error = outcome
+                join.parts = 0 if store_failing else join.parts - 1
+                if join.parts == 0:
+                    ready.append(entry)
+                    ready_outcomes.append(join.error)
+        return ready, ready_outcomes
 
 
 def _settle_batch(batch: list[_Entry], errors: list[_Outcome]) -> None:
     """Hand each caller its outcome on its own loop: one wake-up per loop and batch, not per record."""
     by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[None], _Outcome]]] = {}
-    for (_line, _entry, future, loop), error in zip(batch, errors, strict=True):
+    for (_line, _entry, future, loop, _join), error in zip(batch, errors, strict=True):
         by_loop.setdefault(loop, []).append((future, error))
     for loop, settled in by_loop.items():
         try:

@@ -21,9 +21,10 @@ from clickguard.intel.index import Attribution, NetworkMap, ReputationIndex, _Me
 from clickguard.intel.learned import FEED_NAME, LearnedHost, LearnedHosts
 from clickguard.policy.model import Policy
 from clickguard.reasons import SEVERITY, Action
-from clickguard.urls import NormalizedURL, embedded_ipv4, parent_domains
+from clickguard.urls import NormalizedURL, embedded_ipv4, is_ip_host
 
 _LISTED = Attribution("policy", "policy", ())
+_NOTHING_FOUND = Verdict("allow", ())  # immutable: one for every clean target
 
 
 def _learned_finding(entry: LearnedHost, subject: str) -> Finding:
@@ -53,12 +54,17 @@ class _HostList:
         """The entry covering this host name, rendered for people, or None."""
         if host in self.hosts:
             return f"host {host}"
-        if not self.domains:
+        if not self.domains or not host or is_ip_host(host):
             return None
-        for domain in parent_domains(host):
+        # parent_domains(host), longest first, without building the list: this runs per request.
+        domain = host
+        while True:
             if domain in self.domains:
                 return f"domain {domain}"
-        return None
+            dot = domain.find(".")
+            if dot < 0:
+                return None
+            domain = domain[dot + 1:]
 
     def ip_entry(self, address: str) -> str | None:
         """The network entry covering this address (an IPv4-mapped one as its IPv4), or None.
@@ -121,6 +127,9 @@ class Judge:
             policy.allow.hosts, policy.allow.domains, policy.allow.networks)
         self._deny = base._deny if base is not None and policy.deny is base.policy.deny else _HostList(
             policy.deny.hosts, policy.deny.domains, policy.deny.networks)
+        # Policy.action_for memoised: the policy is frozen, and reading its table costs a pydantic
+        # __getattr__ per finding.
+        self._actions: dict[str, Action] = {}
         self._matcher: GroupMatcher | None = matcher_of(policy)
         self._group_judges: tuple[Judge, ...] = tuple(
             Judge(group_policy(policy, g), index, unloaded_feeds=self.unloaded_feeds, learned=self.learned,
@@ -220,20 +229,26 @@ class Judge:
         ``suspect``: the response came from an appliance or a Thingbot, so its redirects and
         payloads get the policy's inspect.appliance_redirect and appliance_drive_by actions.
         """
-        found = list(findings)
+        found = tuple(findings)
         if incomplete is not None and self.policy.on_check_error == "closed":
-            found.append(Finding(reasons.CHECK_INCOMPLETE, incomplete))
+            found = (*found, Finding(reasons.CHECK_INCOMPLETE, incomplete))
+        if not found:
+            return Verdict("allow", (), allowed_by) if allowed_by is not None else _NOTHING_FOUND
         action: Action = "allow"
         escalated = self._suspect_actions if suspect else {}
+        actions = self._actions
         for finding in found:
-            candidate = self.policy.action_for(finding.code)
-            if finding.code in escalated and SEVERITY[escalated[finding.code]] > SEVERITY[candidate]:
-                candidate = escalated[finding.code]
+            code = finding.code
+            candidate = actions.get(code)
+            if candidate is None:
+                candidate = actions[code] = self.policy.action_for(code)
+            if code in escalated and SEVERITY[escalated[code]] > SEVERITY[candidate]:
+                candidate = escalated[code]
             if SEVERITY[candidate] > SEVERITY[action]:
                 action = candidate
         if allowed_by is not None and not any(f.code == reasons.POLICY_DENY for f in found):
-            return Verdict("allow", tuple(found), allowed_by)
-        return Verdict(action, tuple(found))
+            return Verdict("allow", found, allowed_by)
+        return Verdict(action, found)
 
     def origin_findings(self, address: str, landing_host: str | None = None, *,
                         home_line: str | None = None) -> list[Finding]:

@@ -9,6 +9,7 @@ single object that hands each event to the part that owns it.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Coroutine
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from mitmproxy.proxy import layer, server_hooks
 from clickguard.proxy.authentication import Authentication
 from clickguard.proxy.config import Config
 from clickguard.proxy.endpoint import Endpoint
+from clickguard.proxy.event_loop import running_event_loop
 from clickguard.proxy.guard import Guard
 from clickguard.proxy.ops import Ops
 from clickguard.proxy.runtime import Runtime
@@ -25,6 +27,7 @@ from clickguard.proxy.upstream import Upstream
 from clickguard.proxy.webmail import Webmail
 
 type Pending = Coroutine[None, None, None] | None
+logger = logging.getLogger(__name__)
 
 
 class Clickguard:
@@ -55,7 +58,9 @@ class Clickguard:
 
     def running(self) -> None:
         """Start background work; connections by name go to the addresses judged for it."""
-        self.guard.pins.install(asyncio.get_running_loop())
+        loop = asyncio.get_running_loop()
+        logger.info("event loop: %s", running_event_loop(loop))  # clickguard run --event-loop
+        self.guard.pins.install(loop)
         self.config.running()
         self.authentication.running()
         self.ops.running()

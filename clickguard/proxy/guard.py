@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import time
 import urllib.parse
 import weakref
@@ -79,6 +78,7 @@ from clickguard.mail.home_line import describe
 from clickguard.proxy.authentication import identity_of
 from clickguard.proxy.continuation import Continuation, continue_token
 from clickguard.proxy.facts import server_facts
+from clickguard.proxy.pins import Pins
 from clickguard.proxy.records import Event, audit_record
 from clickguard.proxy.runtime import Runtime
 from clickguard.urls import NormalizedURL, canonical_ip, normalize_url, parent_domains, url_of
@@ -224,6 +224,28 @@ def request_url(flow: http.HTTPFlow) -> str:
     return url_of(request.scheme, request.host, request.port, request.path)
 
 
+def host_header_url(flow: http.HTTPFlow, url: NormalizedURL) -> NormalizedURL | None:
+    """The URL a request's Host header (or :authority) names, when it names another host than url's.
+
+    Inside a tunnel mitmproxy takes a request's host from the CONNECT, and in any request
+    the server chooses what to serve by the Host header (or :authority): a tunnel to one
+    host carrying another's name in it is judged by both names (domain fronting).
+    """
+    request = flow.request
+    header = request.host_header
+    if not header:
+        return None
+    host = request.host
+    if ":" not in host and (header == host or header == f"{host}:{request.port}"):
+        return None  # the very name the request goes to (most requests): nothing to parse
+    try:
+        named_host, port = parse_authority(header, check=True)
+        named = normalize_url(url_of(url.scheme, named_host, port or url.port, request.path))
+    except (URLError, ValueError):
+        return None  # no host the server could find a site by
+    return None if named.host == url.host else named
+
+
 def client_of(flow: http.HTTPFlow) -> tuple[str, str | None]:
     """The client's address and, when the proxy authenticated it, the user name."""
     identity = identity_of(flow)  # identity.proxy_auth; else mitmproxy's own --set proxyauth
@@ -342,79 +364,6 @@ class _WatchedResponse(http.Response):
         self.__dict__["_clickguard_stream"] = value
 
 
-type AddressInfo = tuple[int, int, int, str, tuple[Any, ...]]
-type _Release = weakref.finalize[[str], connection.Server]  # drops one connection's hold on a pin
-
-
-def _address_info(address: str, port: int | str | None, type_: int, proto: int) -> AddressInfo:
-    """One getaddrinfo entry for an address already resolved."""
-    number = int(port or 0)
-    if ":" in address:
-        return (socket.AF_INET6, type_ or socket.SOCK_STREAM, proto, "", (address, number, 0, 0))
-    return (socket.AF_INET, type_ or socket.SOCK_STREAM, proto, "", (address, number))
-
-
-class Pins:
-    """The addresses clickguard checked for a name it is about to connect to; the loop's lookups answer them.
-
-    mitmproxy connects by name (``asyncio.open_connection(host, port)``), so it would look
-    the name up again, after the check: a DNS answer that changes in between (rebinding, a
-    short TTL, a second resolver) would send the request to an address nobody judged.
-    While a connection to a name is being opened, `getaddrinfo` answers that name with the
-    checked addresses (all of them, in order, so the fallback between them still works);
-    other lookups go to the loop's own. Several connections to one name share its pin.
-    """
-
-    def __init__(self) -> None:
-        self._pinned: dict[str, tuple[tuple[str, ...], int]] = {}  # name: (addresses, connections opening)
-        self._by_server: weakref.WeakKeyDictionary[connection.Server, _Release] = weakref.WeakKeyDictionary()
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    def install(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Answer pinned names in this loop's lookups."""
-        original: Callable[..., Coroutine[Any, Any, list[Any]]] = loop.getaddrinfo
-
-        async def getaddrinfo(host: object, port: int | str | None, *, family: int = 0, type: int = 0,
-                              proto: int = 0, flags: int = 0) -> list[Any]:
-            pinned = self._pinned.get(host) if isinstance(host, str) else None
-            if pinned is None:
-                return await original(host, port, family=family, type=type, proto=proto, flags=flags)
-            infos = [_address_info(a, port, type, proto) for a in pinned[0]]
-            return [i for i in infos if family in (0, i[0])]
-
-        loop.getaddrinfo = getaddrinfo  # type: ignore[method-assign,assignment]
-        self._loop = loop
-
-    def uninstall(self) -> None:
-        """The loop's own lookups again."""
-        if self._loop is not None:
-            vars(self._loop).pop("getaddrinfo", None)
-            self._loop = None
-
-    def pin(self, server: connection.Server, name: str, addresses: tuple[str, ...]) -> None:
-        """Connecting to server (by name) may only reach these addresses, the ones judged."""
-        self.release(server)
-        _, opening = self._pinned.get(name, ((), 0))
-        self._pinned[name] = (addresses, opening + 1)
-        # Released when the connection opens or fails, or at the latest when the server object
-        # goes (a connect cancelled while it waited runs neither hook): no pin outlives its connect.
-        self._by_server[server] = weakref.finalize(server, self._drop, name)
-
-    def release(self, server: connection.Server) -> None:
-        """The server's connection is open (or failed): its name's pin is no longer its own to keep."""
-        drop = self._by_server.pop(server, None)
-        if drop is not None:
-            drop()
-
-    def _drop(self, name: str) -> None:
-        """One connection fewer is opening to name."""
-        addresses, opening = self._pinned[name]
-        if opening > 1:
-            self._pinned[name] = (addresses, opening - 1)
-        else:
-            del self._pinned[name]
-
-
 class Guard:
     """Judges requests (and tunnels, and server connections) and blocks or warns."""
 
@@ -451,7 +400,8 @@ class Guard:
         decision = await check(judge, url, rt.resolver)
         if decision.addresses and all(judge.destination_exempt(a) for a in decision.addresses):
             return
-        fronted = await self._host_header_decision(flow, url)
+        named = host_header_url(flow, url)
+        fronted = await check(judge, named, rt.resolver) if named is not None else None
         if fronted is not None and fronted.verdict.action != "allow":
             url, decision = fronted.url, fronted  # the server would serve the host the Host header names
         mark = rt.trail.follow(client, user, url.url)
@@ -464,25 +414,6 @@ class Guard:
         state.inspect = judge.policy.inspect.enabled and decision.verdict.allowed_by is None
         # A fetch, a script or an image: sniffed for payloads if its server turns out a suspect.
         state.payloads_only = not worth_inspecting(flow.request.headers)
-
-    async def _host_header_decision(self, flow: http.HTTPFlow, url: NormalizedURL) -> Decision | None:
-        """The decision on the host a request's Host header names, when it is not the host it goes to.
-
-        Inside a tunnel mitmproxy takes a request's host from the CONNECT, and in any request
-        the server chooses what to serve by the Host header (or :authority): a tunnel to one
-        host carrying another's name in it is judged by both names (domain fronting).
-        """
-        header = flow.request.host_header
-        if not header:
-            return None
-        try:
-            host, port = parse_authority(header, check=True)
-            named = normalize_url(url_of(url.scheme, host, port or url.port, flow.request.path))
-        except (URLError, ValueError):
-            return None  # no host the server could find a site by
-        if named.host == url.host:
-            return None
-        return await check(judge_of(self.runtime, flow), named, self.runtime.resolver)
 
     async def tls_clienthello(self, data: tls.ClientHelloData) -> None:
         """Pass a tunnel through uninspected only when every name it gives is excluded; refuse a mismatch.

@@ -24,7 +24,7 @@ mitmproxy's upstream mode does for every CONNECT; Guard still judges them, and a
 refuses never opens its connection to the parent (`server_connect`).
 
 `no_proxy` destinations go direct, where the proxy's own connection pinning applies
-(`guard.Pins`).
+(`pins.Pins`).
 """
 
 from __future__ import annotations

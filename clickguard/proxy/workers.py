@@ -236,7 +236,7 @@ def worker_argv(args: argparse.Namespace, listen: str, ops_socket: Path, redis_u
         argv += ["--audit-store", str(args.audit_store)]
     for option in args.set:
         argv += ["--set", option]
-    return argv
+    return [*argv, "--event-loop", getattr(args, "event_loop", "asyncio")]
 
 
 class PrivateRedis:
