@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from clickguard.audit import store
+from clickguard.audit import aggregates, store
 from clickguard.audit.store import has_groups
 from clickguard.vocab import DeviceClass
 
@@ -87,7 +87,7 @@ class Count:
 class TargetedUser:
     """A user with blocked or warned clicks and hops."""
 
-    user: str
+    user: str | None  # None: the records named nobody (no user, recipient or client)
     kind: str
     blocked: int
     warned: int
@@ -98,7 +98,7 @@ class TargetedUser:
 class ThingbotTarget:
     """A user who clicked links in mail handed over by a Thingbot."""
 
-    user: str
+    user: str | None  # None: the records named nobody (no user, recipient or client)
     kind: str
     clicks: int
 
@@ -154,7 +154,7 @@ class ApplianceHost:
 class ContinueUser:
     """A user who went on past warnings."""
 
-    user: str
+    user: str | None  # None: the records named nobody (no user, recipient or client)
     kind: str
     continues: int
     hosts: int
@@ -167,7 +167,7 @@ class Continue:
 
     ts: float
     ref: str
-    user: str
+    user: str | None  # None: the records named nobody (no user, recipient or client)
     kind: str
     client: str | None
     host: str | None
@@ -276,10 +276,13 @@ def _names(value: str | None) -> tuple[str, ...]:
 
 
 def build_report(connection: sqlite3.Connection, *, since: float | None = None, until: float | None = None,
-                 limit: int = 20, group: str | None = None) -> Report:
+                 limit: int = 20, group: str | None = None, scan: bool = False) -> Report:
     """Every figure of the report for decisions with since <= ts < until (None: unbounded).
 
     ``group``: only the decisions made under that policy group's rules (the store's group_name).
+    The whole hours of the range are read from the store's aggregates (clickguard.audit.aggregates)
+    and the rest from its records; ``scan`` reads every record instead, as a store without
+    aggregates is read (one an older clickguard made, opened read-only), with the same answers.
     """
     now = time.time()
     grouped = group is None or has_groups(connection)
@@ -295,6 +298,24 @@ def build_report(connection: sqlite3.Connection, *, since: float | None = None, 
     else:
         high = last
     bucket = HOUR if low is None or high is None or high - low <= HOURLY_UP_TO else DAY
+    hours = None if scan or not store.has_aggregates(connection) else aggregates.hours(since, until)
+    if hours is None:
+        figures = _scanned(connection, since, until, first, last, low, high, bucket, limit, group, grouped)
+    else:
+        figures = _hourly(connection, hours, since, until, first, last, low, high, bucket, limit, group)
+    continues = tuple(Continue(*row) for row in _rows(connection, f"""
+        SELECT ts, ref, {_who_sql()}, {_kind_sql()}, client, host, url, record ->> '$.warn_ref', click_id
+        FROM decisions WHERE event = 'continue' AND {where} ORDER BY ts DESC, id DESC LIMIT ?""",
+        [*params, limit]))
+    return Report(since=since, until=until, generated_at=now, first=first, last=last, bucket=bucket,
+                  continues=continues, group=group, **figures)
+
+
+def _scanned(connection: sqlite3.Connection, since: float | None, until: float | None,
+             first: float | None, last: float | None, low: float | None, high: float | None, bucket: int,
+             limit: int, group: str | None, grouped: bool) -> dict[str, Any]:
+    """The report's figures (but the recent continues) counted from the records in range."""
+    where, params = _scope(since, until, group, grouped=grouped)
     totals, timeline = _counts(connection, since, until, first, last, low, high, bucket,
                                group if grouped else None)
 
@@ -311,10 +332,12 @@ def build_report(connection: sqlite3.Connection, *, since: float | None = None, 
         GROUP BY tag ORDER BY n DESC, tag LIMIT ?""", [*fparams, limit]))
 
     # Windows over the grouped rows give the number of groups (and their sum) before LIMIT cuts.
+    # max(kind): a name that is one record's user and another's client is shown as the most specific
+    # ('user' > 'recipient' > 'client'), whichever rows SQLite meets first, as _hourly shows it too.
     # action first: decisions_action finds the blocked and warned rows without a scan.
     rows = _rows(connection, f"""
-        SELECT {_who_sql()} AS who, {_kind_sql()}, sum(action = 'block'), sum(action = 'warn'), count(*) AS n,
-               count(*) OVER ()
+        SELECT {_who_sql()} AS who, max({_kind_sql()}), sum(action = 'block'), sum(action = 'warn'),
+               count(*) AS n, count(*) OVER ()
         FROM decisions WHERE action IN ('block', 'warn') AND event IN ('click', 'hop') AND {where}
         GROUP BY who ORDER BY n DESC, who LIMIT ?""", [*params, limit])
     targeted = tuple(TargetedUser(*row[:5]) for row in rows)
@@ -324,7 +347,7 @@ def build_report(connection: sqlite3.Connection, *, since: float | None = None, 
     # round: there are fewer Thingbot findings than clicks.
     dwhere, dparams = _scope(since, until, group, "d.", grouped)
     rows = _rows(connection, f"""
-        SELECT {_who_sql("d.")} AS who, {_kind_sql("d.")}, count(*) AS n,
+        SELECT {_who_sql("d.")} AS who, max({_kind_sql("d.")}), count(*) AS n,
                count(*) OVER (), sum(count(*)) OVER ()
         FROM (SELECT DISTINCT decision_id FROM findings WHERE code = 'origin.thingbot' AND {fwhere}) AS t
              CROSS JOIN decisions AS d ON d.id = t.decision_id
@@ -332,7 +355,6 @@ def build_report(connection: sqlite3.Connection, *, since: float | None = None, 
         GROUP BY who ORDER BY n DESC, who LIMIT ?""", [*fparams, *dparams, limit])
     thingbot_targets = tuple(ThingbotTarget(*row[:3]) for row in rows)
     thingbot_users, thingbot_clicks = (rows[0][3], rows[0][4]) if rows else (0, 0)
-    share = ThingbotShare(totals.clicks, thingbot_clicks)
 
     jwhere, jparams = _range(since, until, "f.ts")
     rows = _rows(connection, f"""
@@ -355,27 +377,21 @@ def build_report(connection: sqlite3.Connection, *, since: float | None = None, 
     appliance_hosts = tuple(ApplianceHost(*row) for row in _rows(connection, f"""
         SELECT host, device_class, count(*) AS n, max(ts) FROM decisions
         WHERE device_class IS NOT NULL AND {where} GROUP BY device_class, host
-        HAVING host IS NOT NULL ORDER BY n DESC, host LIMIT ?""", [*params, limit]))
+        HAVING host IS NOT NULL ORDER BY n DESC, host, device_class LIMIT ?""", [*params, limit]))
 
     rows = _rows(connection, f"""
-        SELECT {_who_sql()} AS who, {_kind_sql()}, count(*) AS n, count(DISTINCT host), max(ts),
+        SELECT {_who_sql()} AS who, max({_kind_sql()}), count(*) AS n, count(DISTINCT host), max(ts),
                count(*) OVER ()
         FROM decisions WHERE event = 'continue' AND {where}
         GROUP BY who ORDER BY n DESC, who LIMIT ?""", [*params, limit])
     continues_by_user = tuple(ContinueUser(*row[:5]) for row in rows)
     continue_users = rows[0][5] if rows else 0
-    continues = tuple(Continue(*row) for row in _rows(connection, f"""
-        SELECT ts, ref, {_who_sql()}, {_kind_sql()}, client, host, url, record ->> '$.warn_ref', click_id
-        FROM decisions WHERE event = 'continue' AND {where} ORDER BY ts DESC, id DESC LIMIT ?""",
-        [*params, limit]))
-
-    return Report(
-        since=since, until=until, generated_at=now, first=first, last=last, bucket=bucket,
+    return dict(
         totals=totals, timeline=timeline, reasons=reasons, feeds=feeds, tags=tags,
         targeted_users=targeted_users, targeted=targeted, thingbot_users=thingbot_users,
-        thingbot_targets=thingbot_targets, thingbot_share=share, thingbot_origin_count=origin_count,
-        thingbot_origins=origins, appliance_classes=classes, appliance_hosts=appliance_hosts,
-        continue_users=continue_users, continues_by_user=continues_by_user, continues=continues, group=group)
+        thingbot_targets=thingbot_targets, thingbot_share=ThingbotShare(totals.clicks, thingbot_clicks),
+        thingbot_origin_count=origin_count, thingbot_origins=origins, appliance_classes=classes,
+        appliance_hosts=appliance_hosts, continue_users=continue_users, continues_by_user=continues_by_user)
 
 
 # Each series counted over a ts range of its own index: decisions_ts, decisions_event (event, ts)
@@ -385,33 +401,191 @@ _SERIES = ("", "event = 'click' AND ", "action = 'block' AND ", "action = 'warn'
            "event = 'continue' AND ")
 
 
+def _counted_range(since: float | None, until: float | None, first: float,
+                   last: float) -> tuple[float, float]:
+    """The counted range, [lo, hi): the one asked for, or exactly the records there are."""
+    return (since if since is not None else first,
+            until if until is not None else math.nextafter(last, math.inf))
+
+
+def _buckets(until: float | None, low: float, high: float, bucket: int) -> tuple[float, int]:
+    """The timeline's first bucket start (a whole UTC hour or day) and how many buckets."""
+    origin = (low // bucket) * bucket
+    count = int((high - origin) // bucket) + 1
+    if until is not None and origin + (count - 1) * bucket >= until:
+        count -= 1  # until is exclusive: no bucket that starts there
+    return origin, max(1, min(count, 10_000))
+
+
+def _series(group: str | None) -> tuple[str, ...]:
+    """The count conditions; with a group each also ranges over it (decisions_group serves the plain one)."""
+    return _SERIES if group is None else tuple(f"group_name = :group AND {s}" for s in _SERIES)
+
+
+def _range_totals(connection: sqlite3.Connection, lo: float, hi: float, group: str | None) -> tuple[int, ...]:
+    """The five totals over [lo, hi)."""
+    return tuple(connection.execute(
+        "SELECT " + ", ".join(f"(SELECT count(*) FROM decisions WHERE {s}ts >= :lo AND ts < :hi)"
+                              for s in _series(group)), {"lo": lo, "hi": hi, "group": group}).fetchone())
+
+
+def _range_timeline(connection: sqlite3.Connection, lo: float, hi: float, origin: float, width: int,
+                    count: int, group: str | None) -> list[tuple[Any, ...]]:
+    """(start, decisions, clicks, blocks, warns) of each bucket, counting the records in [lo, hi) alone."""
+    # Empty buckets count as zero: a quiet day is a figure too.
+    return connection.execute(
+        "WITH RECURSIVE bucket(i, start) AS (SELECT 0, :origin UNION ALL "
+        "SELECT i + 1, start + :width FROM bucket WHERE i + 1 < :count) SELECT start, "
+        + ", ".join(f"(SELECT count(*) FROM decisions WHERE {s}ts >= max(start, :lo) "
+                    "AND ts < min(start + :width, :hi))" for s in _series(group)[:4])
+        + " FROM bucket", {"lo": lo, "hi": hi, "group": group, "origin": origin, "width": width,
+                           "count": count}).fetchall()
+
+
 def _counts(connection: sqlite3.Connection, since: float | None, until: float | None,
             first: float | None, last: float | None, low: float | None, high: float | None,
             bucket: int, group: str | None = None) -> tuple[Totals, tuple[Bucket, ...]]:
     """The totals over [since, until) and the timeline of buckets from low to high (one group's, if given)."""
     if first is None or last is None or low is None or high is None:
         return Totals(0, 0, 0, 0, 0), ()
-    # With a group each count also ranges over it: decisions_group (group_name, ts) serves the plain one.
-    series = _SERIES if group is None else tuple(f"group_name = :group AND {s}" for s in _SERIES)
-    # The counted range, [lo, hi): the one asked for, or exactly the records there are.
-    lo = since if since is not None else first
-    hi = until if until is not None else math.nextafter(last, math.inf)
-    named: dict[str, object] = {"lo": lo, "hi": hi, "group": group}
-    totals = Totals(*connection.execute(
-        "SELECT " + ", ".join(f"(SELECT count(*) FROM decisions WHERE {s}ts >= :lo AND ts < :hi)"
-                              for s in series), named).fetchone())
-    origin = (low // bucket) * bucket  # whole UTC hours or days
-    count = int((high - origin) // bucket) + 1
-    if until is not None and origin + (count - 1) * bucket >= until:
-        count -= 1  # until is exclusive: no bucket that starts there
-    # Empty buckets count as zero: a quiet day is a figure too.
-    rows = connection.execute(
-        "WITH RECURSIVE bucket(i, start) AS (SELECT 0, :origin UNION ALL "
-        "SELECT i + 1, start + :width FROM bucket WHERE i + 1 < :count) SELECT start, "
-        + ", ".join(f"(SELECT count(*) FROM decisions WHERE {s}ts >= max(start, :lo) "
-                    "AND ts < min(start + :width, :hi))" for s in series[:4])
-        + " FROM bucket", {**named, "origin": origin, "width": bucket, "count": max(1, min(count, 10_000))})
-    return totals, tuple(Bucket(*row) for row in rows)
+    lo, hi = _counted_range(since, until, first, last)
+    origin, count = _buckets(until, low, high, bucket)
+    return (Totals(*_range_totals(connection, lo, hi, group)),
+            tuple(Bucket(*row) for row in _range_timeline(connection, lo, hi, origin, bucket, count, group)))
+
+
+def _hourly_counts(connection: sqlite3.Connection, hours: tuple[int, int],
+                   edges: Sequence[tuple[float, float]], since: float | None, until: float | None,
+                   first: float | None, last: float | None, low: float | None, high: float | None,
+                   bucket: int, group: str | None) -> tuple[Totals, tuple[Bucket, ...]]:
+    """What _counts counts: whole hours from agg_totals, the edges counted as _counts counts them."""
+    if first is None or last is None or low is None or high is None:
+        return Totals(0, 0, 0, 0, 0), ()
+    lo, hi = _counted_range(since, until, first, last)
+    origin, count = _buckets(until, low, high, bucket)
+    totals = [0] * 5
+    starts: list[float] = []
+    start = origin
+    for _ in range(count):  # added up as _range_timeline's SQL adds them, for the same floats
+        starts.append(start)
+        start += bucket
+    series = [[0] * 4 for _ in range(count)]
+    for edge_lo, edge_hi in edges:
+        edge_lo, edge_hi = max(edge_lo, lo), min(edge_hi, hi)
+        if edge_lo >= edge_hi:
+            continue
+        for i, n in enumerate(_range_totals(connection, edge_lo, edge_hi, group)):
+            totals[i] += n
+        for row, counted in zip(series, _range_timeline(connection, edge_lo, edge_hi, origin, bucket, count,
+                                                        group), strict=True):
+            for i in range(4):
+                row[i] += counted[i + 1]
+    grp = "" if group is None else " AND grp = :group"
+    for hour, *counts in connection.execute(
+            "SELECT bucket, sum(decisions), sum(clicks), sum(blocks), sum(warns), sum(continues) "
+            f"FROM agg_totals WHERE bucket >= :start AND bucket < :end{grp} GROUP BY bucket",
+            {"start": hours[0], "end": hours[1], "group": group}):
+        for i, n in enumerate(counts):
+            totals[i] += n
+        # An hour lies in one bucket: buckets are whole UTC hours or days, like the aggregates' hours.
+        index = int((hour - origin) // bucket)
+        if 0 <= index < count:
+            row = series[index]
+            for i in range(4):
+                row[i] += counts[i]
+    return Totals(*totals), tuple(Bucket(start, *row) for start, row in zip(starts, series, strict=True))
+
+
+def _edges(hours: tuple[int, int], since: float | None, until: float | None) -> list[tuple[float, float]]:
+    """The parts [lo, hi) of [since, until) outside the whole hours the aggregates answer for."""
+    start, end = hours
+    edges: list[tuple[float, float]] = []
+    if since is None or since < start:
+        edges.append((-math.inf if since is None else since, start))
+    if until is None or until > end:
+        edges.append((end, math.inf if until is None else until))
+    return edges
+
+
+def _hourly(connection: sqlite3.Connection, hours: tuple[int, int], since: float | None, until: float | None,
+            first: float | None, last: float | None, low: float | None, high: float | None, bucket: int,
+            limit: int, group: str | None) -> dict[str, Any]:
+    """The figures _scanned counts, read from the aggregates' whole hours and the records at the two ends."""
+    edges = _edges(hours, since, until)
+
+    def source(aggregate: aggregates.Aggregate) -> tuple[str, list[object]]:
+        """The aggregate's rows for the range: whole hours from its table, the ends from the records."""
+        grp = "" if group is None else " AND grp = ?"
+        parts = [f"SELECT {aggregate.columns} FROM {aggregate.table} WHERE bucket >= ? AND bucket < ?{grp}"]
+        params: list[object] = [*hours, *([] if group is None else [group])]
+        scope = "d.ts >= ? AND d.ts < ?" + ("" if group is None else " AND d.group_name = ?")
+        for lo, hi in edges:
+            parts.append(aggregate.source(scope))
+            params += [lo, hi, *([] if group is None else [group])] * aggregate.scopes
+        return " UNION ALL ".join(parts), params
+
+    totals, timeline = _hourly_counts(connection, hours, edges, since, until, first, last, low, high, bucket,
+                                      group)
+    src, params = source(aggregates.FINDINGS)
+    named = [tuple(Count(name, n) for name, n in _rows(connection, f"""
+        SELECT name, sum(decisions) AS n FROM ({src}) WHERE kind = {kind}
+        GROUP BY name ORDER BY n DESC, name LIMIT ?""", [*params, limit])) for kind in (0, 1, 2)]
+    reasons, feeds, tags = named
+
+    src, params = source(aggregates.TARGETED)
+    rows = _rows(connection, f"""
+        SELECT nullif(who, {aggregates.NONE}) AS w, max(kind), sum(blocks), sum(warns),
+               sum(blocks) + sum(warns) AS n, count(*) OVER ()
+        FROM ({src}) GROUP BY w ORDER BY n DESC, w LIMIT ?""", [*params, limit])
+    targeted = tuple(TargetedUser(*row[:5]) for row in rows)
+    targeted_users = rows[0][5] if rows else 0
+
+    src, params = source(aggregates.THINGBOT)
+    rows = _rows(connection, f"""
+        SELECT nullif(who, {aggregates.NONE}) AS w, max(kind), sum(clicks) AS n, count(*) OVER (),
+               sum(sum(clicks)) OVER ()
+        FROM ({src}) GROUP BY w ORDER BY n DESC, w LIMIT ?""", [*params, limit])
+    thingbot_targets = tuple(ThingbotTarget(*row[:3]) for row in rows)
+    thingbot_users, thingbot_clicks = (rows[0][3], rows[0][4]) if rows else (0, 0)
+
+    src, params = source(aggregates.ORIGINS)
+    rows = _rows(connection, f"""
+        SELECT origin_ip, sum(clicks) AS n, count(*) OVER () FROM ({src})
+        GROUP BY origin_ip ORDER BY n DESC, origin_ip LIMIT ?""", [*params, limit])
+    origin_count = rows[0][2] if rows else 0
+    names: dict[tuple[str, int], set[str]] = {}
+    if rows:
+        src, params = source(aggregates.ORIGIN_NAMES)
+        top = [ip for ip, _, _ in rows]
+        for ip, kind, name in _rows(connection, f"""
+            SELECT DISTINCT origin_ip, kind, name FROM ({src})
+            WHERE origin_ip IN ({", ".join("?" * len(top))})""", [*params, *top]):
+            names.setdefault((ip, kind), set()).add(str(name))
+    origins = tuple(ThingbotOrigin(ip, n, tuple(sorted(names.get((ip, 1), ()))),
+                                   tuple(sorted(names.get((ip, 2), ())))) for ip, n, _ in rows)
+
+    src, params = source(aggregates.APPLIANCES)
+    classes = tuple(ApplianceClass(*row) for row in _rows(connection, f"""
+        SELECT device_class, sum(decisions) AS n, count(DISTINCT nullif(host, {aggregates.NONE})) FROM ({src})
+        GROUP BY device_class ORDER BY n DESC, device_class""", params))
+    appliance_hosts = tuple(ApplianceHost(*row) for row in _rows(connection, f"""
+        SELECT nullif(host, {aggregates.NONE}) AS h, device_class, sum(decisions) AS n, max(latest)
+        FROM ({src}) GROUP BY device_class, host
+        HAVING h IS NOT NULL ORDER BY n DESC, h, device_class LIMIT ?""", [*params, limit]))
+
+    src, params = source(aggregates.CONTINUES)
+    rows = _rows(connection, f"""
+        SELECT nullif(who, {aggregates.NONE}) AS w, max(kind), sum(continues) AS n,
+               count(DISTINCT nullif(host, {aggregates.NONE})), max(latest), count(*) OVER ()
+        FROM ({src}) GROUP BY w ORDER BY n DESC, w LIMIT ?""", [*params, limit])
+    continues_by_user = tuple(ContinueUser(*row[:5]) for row in rows)
+    continue_users = rows[0][5] if rows else 0
+    return dict(
+        totals=totals, timeline=timeline, reasons=reasons, feeds=feeds, tags=tags,
+        targeted_users=targeted_users, targeted=targeted, thingbot_users=thingbot_users,
+        thingbot_targets=thingbot_targets, thingbot_share=ThingbotShare(totals.clicks, thingbot_clicks),
+        thingbot_origin_count=origin_count, thingbot_origins=origins, appliance_classes=classes,
+        appliance_hosts=appliance_hosts, continue_users=continue_users, continues_by_user=continues_by_user)
 
 
 def drilldown(connection: sqlite3.Connection, *, host: str | None = None, click_id: str | None = None,

@@ -168,9 +168,10 @@ def report_json(report: Report) -> str:
 
 # --- text -------------------------------------------------------------------------------------
 
-def _who(user: str, kind: str) -> str:
-    """A user as the text report names them."""
-    return user if kind == "user" else f"{user} ({kind})"
+def _who(user: str | None, kind: str) -> str:
+    """A user as the text report names them (a record that named nobody as a dash)."""
+    shown = "–" if user is None else user
+    return shown if kind == "user" else f"{shown} ({kind})"
 
 
 def report_text(report: Report) -> str:

@@ -222,6 +222,11 @@ def _section_reasons(report: Report, link: Link | None) -> str:
                            "port, how many lists agree…).", report.tags, _BAR))
 
 
+def _person(user: str | None) -> str:
+    """A user as shown; a record that named nobody (no user, recipient or client) reads as a dash."""
+    return "–" if user is None else user
+
+
 def _section_users(report: Report, link: Link | None) -> str:
     out = ["<h2>The most targeted people</h2><p class=\"cg-note\">A person is the signed-in proxy "
            "user, else the mail's recipient (an address, or a 16-digit code when links hide it), "
@@ -230,10 +235,10 @@ def _section_users(report: Report, link: Link | None) -> str:
     if report.targeted:
         out.append(f'<p class="cg-note">Clicks and redirects that led to a block or a warning.'
                    f'{_key(_BLOCKS, "blocked")}{_key(_WARNS, "warned")}</p>')
-        out.append(bar_chart([(u.user, [(u.blocked, _BLOCKS), (u.warned, _WARNS)]) for u in report.targeted],
-                             title="blocked or warned clicks per person"))
+        out.append(bar_chart([(_person(u.user), [(u.blocked, _BLOCKS), (u.warned, _WARNS)])
+                              for u in report.targeted], title="blocked or warned clicks per person"))
         out.append(_table(["person", "identified by", "blocked", "warned", "total"],
-                          [[escape(u.user), escape(u.kind), _n(u.blocked), _n(u.warned), _n(u.total)]
+                          [[escape(_person(u.user)), escape(u.kind), _n(u.blocked), _n(u.warned), _n(u.total)]
                            for u in report.targeted], numeric=(2, 3, 4)))
     else:
         out.append(_empty("Nobody in this period."))
@@ -241,7 +246,7 @@ def _section_users(report: Report, link: Link | None) -> str:
     if report.thingbot_targets:
         out.append('<p class="cg-note">Clicks on links in mail whose sender is a known infected '
                    "device.</p>")
-        out.append(bar_chart([(u.user, [(u.clicks, _THINGBOT)]) for u in report.thingbot_targets],
+        out.append(bar_chart([(_person(u.user), [(u.clicks, _THINGBOT)]) for u in report.thingbot_targets],
                              title="clicks on mail from Thingbots per person"))
     else:
         out.append(_empty("Nobody in this period."))
@@ -290,11 +295,11 @@ def _section_continues(report: Report, link: Link | None) -> str:
         out.append(_empty("Nobody in this period."))
         return "".join(out)
     out.append(_table(["person", "identified by", "continued", "hosts", "last"],
-                      [[escape(c.user), escape(c.kind), _n(c.continues), _n(c.hosts),
+                      [[escape(_person(c.user)), escape(c.kind), _n(c.continues), _n(c.hosts),
                         escape(shown_time(c.last))] for c in report.continues_by_user], numeric=(2, 3)))
     out.append("<h3>Most recent</h3>")
     out.append(_table(["when", "person", "host", "address", "warning", "click"],
-                      [[escape(shown_time(c.ts)), escape(c.user), _cell(c.host, link, "host"),
+                      [[escape(shown_time(c.ts)), escape(_person(c.user)), _cell(c.host, link, "host"),
                         f"<code>{escape(c.url)}</code>", escape(c.warn_ref or "–"),
                         _cell(c.click_id, link, "click")] for c in report.continues]))
     return "".join(out)

@@ -27,9 +27,11 @@ from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from clickguard import files
+from clickguard.audit import aggregates
 
 # 2: decisions.group_name (policy groups); a store of version 1 gets the column when a writer opens it.
-SCHEMA_VERSION = 2
+# 3: the hourly aggregates reports read (clickguard.audit.aggregates); a writer builds them in an older store.
+SCHEMA_VERSION = 3
 # Audit events that are not decisions about what users browse: kept in the JSON Lines log
 # only, so reports and the dashboard count browsing (a refused dashboard login is no "block").
 NOT_STORED = frozenset({"admin_login"})
@@ -216,11 +218,9 @@ def connect(path: Path, *, readonly: bool = False, timeout: float = 10.0) -> sql
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute("PRAGMA synchronous=FULL")  # a commit is durable before it is acknowledged
         connection.execute("PRAGMA foreign_keys=ON")
-        if version < SCHEMA_VERSION:
+        if version < SCHEMA_VERSION:  # a write: not at every connect, so a busy store still opens
             _migrate(connection)
         connection.executescript(_SCHEMA)  # what exists is left alone, without taking the write lock
-        if version != SCHEMA_VERSION:  # a write: not at every connect, so a busy store still opens
-            connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
     except BaseException:
         connection.close()
         raise
@@ -228,14 +228,43 @@ def connect(path: Path, *, readonly: bool = False, timeout: float = 10.0) -> sql
 
 
 def _migrate(connection: sqlite3.Connection) -> None:
-    """Bring a store an older clickguard made up to this schema: columns added (existing rows keep NULL).
+    """Bring a new store, or one an older clickguard made, up to this schema in one transaction.
 
-    Version 1 had no group_name. Added with ALTER TABLE ... ADD COLUMN, which SQLite does
-    without rewriting the table, so a large store migrates at once.
+    Version 1 had no group_name: added with ALTER TABLE ... ADD COLUMN, which SQLite does
+    without rewriting the table (existing rows keep NULL). Versions 1 and 2 had no
+    aggregates: built from every record, once (about 20 s a million records); a second
+    writer opening the store meanwhile waits, then finds it done.
     """
-    columns = {row[1] for row in connection.execute("PRAGMA table_info(decisions)")}
-    if columns and "group_name" not in columns:
-        connection.execute("ALTER TABLE decisions ADD COLUMN group_name TEXT")
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        if connection.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+            columns = {row[1] for row in connection.execute("PRAGMA table_info(decisions)")}
+            if columns and "group_name" not in columns:
+                connection.execute("ALTER TABLE decisions ADD COLUMN group_name TEXT")
+            for statement in _statements(_SCHEMA):  # executescript would commit first
+                connection.execute(statement)
+            aggregates.create(connection)
+            aggregates.rebuild(connection)
+            connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        connection.execute("COMMIT")
+    except BaseException:
+        _rollback(connection)
+        raise
+
+
+def _statements(script: str) -> Iterator[str]:
+    """The statements of an SQL script (semicolons in its comments included)."""
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            yield pending
+            pending = ""
+
+
+def has_aggregates(connection: sqlite3.Connection) -> bool:
+    """Whether the store keeps the aggregates up to date (a writer of this version has opened it)."""
+    return bool(connection.execute("PRAGMA user_version").fetchone()[0] >= 3)
 
 
 def has_groups(connection: sqlite3.Connection) -> bool:
@@ -275,11 +304,12 @@ def _rollback(connection: sqlite3.Connection) -> None:
 
 
 def insert_rows(connection: sqlite3.Connection, rows: Sequence[Prepared]) -> int:
-    """Insert prepared rows (`row_of`) in one transaction; how many were new (the rest were there)."""
-    inserted = 0
+    """Insert prepared rows (`row_of`) and their aggregates in one transaction; how many were new."""
     cursor = connection.cursor()
     cursor.execute("BEGIN IMMEDIATE")
     try:
+        added = aggregates.Batch()
+        inserted = 0
         for row, findings in rows:
             if row.event in NOT_STORED:
                 continue
@@ -287,11 +317,14 @@ def insert_rows(connection: sqlite3.Connection, rows: Sequence[Prepared]) -> int
                            "recipient, url, host, action, origin_ip, click_id, hop, device_class, record) "
                            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", row)
             if cursor.rowcount == 0:
-                continue
-            decision_id = cursor.lastrowid
-            cursor.executemany("INSERT INTO findings (decision_id, ts, code, feed, tag) VALUES (?,?,?,?,?)",
-                               [(decision_id, row.ts, *f) for f in findings])
+                continue  # there already (the same ref and event), and counted then
+            if findings:
+                decision_id = cursor.lastrowid
+                cursor.executemany("INSERT INTO findings (decision_id, ts, code, feed, tag) "
+                                   "VALUES (?,?,?,?,?)", [(decision_id, row.ts, *f) for f in findings])
+            added.decision(row, findings)
             inserted += 1
+        added.write(cursor)
         cursor.execute("COMMIT")
     except BaseException:
         _rollback(connection)
@@ -321,9 +354,12 @@ def prune(connection: sqlite3.Connection, before: float, limit: int | None = Non
     cursor = connection.cursor()
     cursor.execute("BEGIN IMMEDIATE")
     try:
+        newest = cursor.execute(f"SELECT max(ts) FROM decisions WHERE id IN ({oldest})", args).fetchone()[0]
         cursor.execute(f"DELETE FROM findings WHERE decision_id IN ({oldest})", args)
         cursor.execute(f"DELETE FROM decisions WHERE id IN ({oldest})", args)
         deleted = cursor.rowcount
+        if newest is not None:
+            aggregates.pruned(cursor, newest)
         cursor.execute("COMMIT")
     except BaseException:
         _rollback(connection)
