@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import csv
 import gc
+import io
 import ipaddress
 import json
 import re
-from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from itertools import accumulate, repeat
 from operator import length_hint
-from socket import AF_INET, inet_pton
+from socket import AF_INET, inet_ntop, inet_pton
 from types import MappingProxyType
 from typing import NamedTuple, cast
 
@@ -47,9 +47,16 @@ class ParsedFeed(NamedTuple):
 
     indicators: list[Indicator]
     skipped: list[SkippedLine]
-    # Untagged dotted-quad IPv4 addresses, kept as plain strings: big feeds are mostly
-    # these, and a tuple per address would cost a million allocations at load.
-    plain_ipv4: list[str] = []  # noqa: RUF012 (never mutated after parsing)
+    # Untagged dotted-quad IPv4 addresses, packed 4 big-endian bytes each: big feeds are
+    # mostly these, and an object per address would cost a million allocations at load
+    # (and, freed after the index is built, leave the memory they took in pieces).
+    plain_ipv4_packed: bytes = b""
+
+    @property
+    def plain_ipv4(self) -> list[str]:
+        """The untagged IPv4 addresses as canonical dotted quads (made on each call)."""
+        return [inet_ntop(AF_INET, self.plain_ipv4_packed[i:i + 4])
+                for i in range(0, len(self.plain_ipv4_packed), 4)]
 
     def all(self) -> list[Indicator]:
         """Every indicator, the plain IPv4 addresses as Indicators first."""
@@ -58,7 +65,7 @@ class ParsedFeed(NamedTuple):
     @property
     def size(self) -> int:
         """How many indicators the feed gave."""
-        return len(self.plain_ipv4) + len(self.indicators)
+        return len(self.plain_ipv4_packed) // 4 + len(self.indicators)
 
 
 # --- parsers ---------------------------------------------------------------------------------
@@ -70,14 +77,40 @@ _SHOWN = 80  # longest piece of a bad line quoted back in a SkippedLine reason
 
 def _lines(text: str) -> list[str]:
     """The text's lines, numbered as an editor numbers them (no BOM, CRLF as LF)."""
+    lines = _plain_text(text).split("\n")
+    if not lines[-1]:
+        lines.pop()  # the newline ending the last line does not start another
+    return lines
+
+
+def _plain_text(text: str) -> str:
+    """The text without a BOM and with CRLF as LF."""
     if text.startswith("\ufeff"):
         text = text[1:]
     if "\r" in text:
         text = text.replace("\r\n", "\n")
-    lines = text.split("\n")
-    if not lines[-1]:
-        lines.pop()  # the newline ending the last line does not start another
-    return lines
+    return text
+
+
+_CHUNK = 1 << 20  # characters of text split into lines at a time by _line_chunks
+
+
+def _line_chunks(text: str) -> Iterator[tuple[int, list[str]]]:
+    """The lines `_lines` gives, about _CHUNK characters of them at a time, with the first one's number.
+
+    A million-line feed then never has a million line strings alive at once: each chunk's
+    are freed before the next is split, and the memory is reused instead of left in pieces.
+    """
+    text = _plain_text(text).removesuffix("\n")  # that newline does not start another line
+    start, number = 0, 1
+    while start < len(text):
+        end = text.find("\n", start + _CHUNK)
+        if end < 0:
+            end = len(text)
+        lines = text[start:end].split("\n")
+        yield number, lines
+        number += len(lines)
+        start = end + 1
 
 
 def _shown(value: str) -> str:
@@ -132,34 +165,31 @@ def _plain_ips(values: list[str]) -> Iterator[Indicator]:
 
 def _parse_ip(text: str) -> ParsedFeed:
     """One IPv4/IPv6 address or CIDR a line; `#` starts a comment."""
-    lines = _lines(text)
     indicators: list[Indicator] = []
-    plain: list[str] = []
     skipped: list[SkippedLine] = []
-    pending = iter(lines)
-    run_start = 0  # first line of the current run of plain dotted quads
-    while True:
-        try:
-            # Validate in C up to the first line that is not a plain dotted quad (a comment,
-            # a CIDR, IPv6, a bad line); most real lists hold nothing else.
-            deque(map(inet_pton, repeat(AF_INET), pending), maxlen=0)
-        except (OSError, ValueError):
-            # map has taken the odd line from the list iterator, which knows what is left.
-            odd = len(lines) - length_hint(pending) - 1
-        else:
-            plain.extend(lines[run_start:])
-            return ParsedFeed(indicators, skipped, plain)
-        plain.extend(lines[run_start:odd])
-        run_start = odd + 1
-        value = lines[odd].partition("#")[0].strip()
-        if not value:
-            continue
-        try:
-            kind, canonical = _address_or_network(value)
-        except ValueError as e:
-            skipped.append(SkippedLine(odd + 1, str(e)))
-            continue
-        indicators.append(Indicator(kind, canonical))
+    packed = io.BytesIO()  # the plain dotted quads, 4 bytes each
+    for first, lines in _line_chunks(text):
+        pending = iter(lines)
+        while True:
+            try:
+                # Validate and pack in C up to the first line that is not a plain dotted quad
+                # (a comment, a CIDR, IPv6, a bad line); most real lists hold nothing else.
+                # What was written before that line stays written.
+                packed.writelines(map(inet_pton, repeat(AF_INET), pending))
+                break
+            except (OSError, ValueError):
+                # map has taken the odd line from the list iterator, which knows what is left.
+                odd = len(lines) - length_hint(pending) - 1
+            value = lines[odd].partition("#")[0].strip()
+            if not value:
+                continue
+            try:
+                kind, canonical = _address_or_network(value)
+            except ValueError as e:
+                skipped.append(SkippedLine(first + odd, str(e)))
+                continue
+            indicators.append(Indicator(kind, canonical))
+    return ParsedFeed(indicators, skipped, packed.getvalue())
 
 
 def _parse_ipsum(text: str, min_count: int = 1) -> ParsedFeed:
