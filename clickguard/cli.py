@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import email.errors
 import gc
 import io
 import json
@@ -23,29 +20,29 @@ from pydantic import ValidationError
 
 from clickguard import files
 from clickguard.audit import report, store
+from clickguard.decision.batch import LineChecker, check_stream, format_result
 from clickguard.decision.build import Built, build_judge, feeds_from_specs, judge_as, learned_hosts
-from clickguard.decision.check import Decision, check, check_offline, with_origin
 from clickguard.decision.judge import Judge
 from clickguard.errors import (
     ClickguardError,
-    FileAccessError,
     InputError,
     Problem,
     TokenError,
     URLError,
     UsageError,
 )
+from clickguard.files import user_files
 from clickguard.intel.learned import FEED_NAME as LEARNED_FEED
 from clickguard.intel.resolver import Resolver
-from clickguard.mail.home_line import OriginAddress, judge_sender
+from clickguard.mail.batch import default_jobs, jobs_count, rewrite_command
+from clickguard.mail.home_line import judge_sender
 from clickguard.mail.links import decode, is_click_link
-from clickguard.mail.origin import TrustedBoundary, origin_of_message, read_sender
-from clickguard.mail.rewrite import RewriteResult, RewriteSettings, rewrite_message
+from clickguard.mail.origin import TrustedBoundary, read_sender
 from clickguard.policy.cluster import MAX_WORKERS, parse_redis_url
 from clickguard.policy.model import AuditConfig, Policy, check_policy, load_policy
 from clickguard.shipped import DEFAULT_POLICY
 from clickguard.tokens import load_or_create_key
-from clickguard.urls import canonical_ip, normalize_url, registered_domain
+from clickguard.urls import canonical_ip, registered_domain
 
 
 def _listen(value: str) -> tuple[str, int]:
@@ -94,7 +91,7 @@ CHECK_EXIT = (
     "exit status: 0 when every URL was judged; 1 when some could not be (a URL that does not parse, "
     "a line of stdin that is not UTF-8 text): each gets its own result with an \"error\" and its "
     "action, and the batch goes on; 2 only when the check could not run at all (a bad policy, feed "
-    "or option)."
+    "or option) or a worker process of --jobs died."
 )
 REWRITE_EXIT = (
     "exit status: 0 when every message was rewritten (or had no link to rewrite); 1 when some were "
@@ -156,6 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     chk.add_argument("--client", metavar="ADDRESS", help="judge as this client address (groups' networks)")
     chk.add_argument("--state-dir", type=Path, default=Path("var"),
                      help="the proxy's state: feed caches and the hosts it learned (default var/)")
+    chk.add_argument("--jobs", type=jobs_count, metavar="N",
+                     help="processes judging stdin beyond its first 256 KB; output identical for any N "
+                          "(default: one per CPU)")
 
     pol = sub.add_parser("policy", help="policy tools")
     pol_sub = pol.add_subparsers(dest="policy_command", required=True)
@@ -178,6 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     rw.add_argument("--policy", type=Path, help="policy (click host, relays; default: the shipped one)")
     rw.add_argument("--certs", type=Path, default=Path("certs"), help="where clickguard.key is (or goes)")
     rw.add_argument("--recipient", help="the recipient, when the To: header does not say it")
+    rw.add_argument("--jobs", type=jobs_count, metavar="N",
+                    help="processes rewriting a directory or an mbox (default: one per CPU)")
 
     dec = sub.add_parser("decode", help="print the target of a click link or of a vendor-wrapped link")
     dec.add_argument("url")
@@ -272,17 +274,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ClickguardError as e:  # the user's to fix; anything else is a bug and shows its traceback
         print(f"clickguard: {e}", file=sys.stderr)
         return 2
-
-
-@contextlib.contextmanager
-def user_files() -> Iterator[None]:
-    """Around reading or writing files the user named: an OSError is theirs to fix (FileAccessError)."""
-    try:
-        yield
-    except ClickguardError:
-        raise
-    except OSError as e:
-        raise FileAccessError.of(e) from e
 
 
 def _writable(path: Path) -> bool:
@@ -398,45 +389,6 @@ def load_judge(policy_path: Path | None, feed_specs: Sequence[str], state_dir: P
     return built
 
 
-def decision_json(raw: str, decision: Decision) -> dict[str, Any]:
-    """The JSON object `check --json` prints for one URL."""
-    verdict = decision.verdict
-    out: dict[str, Any] = {
-        "url": raw,
-        "normalized": decision.url.url,
-        "host": decision.url.host,
-        "action": verdict.action,
-        "reasons": [f.as_dict() for f in verdict.findings],
-    }
-    if verdict.allowed_by:
-        out["allowed_by"] = verdict.allowed_by
-    if decision.addresses:
-        out["addresses"] = list(decision.addresses)
-    return out
-
-
-def judge_url(judge: Judge, raw: str, origin_ip: str | None = None,
-              resolver: Resolver | None = None, *, home_line: str | None = None) -> dict[str, Any]:
-    """The result `check` prints for one URL (a URL that does not parse is a result too)."""
-    try:
-        url = normalize_url(raw)
-    except URLError as e:
-        return error_result(judge, raw, str(e), origin_ip, home_line=home_line)
-    decision = asyncio.run(check(judge, url, resolver)) if resolver else check_offline(judge, url)
-    if origin_ip:
-        decision = with_origin(judge, decision, origin_ip, home_line=home_line)
-    return decision_json(raw, decision)
-
-
-def error_result(judge: Judge, raw: str, error: str, origin_ip: str | None = None, *,
-                 home_line: str | None = None) -> dict[str, Any]:
-    """The result for input that cannot be judged as a URL: the error, and what policy does then."""
-    found = judge.origin_findings(origin_ip, home_line=home_line) if origin_ip else []
-    verdict = judge.decide(found, incomplete=f"the address cannot be parsed: {error}")
-    return {"url": raw, "error": error, "action": verdict.action,
-            "reasons": [f.as_dict() for f in verdict.findings]}
-
-
 def origin_of_received(judge: Judge, line: str, origin_ip: str | None) -> tuple[str, str | None]:
     """(origin, home-line evidence in words) from `check --origin-received LINE`; UsageError if unreadable."""
     sender = read_sender(line)
@@ -460,32 +412,15 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.origin_received is not None:
         origin_ip, home_line = origin_of_received(judge, args.origin_received, origin_ip)
     _results_out(as_json=args.json)
-
-    def judge_one(raw: str) -> dict[str, Any]:
-        result = judge_url(judge, raw, origin_ip, resolver, home_line=home_line)
-        return {**result, "group": judge.group} if judge.group else result
-
+    checker = LineChecker(judge, as_json=args.json, origin_ip=origin_ip, home_line=home_line,
+                          resolver=resolver)
     if args.url != "-":
-        result = judge_one(args.url)
+        result = checker.result(args.url)
         if "host" in result:
             result["registered_domain"] = registered_domain(result["host"])
         _print_result(result, args.json, sys.stdout)
         return 1 if "error" in result else 0
-    out: list[str] = []
-    unjudged = 0
-    for raw, not_text in _stdin_urls():
-        if not_text is not None:
-            result = error_result(judge, raw, not_text, origin_ip, home_line=home_line)
-        elif not raw or raw.startswith("#"):
-            continue
-        else:
-            result = judge_one(raw)
-        unjudged += "error" in result
-        out.append(format_result(result, args.json))
-        if len(out) >= 4096:
-            sys.stdout.write("".join(out))
-            out.clear()
-    sys.stdout.write("".join(out))
+    unjudged = check_stream(checker, sys.stdin.buffer, sys.stdout, args.jobs or default_jobs())
     return 1 if unjudged else 0
 
 
@@ -503,35 +438,12 @@ def _results_out(*, as_json: bool) -> None:
             sys.stdout.reconfigure(errors="backslashreplace")
 
 
-def _stdin_urls() -> Iterator[tuple[str, str | None]]:
-    """(URL, None) per line of stdin, stripped; (the line, bad bytes escaped, why) if it is not UTF-8."""
-    for number, line in enumerate(sys.stdin.buffer, 1):
-        try:
-            text = line.decode("utf-8")
-        except UnicodeDecodeError as e:
-            yield line.strip().decode("utf-8", "backslashreplace"), f"line {number} is not UTF-8 text: {e}"
-        else:
-            yield text.strip(), None
-
-
 def _stdin_lines() -> Iterator[str]:
     """The lines of standard input; UsageError when they are not text in its encoding."""
     try:
         yield from sys.stdin
     except UnicodeDecodeError as e:
         raise UsageError(str(e)) from e
-
-
-_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
-
-
-def format_result(result: dict[str, Any], as_json: bool) -> str:
-    """One output line for one checked URL."""
-    if as_json:
-        # One encoder built once: json.dumps with options builds a new one per call.
-        return _JSON.encode(result) + "\n"
-    codes = ",".join(dict.fromkeys(r["code"] for r in result["reasons"])) or "-"
-    return f"{result['action']}\t{codes}\t{result['url']}\n"
 
 
 def _print_result(result: dict[str, Any], as_json: bool, stream: TextIO) -> None:
@@ -649,178 +561,10 @@ def _published_status(path: Path) -> dict[str, Any]:
     return published
 
 
-# What a message the mail code cannot take may raise (codecs raise LookupError and UnicodeError,
-# a ValueError); anything else is a bug and shows its traceback.
-_UNREWRITABLE = (ValueError, LookupError, email.errors.MessageError)
-
-
-class RewriteBatch:
-    """One `rewrite` run: each message rewritten, or passed through unchanged with its reason, counted."""
-
-    def __init__(self, policy: Policy, settings: RewriteSettings, recipient: str | None) -> None:
-        self.policy = policy
-        self.settings = settings
-        self.recipient = recipient
-        self.messages = self.links = self.unchanged = self.skipped = 0
-
-    def rewrite(self, raw: bytes, name: str) -> bytes:
-        """The message rewritten; raw itself, named on stderr with the reason, if it cannot be."""
-        self.messages += 1
-        try:
-            result = self._rewrite(raw)
-        except _UNREWRITABLE as e:
-            reason = str(e) if isinstance(e, ClickguardError) else f"{type(e).__name__}: {e}"
-            return self._pass_through(raw, name, reason)
-        if result.error:
-            return self._pass_through(raw, name, result.error)
-        self.links += result.links
-        return result.data
-
-    def _rewrite(self, raw: bytes) -> RewriteResult:
-        """rewrite_message with the message's origin (and its home-line evidence) read from it."""
-        email_policy = self.policy.email
-        origin = origin_of_message(raw, trusted_relays=email_policy.trusted_relays,
-                                   internal_networks=email_policy.relay_networks)
-        # The home-line evidence rides on the address into the click links (see OriginAddress).
-        origin_ip = origin.ip
-        if origin_ip and origin.home_line:
-            origin_ip = OriginAddress(origin_ip, origin.home_line)
-        return rewrite_message(raw, self.settings, origin_ip=origin_ip, recipient=self.recipient)
-
-    def _pass_through(self, raw: bytes, name: str, reason: str) -> bytes:
-        """raw, counted and reported as passed through unchanged."""
-        self.unchanged += 1
-        print(f"{name}: passed through unchanged: {reason}", file=sys.stderr)
-        return raw
-
-    def skip(self, name: str, error: OSError) -> None:
-        """Count and report an input that could not be read (nothing is written for it)."""
-        self.messages += 1
-        self.skipped += 1
-        print(f"{name}: skipped (could not be read): {error.strerror or error}", file=sys.stderr)
-
-    def finish(self) -> int:
-        """Print the summary line; the exit status (REWRITE_EXIT)."""
-        skipped = f", {self.skipped} skipped (could not be read)" if self.skipped else ""
-        print(f"clickguard rewrite: {self.messages} messages, {self.links} links rewritten, "
-              f"{self.unchanged} passed through unchanged{skipped}", file=sys.stderr)
-        return 1 if self.unchanged or self.skipped else 0
-
-
 def cmd_rewrite(args: argparse.Namespace) -> int:
     """Rewrite one message, a directory of messages or an mbox; exit status as REWRITE_EXIT says."""
-    policy = policy_or_default(args.policy)
-    # Checked once here: a bad relay or network entry stops the batch, not each message.
-    TrustedBoundary(policy.email.trusted_relays, policy.email.relay_networks)
-    recipient = _text_argument(args.recipient, "--recipient")
-    with user_files():
-        key = load_or_create_key(args.certs / "clickguard.key")
-    settings = RewriteSettings(policy.click_host, key, policy.click_links.recipient,
-                               policy.click_links.skip_domains)
-    batch = RewriteBatch(policy, settings, recipient)
-    source: Path = args.input
-    if source.is_dir():
-        if args.output is None:
-            raise UsageError("rewriting a directory needs -o DIRECTORY")
-        _rewrite_directory(source, args.output, batch)
-    elif _head(source, 5) == b"From ":
-        if args.output is None:
-            raise UsageError("rewriting an mbox needs -o FILE")
-        _rewrite_mbox(source, args.output, batch)
-    else:
-        data = batch.rewrite(_read(source), str(source))
-        if args.output is None:
-            sys.stdout.buffer.write(data)
-            sys.stdout.buffer.flush()
-        else:
-            with user_files():
-                args.output.write_bytes(data)
-    return batch.finish()
-
-
-def _text_argument(value: str | None, option: str) -> str | None:
-    """An argument that must be text (bytes that are not UTF-8 reach Python as lone surrogates)."""
-    if value is not None:
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise UsageError(f"{option}: not UTF-8 text: {value!r}") from None
-    return value
-
-
-def _read(path: Path) -> bytes:
-    """The bytes of a file the user named; FileAccessError if it cannot be read."""
-    with user_files():
-        return path.read_bytes()
-
-
-def _head(path: Path, size: int) -> bytes:
-    """The first bytes of a file the user named; FileAccessError if it cannot be read."""
-    with user_files(), path.open("rb") as f:
-        return f.read(size)
-
-
-def _rewrite_directory(source: Path, output: Path, batch: RewriteBatch) -> None:
-    """Rewrite every file of a directory into output, under the same name; unreadable ones skipped."""
-    with user_files():
-        output.mkdir(parents=True, exist_ok=True)
-        entries = sorted(source.iterdir())
-    for path in entries:
-        try:
-            if not path.is_file():
-                continue  # a subdirectory, a FIFO, a dangling link: not a message
-            raw = path.read_bytes()
-        except OSError as e:
-            batch.skip(str(path), e)
-            continue
-        rewritten = batch.rewrite(raw, str(path))
-        with user_files():
-            (output / path.name).write_bytes(rewritten)
-
-
-def _rewrite_mbox(source: Path, output: Path, batch: RewriteBatch) -> None:
-    """Rewrite every message of an mbox into another, each with its own From_ line.
-
-    Messages are taken and written as bytes: the email package never parses or
-    re-serialises them (it re-folds headers and cannot write some 8-bit messages back),
-    so a message passed through is the same bytes, and its From_ line stays as it was.
-    """
-    import mailbox
-
-    with user_files():
-        box = mailbox.mbox(source, create=False)
-    try:
-        with user_files():
-            keys = box.keys()
-            out = mailbox.mbox(output)
-        try:
-            _lock(out, output)
-            for n, key in enumerate(keys, 1):
-                name = f"{source}#{n}"
-                try:
-                    envelope, _, raw = box.get_bytes(key, from_=True).partition(b"\n")
-                except OSError as e:
-                    batch.skip(name, e)
-                    continue
-                rewritten = batch.rewrite(raw, name)
-                with user_files():
-                    out.add(envelope + b"\n" + rewritten)
-            with user_files():
-                out.flush()
-        finally:
-            out.close()  # unlocks too
-    finally:
-        box.close()
-
-
-def _lock(box: Any, path: Path) -> None:
-    """Lock an mbox for writing; UsageError if another program holds it."""
-    import mailbox
-
-    try:
-        box.lock()
-    except mailbox.ExternalClashError as e:
-        raise UsageError(f"{path}: {e}") from e
+    return rewrite_command(args.input, args.output, policy_or_default(args.policy), certs=args.certs,
+                           recipient=args.recipient, jobs=args.jobs or default_jobs())
 
 
 def cmd_decode(args: argparse.Namespace) -> int:

@@ -21,7 +21,10 @@ import logging
 import os
 import stat
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+
+from clickguard.errors import ClickguardError, FileAccessError
 
 logger = logging.getLogger(__name__)
 
@@ -147,3 +150,14 @@ def mtime(path: os.PathLike[str] | str) -> float | None:
         return os.stat(path).st_mtime
     except OSError:
         return None
+
+
+@contextlib.contextmanager
+def user_files() -> Iterator[None]:
+    """Around reading or writing files the user named: an OSError is theirs to fix (FileAccessError)."""
+    try:
+        yield
+    except ClickguardError:
+        raise
+    except OSError as e:
+        raise FileAccessError.of(e) from e

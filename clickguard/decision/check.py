@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 from clickguard.decision.judge import Judge
 from clickguard.decision.verdict import Finding, Verdict
 from clickguard.intel.resolver import ResolveError, Resolver
 from clickguard.urls import NormalizedURL
+
+_new_tuple = tuple.__new__
 
 
 class Decision(NamedTuple):
@@ -29,7 +32,8 @@ def check_offline(judge: Judge, url: NormalizedURL) -> Decision:
     addresses = (url.host,) if url.is_ip else ()
     incomplete = _unloaded(judge)
     verdict = judge.decide(findings, allowed_by=judge.allowed_by(url, addresses), incomplete=incomplete)
-    return Decision(url, verdict, addresses)
+    # tuple.__new__ skips the NamedTuple's Python-level __new__ (`check -` makes one per line).
+    return _new_tuple(Decision, (url, verdict, addresses))
 
 
 async def check(judge: Judge, url: NormalizedURL, resolver: Resolver) -> Decision:
@@ -65,6 +69,10 @@ def with_origin(judge: Judge, decision: Decision, origin_ip: str, *,
 
 def _unloaded(judge: Judge) -> str | None:
     """Why a check is incomplete when some feed has never loaded, else None."""
-    if judge.unloaded_feeds:
-        return "feeds not loaded yet: " + ", ".join(judge.unloaded_feeds)
-    return None
+    return _unloaded_words(judge.unloaded_feeds) if judge.unloaded_feeds else None
+
+
+@functools.lru_cache(maxsize=16)
+def _unloaded_words(feeds: tuple[str, ...]) -> str:
+    """The words of _unloaded, built once per set of feeds (every URL checked asks)."""
+    return "feeds not loaded yet: " + ", ".join(feeds)

@@ -473,6 +473,9 @@ _TRANSFER_ENCODING_HEADER = re.compile(
     re.IGNORECASE | re.MULTILINE,
 )
 _BASE64_WHITESPACE = re.compile(rb"[ \t\r\n]+")
+_QP_MAX_LINE = 76
+# One line of a quoted-printable body: its physical lines ending in "=" (soft breaks), then one more.
+_QP_LINE = re.compile(rb"(?:[^\n]*=\r?\n)*+[^\n]*\n?")
 _MAX_DEPTH = 32  # nested multiparts beyond this are a bomb, not a mail
 _MAX_LINE = 998  # RFC 5322 limit for 7bit and 8bit bodies, without the line break
 # Multipart types whose parts must stay byte-exact: rewriting breaks the signature.
@@ -631,7 +634,10 @@ class _Walker:
         if encoding in ("7bit", "8bit") and not _fits_identity(new_data, seven_bit=encoding == "7bit"):
             new_encoding = "quoted-printable"
             self.edits.append(self.transfer_encoding_edit(start, header_end, "quoted-printable"))
-        new_body = _encode_body(new_data, new_encoding, self.eol)
+        if encoding == "quoted-printable":
+            new_body = _reencode_qp(body, data, new_data, self.eol)
+        else:
+            new_body = _encode_body(new_data, new_encoding, self.eol)
         # Keep the part's own ending: with or without a final line break before the delimiter.
         ends_with_break = body.endswith(b"\n")
         if ends_with_break and not new_body.endswith(b"\n"):
@@ -753,6 +759,62 @@ def _encode_body(data: bytes, encoding: str, eol: bytes) -> bytes:
     else:
         return data
     return encoded.replace(b"\n", eol) if eol != b"\n" else encoded
+
+
+def _reencode_qp(body: bytes, data: bytes, new_data: bytes, eol: bytes) -> bytes:
+    """The quoted-printable body of new_data: only the lines that changed re-encoded.
+
+    body decodes to data. A line of data (up to a hard line break; soft breaks join the
+    physical lines of one) that new_data keeps keeps its bytes as they were in body; the
+    others are encoded as `_encode_body` encodes them. The whole body is re-encoded when
+    new_data has a line more or less than data, when body's lines do not line up with
+    data's, or when body breaks the 76-character limit (the email package writes lines
+    of 78): the rewritten body keeps to it.
+    """
+    # A CR left before a line break once CRLFs are LFs switches binascii's encoder to CRLF
+    # line breaks throughout, from the first line on: only the whole text is encoded alike.
+    if _has_long_line(body) or b"\r\r\n" in new_data:
+        return _encode_body(new_data, "quoted-printable", eol)
+    old_lines = data.split(b"\n")
+    new_lines = new_data.split(b"\n")
+    groups = _qp_lines(body)
+    # binascii decodes line by line: as many hard breaks in body as line breaks in data means
+    # no "=0A" made one, so the n-th line of body decodes to the n-th line of data.
+    if not len(groups) == len(old_lines) == len(new_lines):
+        return _encode_body(new_data, "quoted-printable", eol)
+    last = len(groups) - 1
+    pieces: list[bytes] = []
+    pending: list[bytes] = []  # lines to encode, one call for a run of them
+    for n, (group, old, new) in enumerate(zip(groups, old_lines, new_lines, strict=True)):
+        if old == new:
+            if pending:
+                pieces.append(_encode_body(b"".join(pending), "quoted-printable", eol))
+                pending.clear()
+            pieces.append(group)
+        elif n == last:
+            pending.append(new)
+        else:  # canonical text: a CR before the LF is part of the line break
+            pending.append(new.removesuffix(b"\r") + b"\n")
+    if pending:
+        pieces.append(_encode_body(b"".join(pending), "quoted-printable", eol))
+    return b"".join(pieces)
+
+
+def _has_long_line(encoded: bytes) -> bool:
+    """Whether a physical line of encoded text is over 76 characters without its line break (RFC 2045 6.7)."""
+    lines = encoded.split(b"\n")
+    if max(map(len, lines)) <= _QP_MAX_LINE:
+        return False
+    return any(len(line.removesuffix(b"\r")) > _QP_MAX_LINE for line in lines)
+
+
+def _qp_lines(body: bytes) -> list[bytes]:
+    """A quoted-printable body cut after each hard line break (a break after "=" is a soft one)."""
+    lines = _QP_LINE.findall(body)
+    # The pattern matches empty at the end; that is a line only after a hard break.
+    if len(lines) > 1 and not (lines[-2].endswith(b"\n") and not lines[-2].endswith((b"=\n", b"=\r\n"))):
+        lines.pop()
+    return lines
 
 
 def _fits_identity(data: bytes, *, seven_bit: bool) -> bool:
