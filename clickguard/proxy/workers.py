@@ -67,7 +67,7 @@ _PR_SET_PDEATHSIG = 1  # prctl(2)
 # `clickguard run` options the supervisor passes on to each worker, or replaces (listen, ops,
 # redis, workers): tests/test_workers.py checks this covers every option of `run`.
 PASSED_ON = frozenset({"listen", "policy", "feed", "audit_log", "audit_store", "certs", "state_dir",
-                       "ops", "workers", "redis", "set", "check_config"})
+                       "ops", "workers", "redis", "set", "check_config", "event_loop"})
 
 
 def worker_count(args: argparse.Namespace) -> int:
@@ -227,7 +227,7 @@ def worker_argv(args: argparse.Namespace, listen: str, ops_socket: Path, redis_u
     """One worker's command line: the supervisor's `run` arguments, with its own listen, ops and redis."""
     argv = [sys.executable, "-m", "clickguard.cli", "run", "--workers", "1", "--listen", listen,
             "--policy", str(args.policy), "--certs", str(args.certs), "--state-dir", str(args.state_dir),
-            "--ops", f"unix:{ops_socket}", "--redis", redis_url]
+            "--ops", f"unix:{ops_socket}", "--redis", redis_url, "--event-loop", args.event_loop]
     for feed in args.feed:
         argv += ["--feed", feed]
     if args.audit_log:
@@ -236,7 +236,7 @@ def worker_argv(args: argparse.Namespace, listen: str, ops_socket: Path, redis_u
         argv += ["--audit-store", str(args.audit_store)]
     for option in args.set:
         argv += ["--set", option]
-    return [*argv, "--event-loop", getattr(args, "event_loop", "asyncio")]
+    return argv
 
 
 class PrivateRedis:
