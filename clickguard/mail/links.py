@@ -459,7 +459,7 @@ def unwrap(url: str) -> Unwrapped:
 
 def _peel_one(url: str) -> tuple[str, str | None, str | None] | None:
     """(vendor, target, host hint) of the outermost wrapper of url, or None if not wrapped."""
-    if _WRAPPER_HINT.search(url) is None:
+    if not _has_wrapper_hint(url):
         return None  # most links: no wrapper's host name anywhere in them
     parts = _split(_repair_quoted_printable(url))
     if parts is None:
@@ -471,6 +471,15 @@ def _peel_one(url: str) -> tuple[str, str | None, str | None] | None:
                 raise URLError(f"{name} link does not hold an absolute URL: {target[:200]!r}")
             return name, target, host_hint
     return None
+
+
+def _has_wrapper_hint(url: str) -> bool:
+    """Whether _WRAPPER_HINT is found in url; an ASCII url by plain substrings (its folding is ASCII)."""
+    if not url.isascii():
+        return _WRAPPER_HINT.search(url) is not None
+    low = url.lower()
+    return ("safelinks" in low or "urldefense" in low or "mimecast" in low or "google" in low
+            or "=\n" in url or "=\r" in url)
 
 
 def _split(url: str) -> _Parts | None:

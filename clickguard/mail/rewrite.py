@@ -3,9 +3,10 @@
 Nothing is re-serialised. `rewrite_html` finds the ``href`` of every ``<a>`` and
 ``<area>`` start tag with a tokenizer that follows the HTML tokenizer's rules for
 tags, comments and raw-text elements, and splices the new values in: every other
-byte of the document stays as it was. `rewrite_message` walks the MIME tree of the
-raw bytes itself, reading each part's headers with the standard library
-(`email.parser.BytesHeaderParser`, compat32), so that headers, boundaries,
+byte of the document stays as it was (a plain document, the common one, is read by
+one regular expression per link instead, with the same result: `_plain_rewrite`).
+`rewrite_message` walks the MIME tree of the raw bytes itself, reading each part's
+headers with the standard library (`email.parser.BytesHeaderParser`, compat32), so that headers, boundaries,
 preambles, line endings and every part it does not rewrite keep their exact
 bytes; only the bodies of rewritten text/html and text/plain parts change,
 re-encoded in their own transfer encoding and charset.
@@ -25,7 +26,7 @@ import functools
 import ipaddress
 import re
 import time
-from collections.abc import MutableMapping
+from collections.abc import Iterator, MutableMapping
 from email.message import Message
 from email.policy import compat32
 from email.utils import getaddresses
@@ -35,11 +36,16 @@ from urllib.parse import urlsplit
 from clickguard.errors import URLError
 from clickguard.inspection.navigation.markup_scan import (
     HTML,
+    RAW_TEXT,
     START,
     SVG,
+    TAG_ATTRIBUTES,
     MarkupScanner,
     ascii_lower,
     decode_references,
+    fast_scan_pattern,
+    raw_text_end,
+    script_text_end,
 )
 from clickguard.inspection.navigation.url_resolution import resolve
 from clickguard.mail.links import ClickContext, click_context, is_click_link, make_click_link, unwrap
@@ -226,14 +232,15 @@ _FIRST_HREF = re.compile(
 
 
 def rewrite_html(html_text: str, context: ClickContext, settings: RewriteSettings,
-                 memo: MutableMapping[str, str] | None = None) -> tuple[str, int]:
+                 memo: MutableMapping[str, str] | None = None, *, fast: bool = True) -> tuple[str, int]:
     """Wrap the href of every <a> and <area>; every other character stays as it was.
 
     ``memo`` (URL -> its click link, for this context and settings only) carries the work
-    from one document to the next: a webmail page is loaded again and again.
+    from one document to the next: a webmail page is loaded again and again. ``fast=False``
+    reads every document with the full tokenizer: the reference the fast path is tested against.
     """
     wrapper = _Wrapper(context, settings, memo)
-    return _rewrite_html(html_text, wrapper), wrapper.count
+    return _rewrite_html(html_text, wrapper, fast), wrapper.count
 
 
 def html_link_edits(html_text: str, context: ClickContext, settings: RewriteSettings) -> list[LinkEdit]:
@@ -249,8 +256,12 @@ class LinkEdit(NamedTuple):
     value: str
 
 
-def _rewrite_html(text: str, wrapper: _Wrapper) -> str:
+def _rewrite_html(text: str, wrapper: _Wrapper, fast: bool = True) -> str:
     """The document with hrefs replaced by wrapper's answers, spliced into the original text."""
+    if fast and "<" in text:
+        rewritten = _plain_rewrite(text, wrapper)
+        if rewritten is not None:
+            return rewritten
     edits = _link_edits(text, wrapper)
     if not edits:
         return text
@@ -268,7 +279,14 @@ def _link_edits(text: str, wrapper: _Wrapper) -> list[LinkEdit]:
     """The spans of the link URLs wrapper wraps, and their new text (escaped, quoted when it was not)."""
     if "<" not in text:
         return []
-    links: list[tuple[int, int, str]] = []  # (start, stop, quote) of each link's URL
+    links, base = _scanned_links(text)
+    # The views of <noscript> (with and without scripting) may see the same link twice.
+    return _edits(text, sorted(set(links)), base, wrapper)
+
+
+def _scanned_links(text: str) -> tuple[list[tuple[int, int, str]], str | None]:
+    """(start, stop, quote) of each link's URL as the full tokenizer finds them, and the <base>."""
+    links: list[tuple[int, int, str]] = []
     base: str | None = None
     for tag in MarkupScanner(text, _LINK_TAGS, foreign_links=True):
         if tag.kind != START or not tag.complete:
@@ -288,22 +306,133 @@ def _link_edits(text: str, wrapper: _Wrapper) -> list[LinkEdit]:
         span = _href_value_span(text, tag.attrs_start, tag.attrs_end, names)
         if span is not None:
             links.append(span)
+    return links, base
+
+
+# The fast path: a document whose tags are all read alike in every state of tree
+# construction it can reach — no <svg>, <math>, <template>, <select>, <noscript> or <base>
+# start tag, no </template> — is read by the scanner's own skipping regex (the
+# MarkupScanner at the same point) followed by the one token it stops at, in a single
+# match: an <a> or <area> with the value of its href when that is the first attribute
+# (what _FIRST_HREF reads), or a raw-text element or script, whose text is then skipped
+# as the scanner skips it. Anything else hands the whole document to the full tokenizer.
+_PLAIN_STEP = re.compile(
+    fast_scan_pattern(_LINK_TAGS, False, True).pattern
+    + rf"""
+    (?:<(?:a|area)(?=[\t\n\f\r\ />])
+       (?:(?={_WS}++href{_WS}*+={_WS}*+(?:"(?P<dq>[^"]*+)"|'(?P<sq>[^']*+)'|(?P<uq>[^\t\n\f\r\ >]*+)))|)
+       (?P<attrs>{TAG_ATTRIBUTES})/?(?P<link_end>>)?
+     |<(?P<name>[A-Za-z][^\t\n\f\r\ />]*+){TAG_ATTRIBUTES}/?(?P<tag_end>>)?
+    )?""",
+    re.I | re.A | re.S | re.X,
+)
+# Its groups by number (quicker to read): a match that ends with an <a>/<area> closes link_end
+# last; one that ends with another start tag tag_end, or name when the end of the text cuts it.
+_DQ, _SQ, _UQ, _ATTRS, _LINK_END, _NAME, _TAG_END = (
+    _PLAIN_STEP.groupindex[name] for name in ("dq", "sq", "uq", "attrs", "link_end", "name", "tag_end"))
+_WEB_PREFIXES = ("https:", "http:")  # values that start so have a scheme (_HAS_SCHEME)
+
+
+def _plain_rewrite(text: str, wrapper: _Wrapper) -> str | None:
+    """The rewritten document, or None when it is not plain (the full tokenizer reads it then).
+
+    The links are those `_scanned_links` finds in a plain document (which has no <base>),
+    edited as `_edits` edits them; a link already in wrapper's memo costs no call.
+    """
+    pieces: list[str] = []
+    seen, count, before = wrapper.seen, 0, wrapper.count
+    done = 0
+    matches: Iterator[re.Match[str]] | None = _PLAIN_STEP.finditer(text)
+    while matches is not None:
+        steps, matches = matches, None
+        for match in steps:
+            if match.lastindex != _LINK_END:
+                pos = _plain_other(text, match)
+                if pos is None:
+                    wrapper.count = before  # the tokenizer's path counts the links wrapped so far again
+                    return None
+                if pos < len(text):
+                    matches = _PLAIN_STEP.finditer(text, pos)  # on after the raw text
+                break
+            start = match.start(_DQ)
+            if start >= 0:
+                stop, quote = match.end(_DQ), '"'
+            else:
+                span = _plain_href(text, match)
+                if span is None:
+                    continue
+                start, stop, quote = span
+            value = text[start:stop]
+            # A value with a scheme and no reference is its URL (as _wrapped reads it, without a base).
+            wrapped = seen.get(value) if value.startswith(_WEB_PREFIXES) and "&" not in value else None
+            if wrapped is None:
+                wrapped = _wrapped(value, None, wrapper)
+                if wrapped is None:
+                    continue
+            elif wrapped == value:
+                continue
+            else:
+                count += 1
+            if quote == '"':
+                pieces += (text[done:start], wrapped.replace("&", "&amp;").replace('"', "&quot;"))
+            else:
+                pieces += (text[done:start], _escaped(wrapped, quote))
+            done = stop
+    wrapper.count += count
+    if not pieces:
+        return text
+    pieces.append(text[done:])
+    return "".join(pieces)
+
+
+def _plain_href(text: str, match: re.Match[str]) -> tuple[int, int, str] | None:
+    """(start, stop, quote) of the href of the <a> or <area> _PLAIN_STEP matched, or None."""
+    for group, quote in ((_SQ, "'"), (_UQ, "")):
+        start = match.start(group)
+        if start >= 0:
+            return start, match.end(group), quote
+    return _href_value_span(text, match.start(_ATTRS), match.end(_ATTRS), ("href",))
+
+
+def _plain_other(text: str, match: re.Match[str]) -> int | None:
+    """Where a plain reading goes on after a match that ends with no link; None: the text is not plain."""
+    if match.lastindex is None:
+        return len(text) if match.end() >= len(text) else None  # the end, or a </template>
+    if match.lastindex != _TAG_END:
+        return len(text)  # a tag cut by the end of the text: dropped by a browser
+    name = match.group(_NAME).lower()
+    if name in RAW_TEXT:
+        return raw_text_end(text, name, match.end())[1]
+    if name == "script":
+        return script_text_end(text, match.end())[1]
+    if name == "plaintext":
+        return len(text)  # the rest of the document is text
+    return None  # structure (foreign content, templates, <noscript>, <select>) or a <base>
+
+
+def _escaped(wrapped: str, quote: str) -> str:
+    """A new link URL as attribute text in its quote (quoted when it was not)."""
+    escaped = wrapped.replace("&", "&amp;")
+    escaped = escaped.replace("'", "&#39;") if quote == "'" else escaped.replace('"', "&quot;")
+    if quote == "=":  # an attribute without a value gets one
+        return f'="{escaped}"'
+    if not quote:  # an unquoted value becomes double-quoted: the new one may need it
+        return f'"{escaped}"'
+    return escaped
+
+
+def _edits(text: str, links: list[tuple[int, int, str]], base: str | None,
+           wrapper: _Wrapper) -> list[LinkEdit]:
+    """The edits for the link URLs at links (in order), skipping those that overlap one before."""
     edits: list[LinkEdit] = []
     done = 0
-    # The views of <noscript> (with and without scripting) may see the same link twice.
-    for start, stop, quote in sorted(set(links)):
+    for start, stop, quote in links:
         if start < done:
             continue
         wrapped = _wrapped(text[start:stop], base, wrapper)
         if wrapped is None:
             continue
-        escaped = wrapped.replace("&", "&amp;")
-        escaped = escaped.replace("'", "&#39;") if quote == "'" else escaped.replace('"', "&quot;")
-        if quote == "=":  # an attribute without a value gets one
-            escaped = f'="{escaped}"'
-        elif not quote:  # an unquoted value becomes double-quoted: the new one may need it
-            escaped = f'"{escaped}"'
-        edits.append(LinkEdit(start, stop, escaped))
+        edits.append(LinkEdit(start, stop, _escaped(wrapped, quote)))
         done = stop
     return edits
 

@@ -14,6 +14,10 @@ from clickguard.proxy.guard import client_of
 from clickguard.proxy.runtime import Runtime
 from clickguard.urls import parent_domains
 
+# Click links remembered per context: a plain dict (looked up at C speed, link by link),
+# emptied when a page leaves it over this size, so an attacker's pages cannot grow it.
+_MEMO_LINKS = 2048
+
 
 class Webmail:
     """HTML responses from the policy's `click_links.rewrite_hosts` get click links, bytes otherwise kept."""
@@ -22,7 +26,7 @@ class Webmail:
         self.runtime = runtime
         self._settings: tuple[Policy, RewriteSettings] | None = None
         # Click links already made, per context (user and minute): pages repeat their links.
-        self._memos: LRUCache[ClickContext, LRUCache[str, str]] = LRUCache(maxsize=128)
+        self._memos: LRUCache[ClickContext, dict[str, str]] = LRUCache(maxsize=128)
 
     def _settings_for(self, policy: Policy) -> RewriteSettings:
         """Rewrite settings of the policy in force (built once per policy)."""
@@ -54,7 +58,9 @@ class Webmail:
         settings = self._settings_for(policy)
         memo = self._memos.get(context)
         if memo is None:
-            memo = self._memos[context] = LRUCache(maxsize=2048)
+            memo = self._memos[context] = {}
         rewritten, count = rewrite_html(text, context, settings, memo)
+        if len(memo) > _MEMO_LINKS:
+            memo.clear()
         if count:
             response.set_text(rewritten)

@@ -39,6 +39,7 @@ _VALUE = r"""(?>"[^"]*+(?:"|\Z)|'[^']*+(?:'|\Z)|[^\t\n\f\r >]*+)"""
 _ATTRIBUTE = rf"(?>[^\t\n\f\r />][^\t\n\f\r />=]*+(?>{_WS}*+={_WS}*+{_VALUE})?+)"
 # A "/" right before ">" makes a start tag self-closing; anywhere else it only separates.
 _ATTRIBUTES = rf"(?:{_WS}++|/(?!>)|{_ATTRIBUTE})*+"
+TAG_ATTRIBUTES = _ATTRIBUTES  # a start tag's attributes up to its "/>" or ">", as the tokenizer reads them
 # Event attributes that fire without a user: the tags that carry them must be looked at.
 AUTO_EVENTS = frozenset({
     "load", "error", "pageshow", "readystatechange", "focus", "focusin", "toggle", "begin", "end",
@@ -496,50 +497,13 @@ class MarkupScanner:
 
     def _raw_end(self, name: str, pos: int) -> tuple[int, int]:
         """(end of the text, end of the end tag) of a RAWTEXT/RCDATA element whose text starts at pos."""
-        close = _RAW_END[name].search(self.text, pos)
-        if close is None:
-            return self.n, self.n
-        tail = _TAG_TAIL.match(self.text, close.end())
-        return close.start(), tail.end() if tail else self.n
+        return raw_text_end(self.text, name, pos)
 
     def _script_end(self, pos: int) -> tuple[int, int]:
         """(end of the text, end of the end tag) of a script: script data and its escaped states."""
-        text, n = self.text, self.n
-        state = 0  # 0 script data, 1 escaped, 2 double escaped
-        while True:
-            self.steps += 1
-            if state == 0:
-                found = _SCRIPT_DATA.search(text, pos)
-                if found is None:
-                    return n, n
-                if found.group() != "<!--":
-                    break
-                pos = found.end()
-                while pos < n and text[pos] == "-":  # "<!-->" and "<!--->" end where they start
-                    pos += 1
-                if pos < n and text[pos] == ">":
-                    pos += 1
-                else:
-                    state = 1
-            elif state == 1:
-                found = _SCRIPT_ESCAPED.search(text, pos)
-                if found is None:
-                    return n, n
-                pos = found.end()
-                if found.group() == "-->":
-                    state = 0
-                elif found.group(1):
-                    break
-                else:
-                    state = 2
-            else:
-                found = _SCRIPT_DOUBLE_ESCAPED.search(text, pos)
-                if found is None:
-                    return n, n
-                pos = found.end()
-                state = 0 if found.group() == "-->" else 1
-        tail = _TAG_TAIL.match(text, found.end())
-        return found.start(), tail.end() if tail else n
+        content_end, after, steps = script_text_end(self.text, pos)
+        self.steps += steps
+        return content_end, after
 
     def _noscript_off(self, pos: int) -> None:
         """Read a <noscript>'s content as markup, as a browser without scripting does."""
@@ -685,12 +649,74 @@ class MarkupScanner:
                                                True, self.inert > 0, not self.scripting, "".join(chunks)))
 
 
+def raw_text_end(text: str, name: str, pos: int) -> tuple[int, int]:
+    """(end of the text, end of the end tag) of the RAWTEXT/RCDATA element name, its text starting at pos."""
+    close = _RAW_END[name].search(text, pos)
+    if close is None:
+        return len(text), len(text)
+    tail = _TAG_TAIL.match(text, close.end())
+    return close.start(), tail.end() if tail else len(text)
+
+
+def script_text_end(text: str, pos: int) -> tuple[int, int, int]:
+    """(end of the text, end of the end tag, steps) of a script whose text starts at pos.
+
+    The script data state and its escaped and double-escaped states, each change of state a step.
+    """
+    n = len(text)
+    state = 0  # 0 script data, 1 escaped, 2 double escaped
+    steps = 0
+    while True:
+        steps += 1
+        if state == 0:
+            found = _SCRIPT_DATA.search(text, pos)
+            if found is None:
+                return n, n, steps
+            if found.group() != "<!--":
+                break
+            pos = found.end()
+            while pos < n and text[pos] == "-":  # "<!-->" and "<!--->" end where they start
+                pos += 1
+            if pos < n and text[pos] == ">":
+                pos += 1
+            else:
+                state = 1
+        elif state == 1:
+            found = _SCRIPT_ESCAPED.search(text, pos)
+            if found is None:
+                return n, n, steps
+            pos = found.end()
+            if found.group() == "-->":
+                state = 0
+            elif found.group(1):
+                break
+            else:
+                state = 2
+        else:
+            found = _SCRIPT_DOUBLE_ESCAPED.search(text, pos)
+            if found is None:
+                return n, n, steps
+            pos = found.end()
+            state = 0 if found.group() == "-->" else 1
+    tail = _TAG_TAIL.match(text, found.end())
+    return found.start(), tail.end() if tail else n, steps
+
+
 _FAST_SCANS: dict[tuple[frozenset[str], bool, bool], re.Pattern[str]] = {}
 
 
 def _fast_scan(wanted: frozenset[str], auto_events: bool,
                scripting: bool) -> Callable[[str, int], re.Match[str] | None]:
     """A regex that skips, outside foreign content, every token nobody needs to look at."""
+    return fast_scan_pattern(wanted, auto_events, scripting).match
+
+
+def fast_scan_pattern(wanted: frozenset[str], auto_events: bool, scripting: bool) -> re.Pattern[str]:
+    """The scanner's skipping regex (verbose; re.I, re.A, re.S): it stops at each token worth a look.
+
+    It matches everything up to the next start tag of wanted, of a raw-text, script or
+    structural element, a ``</template>`` (``</noscript>`` too without scripting), or the end.
+    """
     key = (wanted, auto_events, scripting)
     pattern = _FAST_SCANS.get(key)
     if pattern is None:
@@ -721,7 +747,7 @@ def _fast_scan(wanted: frozenset[str], auto_events: bool,
             re.I | re.A | re.S | re.X,
         )
         _FAST_SCANS[key] = pattern
-    return pattern.match
+    return pattern
 
 
 def _decode_text(chunk: str) -> str:
