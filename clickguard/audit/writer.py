@@ -111,6 +111,25 @@ class _Handed(NamedTuple):
     settled: bool  # the futures are resolved already: nobody waits for the store
 
 
+# One encoder for every line: json.dumps with non-default separators builds a new one per call.
+# ASCII-only (ensure_ascii, the default): a lone surrogate cannot make the line unwritable.
+_ENCODE = json.JSONEncoder(separators=(",", ":")).encode
+_stamped: tuple[int, str] = (-1, "")  # the last millisecond formatted, and its text
+
+
+def _timestamp() -> str:
+    """Now in UTC to the millisecond, ISO 8601 with Z, formatted once a millisecond (records burst)."""
+    global _stamped
+    ms = time.time_ns() // 1_000_000
+    last, text = _stamped
+    if ms != last:
+        # ms / 1000 is within a microsecond of the millisecond: fromtimestamp rounds it back exactly.
+        at = datetime.fromtimestamp(ms / 1000, UTC)
+        text = at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        _stamped = (ms, text)  # one assignment: threads see the old pair or the new one
+    return text
+
+
 def new_ref() -> str:
     """A short reference id that a user can read out to the help desk."""
     return secrets.token_hex(6)
@@ -122,7 +141,7 @@ def record(*, ref: str, event: str, client: str | None, user: str | None, url: s
     """One audit record with the fields DESIGN.md fixes, plus any extra context."""
     found = list(findings)
     out: dict[str, Any] = {
-        "ts": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "ts": _timestamp(),
         "ref": ref,
         "event": event,
         "client": client,
@@ -442,7 +461,7 @@ class AuditLog:
         future: asyncio.Future[None] = loop.create_future()
         # ASCII-only JSON: a lone surrogate (mitmproxy keeps undecodable bytes that way)
         # cannot make the line unwritable. The store keeps the same text as the file.
-        line = json.dumps(entry, separators=(",", ":")) + "\n"
+        line = _ENCODE(entry) + "\n"
         # Both sinks at once (_Join) when the log thread is idle, under open; under closed the store
         # only takes what the file took.
         both = (not self._logging and self._store is not None and self._log is not None
