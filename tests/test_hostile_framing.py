@@ -227,7 +227,9 @@ def test_a_page_too_slow_to_read_is_judged_by_policy_at_the_deadline(proxy_facto
                           "--set", "clickguard_inspect_deadline_ms=1000", private=True)
     # Both inspection workers loaded: one reads the slow page, the other is free for the small one.
     wait_until(lambda: proxy.log().count("inspection worker") >= 2, 60, "the inspection workers")
-    script = "".join(f"function h{i}(){{location.href=u{i}}}\n" for i in range(20_000))
+    # Seconds of reading (each sink's value a long sum the reader evaluates), far past the deadline.
+    value = "+".join(["a"] * 24)
+    script = 'var a="x";\n' + "".join(f"function h{i}(){{location.href={value}}}\n" for i in range(11_000))
     page = b"<html><body><script>" + script.encode() + b"</script></body></html>"
     assert len(page) < 1 << 20
     routes = {"/slow": Route(headers=[("Server", "nginx"), HTML_TYPE], body=page),
