@@ -292,6 +292,21 @@ def test_what_follows_empty_members_is_decoded(coding: str, empty: bytes, member
     assert decode_body(many, coding, max_decoded=1 << 20) == (b"", "undecodable")
 
 
+@pytest.mark.parametrize("coding, body", [
+    ("gzip", gzip.compress(b"", mtime=0) * 3 + gzip.compress(EVIL, mtime=0)),
+    ("zstd", SKIPPABLE * 3 + zstd.compress(EVIL)),
+])
+def test_a_redirect_behind_empty_members_is_seen_through_the_proxy(proxy_factory: ProxyPool, coding: str,
+                                                                   body: bytes) -> None:
+    """A camera's page whose redirect follows empty members (the browser decodes on) is blocked."""
+    proxy = proxy_factory("feeds: []\ninspect: {learn: false}\n")
+    routes = {"/": Route(headers=[CAMERA, HTML_TYPE, ("Content-Encoding", coding)], body=body)}
+    with serve("127.0.0.173", routes) as site:
+        status, headers, _ = get(proxy, f"{site.base}/")
+    assert status == 403 and headers["x-clickguard-action"] == "block"
+    assert record_of(proxy, headers)["reasons"] == ["landing.appliance", "response.redirect"]
+
+
 # -- webmail (clickguard/proxy/webmail.py): a page loaded again gets the same links, a changed one its own
 
 def test_a_webmail_page_is_rewritten_alike_when_seen_again_and_a_changed_one_anew(
