@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
 import os
 import subprocess
@@ -95,6 +96,65 @@ async def test_concurrent_writes_all_land(log: AuditLog) -> None:
     assert sorted(refs) == sorted(f"ref{n}" for n in range(500))
     assert list(path_of(log).parent.iterdir()) == [path_of(log)]  # one file
     assert log.written == 500
+
+
+@pytest.mark.parametrize("with_store", [False, True])
+async def test_records_one_at_a_time_are_never_held_for_more(tmp_path: Path, with_store: bool) -> None:
+    """A caller that waits for each record (clicks one at a time): every record committed at once.
+
+    Its next record follows its acknowledgement at once; it must not count as one that arrived
+    during the commit (with the file alone the log thread itself acknowledges).
+    """
+    log = AuditLog(tmp_path / "audit.jsonl", tmp_path / "audit.sqlite" if with_store else None)
+    try:
+        async with asyncio.timeout(WAIT):
+            for n in range(1000):
+                assert await log.write(_record(n))
+        assert (log.health()["batches"], log.health()["held"]) == (1000, 0)
+    finally:
+        log.close()
+
+
+async def test_records_arriving_during_commits_are_grouped_until_they_stop(tmp_path: Path) -> None:
+    """Group commit under load: once records overlap earlier ones' commits, batches are held open.
+
+    Another process appending (its flock on the file) makes each commit wait, so the
+    next record arrives during it, on any disk. Records one at a time turn it off again.
+    """
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(path, tmp_path / "audit.sqlite")
+    log.start()
+    n = 0
+    try:
+        async with asyncio.timeout(WAIT):
+            with open(path, "rb") as other:
+                for _ in range(40):
+                    if log.health()["held"]:
+                        break
+                    fcntl.flock(other, fcntl.LOCK_EX)
+                    first = asyncio.ensure_future(log.write(_record(n := n + 1)))
+                    await asyncio.sleep(0)  # queued
+                    while log.queue_depth():  # taken: its commit waits for the lock
+                        await asyncio.sleep(0.001)
+                    second = asyncio.ensure_future(log.write(_record(n := n + 1)))
+                    await asyncio.sleep(0)
+                    fcntl.flock(other, fcntl.LOCK_UN)
+                    assert await first and await second
+            assert log.health()["held"] >= 1
+            for _ in range(40):  # one at a time: the score falls below its threshold
+                assert await log.write(_record(n := n + 1))
+            held = log.health()["held"]
+            for _ in range(20):
+                assert await log.write(_record(n := n + 1))
+            assert log.health()["held"] == held
+    finally:
+        log.close()
+    assert sorted(r["ref"] for r in read_records(path)) == sorted(f"ref{i}" for i in range(1, n + 1))
+    reader = store.connect(tmp_path / "audit.sqlite", readonly=True)
+    try:
+        assert reader.execute("SELECT count(*) FROM decisions").fetchone() == (n,)
+    finally:
+        reader.close()
 
 
 async def test_close_flushes_and_is_idempotent(log: AuditLog) -> None:
