@@ -98,6 +98,15 @@ def _upstream(host: str, size: int, kind: str = "text",
     return process, port, host
 
 
+def _mitmdump(name: str, command: list[str], workdir: Path) -> Contender:
+    """mitmdump (or a master like it) on a free port, the options clickguard runs with."""
+    port = free_port()
+    return Contender(name, port, subprocess.Popen(
+        [*command, "--listen-host", "127.0.0.1", "--listen-port", str(port), "--set", "flow_detail=0",
+         "--set", "connection_strategy=lazy", "--set", f"confdir={workdir / 'certs'}"],
+        stdout=subprocess.DEVNULL))
+
+
 def _clickguard(workdir: Path, name: str, specs: list[str], *extra: str) -> Contender:
     """`clickguard run` with the feeds, in a directory of its own (audit, state); certificates shared."""
     home = workdir / name
@@ -286,15 +295,13 @@ def bench_proxy(specs: list[str], entries: str, workdir: Path, rounds: int, seco
     selftest = REPO / "policies" / "feeds" / "selftest.txt"
     (workdir / "policy.yaml").write_text(f"feeds:\n  - {{name: selftest, format: ip, path: {selftest}}}\n"
                                          "click_links: {rewrite_hosts: [localhost]}\n")
-    bare_port = free_port()
-    bare = Contender("bare", bare_port, subprocess.Popen(
-        [str(BIN / "mitmdump"), "--listen-host", "127.0.0.1", "--listen-port", str(bare_port),
-         "--set", "flow_detail=0", "--set", "connection_strategy=lazy",
-         "--set", f"confdir={workdir / 'certs'}"], stdout=subprocess.DEVNULL))
+    bare = _mitmdump("bare", [str(BIN / "mitmdump")], workdir)
+    # The addon's own cost: mitmdump with the hook dispatch clickguard runs with (see its module).
+    dispatch = _mitmdump("dispatch", [sys.executable, str(REPO / "bench" / "mitmdump_dispatch.py")], workdir)
     # The A/B names its loops; without the flag clickguard runs on the loop it always has.
     cg = _clickguard(workdir, "clickguard", specs, *(["--event-loop", "asyncio"] if uvloop else []))
     uv = _clickguard(workdir, "uvloop", specs, "--event-loop", "uvloop") if uvloop else None
-    contenders = [bare, cg, *([uv] if uv else [])]
+    contenders = [bare, dispatch, cg, *([uv] if uv else [])]
     try:
         for process, port, host in upstreams.values():
             wait_port(port, process, host=host)
@@ -316,13 +323,16 @@ def bench_proxy(specs: list[str], entries: str, workdir: Path, rounds: int, seco
             download = line.path == "blobs"
             connections = 4 if download else 16
             with_uv = uv is not None and line.name in UVLOOP_LINES
-            racing = [*([bare] if line in lines else []), cg, *([uv] if with_uv and uv else [])]
+            racing = [*([bare, dispatch] if line in lines else []), cg, *([uv] if with_uv and uv else [])]
             got = compare(urls[line.path], line.headers, racing, rounds, seconds, connections, workdir)
             mib = DOWNLOAD_BYTES / 2**20 if download else None
             if line in lines:
                 print(ratio_line(line.label.format(entries=entries), line.goal, ("bare", got["bare"]),
                                  ("clickguard", got["clickguard"]), rounds, seconds, connections,
                                  cpu_goal=line.cpu_goal, mib=mib), flush=True)
+                print(ratio_line("  the addon's own cost, against mitmdump with clickguard's hook dispatch",
+                                 None, ("dispatch", got["dispatch"]), ("clickguard", got["clickguard"]),
+                                 rounds, seconds, connections, mib=mib), flush=True)
             if with_uv:
                 print(ratio_line(f"uvloop A/B, {line.label.format(entries=entries)}", None,
                                  ("asyncio", got["clickguard"]), ("uvloop", got["uvloop"]), rounds, seconds,

@@ -132,20 +132,23 @@ async def test_records_arriving_during_commits_are_grouped_until_they_stop(tmp_p
                     if log.health()["held"]:
                         break
                     fcntl.flock(other, fcntl.LOCK_EX)
-                    first = asyncio.ensure_future(log.write(_record(n := n + 1)))
+                    n += 2
+                    first = asyncio.ensure_future(log.write(_record(n - 1)))
                     await asyncio.sleep(0)  # queued
                     while log.queue_depth():  # taken: its commit waits for the lock
                         await asyncio.sleep(0.001)
-                    second = asyncio.ensure_future(log.write(_record(n := n + 1)))
+                    second = asyncio.ensure_future(log.write(_record(n)))
                     await asyncio.sleep(0)
                     fcntl.flock(other, fcntl.LOCK_UN)
                     assert await first and await second
             assert log.health()["held"] >= 1
             for _ in range(40):  # one at a time: the score falls below its threshold
-                assert await log.write(_record(n := n + 1))
+                n += 1
+                assert await log.write(_record(n))
             held = log.health()["held"]
             for _ in range(20):
-                assert await log.write(_record(n := n + 1))
+                n += 1
+                assert await log.write(_record(n))
             assert log.health()["held"] == held
     finally:
         log.close()

@@ -597,7 +597,7 @@ class AuditLog:
         return True
 
     def _hold(self, batch: list[_Entry], until: float) -> bool:
-        """Add the records that arrive until `until` (monotonic), up to GROUP_MAX; True if the stop mark came."""
+        """Add the records arriving until `until` (monotonic), up to GROUP_MAX; True if the stop mark came."""
         while len(batch) < GROUP_MAX:
             try:
                 item = self._queue.get(True, max(0.0, until - time.monotonic()))
