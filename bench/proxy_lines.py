@@ -296,12 +296,12 @@ def bench_proxy(specs: list[str], entries: str, workdir: Path, rounds: int, seco
     (workdir / "policy.yaml").write_text(f"feeds:\n  - {{name: selftest, format: ip, path: {selftest}}}\n"
                                          "click_links: {rewrite_hosts: [localhost]}\n")
     bare = _mitmdump("bare", [str(BIN / "mitmdump")], workdir)
-    # The addon's own cost: mitmdump with the hook dispatch clickguard runs with (see its module).
-    dispatch = _mitmdump("dispatch", [sys.executable, str(REPO / "bench" / "mitmdump_dispatch.py")], workdir)
+    # The addon's own cost: mitmdump run as clickguard runs mitmproxy (clickguard.proxy.engine).
+    engine = _mitmdump("engine", [sys.executable, str(REPO / "bench" / "mitmdump_engine.py")], workdir)
     # The A/B names its loops; without the flag clickguard runs on the loop it always has.
     cg = _clickguard(workdir, "clickguard", specs, *(["--event-loop", "asyncio"] if uvloop else []))
     uv = _clickguard(workdir, "uvloop", specs, "--event-loop", "uvloop") if uvloop else None
-    contenders = [bare, dispatch, cg, *([uv] if uv else [])]
+    contenders = [bare, engine, cg, *([uv] if uv else [])]
     try:
         for process, port, host in upstreams.values():
             wait_port(port, process, host=host)
@@ -323,15 +323,15 @@ def bench_proxy(specs: list[str], entries: str, workdir: Path, rounds: int, seco
             download = line.path == "blobs"
             connections = 4 if download else 16
             with_uv = uv is not None and line.name in UVLOOP_LINES
-            racing = [*([bare, dispatch] if line in lines else []), cg, *([uv] if with_uv and uv else [])]
+            racing = [*([bare, engine] if line in lines else []), cg, *([uv] if with_uv and uv else [])]
             got = compare(urls[line.path], line.headers, racing, rounds, seconds, connections, workdir)
             mib = DOWNLOAD_BYTES / 2**20 if download else None
             if line in lines:
                 print(ratio_line(line.label.format(entries=entries), line.goal, ("bare", got["bare"]),
                                  ("clickguard", got["clickguard"]), rounds, seconds, connections,
                                  cpu_goal=line.cpu_goal, mib=mib), flush=True)
-                print(ratio_line("  the addon's own cost, against mitmdump with clickguard's hook dispatch",
-                                 None, ("dispatch", got["dispatch"]), ("clickguard", got["clickguard"]),
+                print(ratio_line("  the addon's own cost, against mitmdump run as clickguard runs it",
+                                 None, ("engine", got["engine"]), ("clickguard", got["clickguard"]),
                                  rounds, seconds, connections, mib=mib), flush=True)
             if with_uv:
                 print(ratio_line(f"uvloop A/B, {line.label.format(entries=entries)}", None,

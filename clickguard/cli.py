@@ -334,8 +334,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from mitmproxy.tools import cmdline, dump
     from mitmproxy.tools import main as mitmproxy_main
 
+    from clickguard.proxy import engine
     from clickguard.proxy.addon import make_addons
-    from clickguard.proxy.dispatch import HookDispatch
     from clickguard.proxy.event_loop import use_event_loop
 
     class ClickguardMaster(dump.DumpMaster):
@@ -343,7 +343,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         def __init__(self, options: Any, **kwargs: Any) -> None:
             super().__init__(options, **kwargs)
-            HookDispatch.install(self.addons)
+            engine.install(self)
             self.addons.add(*make_addons())
 
     host, port = args.listen

@@ -9,6 +9,8 @@ container's children change between events (when the plans are rebuilt).
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 import types
 from typing import Any
 
@@ -18,7 +20,7 @@ from mitmproxy.proxy.layers.http import _hooks as http  # the hooks themselves, 
 from mitmproxy.test import tflow
 from mitmproxy.tools import dump
 
-from clickguard.proxy.dispatch import HookDispatch
+from clickguard.proxy.engine import HookDispatch
 
 
 class Recorder:
@@ -157,3 +159,25 @@ async def test_plans_only_hold_the_addons_implementing_a_hook() -> None:
     stock = [type(a).__name__ for a in master.addons.chain
              if hasattr(a, "addons") or callable(getattr(a, "response", None))]
     assert plan == stock and "OnlyResponse" in plan and len(plan) < len(master.addons.chain) // 3
+
+
+def test_the_debug_type_checks_are_skipped_and_only_they() -> None:
+    """mitmproxy's per-message type check is gone once the engine is installed; messages still work."""
+    code = """
+from mitmproxy import http
+from clickguard.proxy import engine
+def bad():
+    request = http.Request.make("GET", "http://example.test/")
+    return http.Request("example.test", 80, b"GET", b"http", b"example.test", b"/", b"HTTP/1.1",
+                        request.headers, b"", None, "not a time", None)
+try:
+    bad()
+except TypeError:
+    print("checked")
+engine.skip_debug_type_checks()
+bad()
+made = http.Response.make(302, b"", {"Location": "http://example.test/"})
+print("skipped", made.status_code, made.headers["Location"])
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["checked", "skipped", "302", "http://example.test/"]
