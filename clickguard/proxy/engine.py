@@ -12,8 +12,9 @@ was about a third of the proxy's Python time, in mitmdump as in clickguard.
 the chain's plan once: each addon without children that implements the hook,
 with its bound method, and each addon with children (``addons``, as mitmproxy's
 script loader has) visited mitmproxy's own way each time, as its children come
-and go. The plans are dropped whenever the chain changes (`add`, `remove`,
-`clear`). An addon's error is logged by mitmproxy's own `safecall`, and the
+and go. Whether an addon has children is read when a plan is made (mitmproxy's
+script loader sets ``addons`` in its constructor). The plans are dropped whenever
+the chain changes (`add`, `remove`, `clear`). An addon's error is logged by mitmproxy's own `safecall`, and the
 chain goes on; `AddonHalt` ends it; `OptionsError` propagates, as in mitmproxy.
 A hook's arguments are read once per event, not once per addon.
 
