@@ -15,8 +15,8 @@ hand-over stays, as it groups what the store commits. Under ``closed`` the store
 takes only what the file took, always through the log thread. While records
 arrive during earlier ones' commits (`_Grouping`), the log thread holds each
 batch open up to `GROUP_WINDOW` for more, as a record alone costs the proxy a
-sync and a transaction of CPU: at ~900 navigations a second that saved about a
-tenth of the proxy's CPU per navigation. Records one at a time are never held.
+sync and a transaction of CPU: at 500-600 navigations a second that saved 8-10%
+of the proxy's CPU per navigation. Records one at a time are never held.
 
 The file is the primary record. A record is *recorded* once the file has it
 (with the log off: once the store has it); `write` says whether it was, and
