@@ -14,8 +14,9 @@ with its bound method, and each addon with children (``addons``, as mitmproxy's
 script loader has) visited mitmproxy's own way each time, as its children come
 and go. Whether an addon has children is read when a plan is made (mitmproxy's
 script loader sets ``addons`` in its constructor). The plans are dropped whenever
-the chain changes (`add`, `remove`, `clear`). An addon's error is logged by mitmproxy's own `safecall`, and the
-chain goes on; `AddonHalt` ends it; `OptionsError` propagates, as in mitmproxy.
+the chain changes (`add`, `remove`, `clear`). An addon's error is logged by
+mitmproxy's own `safecall`, and the chain goes on; `AddonHalt` ends it;
+`OptionsError` propagates, as in mitmproxy.
 A hook's arguments are read once per event, not once per addon.
 
 **Debug type checks.** mitmproxy checks the type of every field of each request
