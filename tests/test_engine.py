@@ -1,4 +1,4 @@
-"""The proxy's hook dispatch makes mitmproxy's calls in mitmproxy's order, errors and halts included.
+"""How clickguard runs mitmproxy: mitmproxy's hook calls in its order; no debug type checks.
 
 Differential: the same addons on two real mitmdump masters, one with mitmproxy's
 AddonManager and one with `HookDispatch`, the same events fired on both; the calls
@@ -161,7 +161,7 @@ async def test_plans_only_hold_the_addons_implementing_a_hook() -> None:
     assert plan == stock and "OnlyResponse" in plan and len(plan) < len(master.addons.chain) // 3
 
 
-def test_the_debug_type_checks_are_skipped_and_only_they() -> None:
+def test_the_debug_type_checks_are_skipped_and_messages_still_work() -> None:
     """mitmproxy's per-message type check is gone once the engine is installed; messages still work."""
     code = """
 from mitmproxy import http
